@@ -1,0 +1,130 @@
+/**
+ * Typed errors. Every failure of sd-native reaches JavaScript as an {@link SdError} subclass
+ * with a stable `code`; the message names the file, field or argument at fault.
+ */
+
+/** The stable error codes. */
+export type SdErrorCode =
+  | 'E_MODEL_NOT_FOUND'
+  | 'E_BAD_CHECKPOINT'
+  | 'E_BAD_CONFIG'
+  | 'E_UNSUPPORTED_MODEL'
+  | 'E_INVALID_ARGUMENT'
+  | 'E_OUT_OF_MEMORY'
+  | 'E_ABORTED'
+  | 'E_DEVICE_UNAVAILABLE'
+  | 'E_NUMERICAL'
+  | 'E_DISPOSED'
+  | 'E_NATIVE_LOAD'
+  | 'E_INTERNAL';
+
+/** Base class of every error sd-native throws. */
+export class SdError extends Error {
+  readonly code: SdErrorCode;
+  constructor(code: SdErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A model folder, file or component is missing (`E_MODEL_NOT_FOUND`). */
+export class ModelNotFoundError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_MODEL_NOT_FOUND', message, options); }
+}
+/** A checkpoint is corrupt, lies about its contents, is a pickle, or misses/mis-shapes weights (`E_BAD_CHECKPOINT`). */
+export class BadCheckpointError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_BAD_CHECKPOINT', message, options); }
+}
+/** A config.json is malformed or lacks a required field (`E_BAD_CONFIG`). */
+export class BadConfigError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_BAD_CONFIG', message, options); }
+}
+/** A model family, scheduler or option sd-native does not run (`E_UNSUPPORTED_MODEL`). */
+export class UnsupportedModelError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_UNSUPPORTED_MODEL', message, options); }
+}
+/** A call argument is out of range or of the wrong type (`E_INVALID_ARGUMENT`). */
+export class InvalidArgumentError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_INVALID_ARGUMENT', message, options); }
+}
+/** The device ran out of memory; a smaller call afterwards works (`E_OUT_OF_MEMORY`). */
+export class OutOfMemoryError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_OUT_OF_MEMORY', message, options); }
+}
+/** The call was aborted through its AbortSignal (`E_ABORTED`). */
+export class AbortError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_ABORTED', message, options); }
+}
+/** The requested device (e.g. CUDA) is not available in this build or machine (`E_DEVICE_UNAVAILABLE`). */
+export class DeviceUnavailableError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_DEVICE_UNAVAILABLE', message, options); }
+}
+/** NaN or infinity appeared where an image should be (`E_NUMERICAL`). */
+export class NumericalError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_NUMERICAL', message, options); }
+}
+/** The object was disposed (`E_DISPOSED`). */
+export class DisposedError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_DISPOSED', message, options); }
+}
+/** The native addon could not be loaded (`E_NATIVE_LOAD`). */
+export class NativeLoadError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_NATIVE_LOAD', message, options); }
+}
+/** An unexpected native failure (`E_INTERNAL`). */
+export class InternalError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_INTERNAL', message, options); }
+}
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => SdError> = {
+  E_MODEL_NOT_FOUND: ModelNotFoundError,
+  E_BAD_CHECKPOINT: BadCheckpointError,
+  E_BAD_CONFIG: BadConfigError,
+  E_UNSUPPORTED_MODEL: UnsupportedModelError,
+  E_INVALID_ARGUMENT: InvalidArgumentError,
+  E_OUT_OF_MEMORY: OutOfMemoryError,
+  E_ABORTED: AbortError,
+  E_DEVICE_UNAVAILABLE: DeviceUnavailableError,
+  E_NUMERICAL: NumericalError,
+  E_DISPOSED: DisposedError,
+  E_NATIVE_LOAD: NativeLoadError,
+  E_INTERNAL: InternalError,
+};
+
+/** Creates the SdError subclass for `code`. */
+export function makeError(code: string, message: string, cause?: unknown): SdError {
+  const Ctor = byCode[code] ?? InternalError;
+  return new Ctor(message, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * Converts anything thrown by the addon (a JS Error with `.code`) into an SdError subclass.
+ * SdErrors pass through unchanged.
+ */
+export function toSdError(e: unknown): SdError {
+  if (e instanceof SdError) return e;
+  if (e instanceof Error) {
+    const code = (e as Error & { code?: unknown }).code;
+    return makeError(typeof code === 'string' ? code : 'E_INTERNAL', e.message, e);
+  }
+  return new InternalError(String(e));
+}
+
+/** Awaits a native promise, rethrowing its failure as an SdError. */
+export async function native<T>(p: Promise<T> | (() => Promise<T>)): Promise<T> {
+  try {
+    return await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    throw toSdError(e);
+  }
+}
+
+/** Calls a synchronous native function, rethrowing its failure as an SdError. */
+export function nativeSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw toSdError(e);
+  }
+}

@@ -1,0 +1,119 @@
+// Bindings for native/core/io: safetensors header inspection, tensor reads and writes.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include "addon/bindings.h"
+#include "addon/util.h"
+#include "io/safetensors.h"
+#include "nn/attention.h"
+
+namespace sd::addon {
+
+namespace {
+
+Napi::Value ReadSafetensorsHeader(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, "readSafetensorsHeader(path): path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  return runAsync<io::SafetensorsHeader>(
+      env, [path] { return io::SafetensorsFile::open(path)->header(); },
+      [](Napi::Env env, io::SafetensorsHeader& h) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Object meta = Napi::Object::New(env);
+        for (const auto& [k, v] : h.metadata) meta.Set(k, v);
+        out.Set("metadata", meta);
+        Napi::Array tensors = Napi::Array::New(env, h.tensors.size());
+        const uint64_t dataStart = 8 + h.headerSize;
+        for (size_t i = 0; i < h.tensors.size(); ++i) {
+          const auto& t = h.tensors[i];
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("name", t.name);
+          o.Set("dtype", io::dtypeName(t.dtype));
+          Napi::Array shape = Napi::Array::New(env, t.shape.size());
+          for (size_t j = 0; j < t.shape.size(); ++j) shape.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(t.shape[j])));
+          o.Set("shape", shape);
+          Napi::Array offsets = Napi::Array::New(env, 2);
+          offsets.Set(0u, Napi::Number::New(env, static_cast<double>(t.begin)));
+          offsets.Set(1u, Napi::Number::New(env, static_cast<double>(t.end)));
+          o.Set("dataOffsets", offsets);
+          Napi::Array fileOffsets = Napi::Array::New(env, 2);
+          fileOffsets.Set(0u, Napi::Number::New(env, static_cast<double>(dataStart + t.begin)));
+          fileOffsets.Set(1u, Napi::Number::New(env, static_cast<double>(dataStart + t.end)));
+          o.Set("fileOffsets", fileOffsets);
+          tensors.Set(static_cast<uint32_t>(i), o);
+        }
+        out.Set("tensors", tensors);
+        out.Set("headerSize", Napi::Number::New(env, static_cast<double>(h.headerSize)));
+        return out;
+      });
+}
+
+// readSafetensors(path, names?) → {name: {data, shape, dtype}} (F16/BF16 as float32; F8 as raw bytes).
+Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, "readSafetensors(path): path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  using Result = std::vector<std::pair<std::string, at::Tensor>>;
+  return runAsync<Result>(
+      env,
+      [path] {
+        auto f = io::SafetensorsFile::open(path);
+        Result r;
+        for (const auto& t : f->header().tensors) r.emplace_back(t.name, f->tensor(t).clone());
+        return r;
+      },
+      [](Napi::Env env, Result& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        for (auto& [name, t] : r) out.Set(name, fromTensor(env, t));
+        return out;
+      });
+}
+
+// writeSafetensors(path, {name: {data, shape}}, metadata?)
+Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
+    throwInvalid(env, "writeSafetensors(path, tensors, metadata?)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  Napi::Object obj = info[1].As<Napi::Object>();
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  Napi::Array names = obj.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+    tensors.emplace_back(name, toTensor(env, obj.Get(name), "tensors[\"" + name + "\"]"));
+  }
+  std::map<std::string, std::string> meta;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object m = info[2].As<Napi::Object>();
+    Napi::Array keys = m.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+      meta[k] = m.Get(k).ToString().Utf8Value();
+    }
+  }
+  return runAsync<bool>(
+      env, [path, tensors, meta] { io::writeSafetensors(path, tensors, meta); return true; },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("libtorchVersion", TORCH_VERSION);
+  o.Set("sdpa", nn::sdpaAvailable());
+  o.Set("cuda", at::hasCUDA());
+  o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
+  return o;
+}
+
+}  // namespace
+
+void InitIo(Napi::Env env, Napi::Object exports) {
+  exports.Set("readSafetensorsHeader", Napi::Function::New(env, ReadSafetensorsHeader));
+  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors));
+  exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+}
+
+}  // namespace sd::addon

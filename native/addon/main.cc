@@ -1,0 +1,13 @@
+// The addon's entry point: registers every binding file's exports.
+#include <napi.h>
+
+#include "addon/bindings.h"
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  sd::addon::InitIo(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(sd_native, Init)

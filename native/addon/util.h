@@ -1,0 +1,128 @@
+// Binding helpers shared by every addon file: tensor conversion between JS and ATen, error
+// mapping (SdException → JS Error with `.code`), promise-returning async work, and handles.
+// No model logic lives here.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "util/error.h"
+
+namespace sd::addon {
+
+/// A JS Error carrying `.code` (an E_* code); lib/errors.ts turns it into an SdError subclass.
+Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message);
+/// Throws an E_INVALID_ARGUMENT error into JS (as a C++ exception; NAPI_CPP_EXCEPTIONS).
+[[noreturn]] void throwInvalid(Napi::Env env, const std::string& message);
+
+/// {data: TypedArray, shape: number[]} → CPU tensor (copied). Float32Array → float32,
+/// Float64Array → float64, BigInt64Array → int64, Int32Array → int32, Uint8Array → uint8.
+/// `what` names the argument in error messages.
+at::Tensor toTensor(Napi::Env env, const Napi::Value& value, const std::string& what);
+/// Tensor → {data, shape, dtype}; float16/bfloat16 come back as Float32Array.
+Napi::Object fromTensor(Napi::Env env, const at::Tensor& t);
+
+/// Reads an optional property of an options object.
+std::string getString(const Napi::Object& o, const char* key, const std::string& fallback);
+double getNumber(const Napi::Object& o, const char* key, double fallback);
+bool getBool(const Napi::Object& o, const char* key, bool fallback);
+
+/// Runs `work` on the libuv thread pool and resolves with `done(env, result)` on the JS thread.
+/// Any SdException / c10::Error / std::exception rejects the promise with a coded Error
+/// (c10 out-of-memory → E_OUT_OF_MEMORY, others → E_INTERNAL).
+template <typename R>
+Napi::Promise runAsync(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> done);
+
+/// Converts the in-flight C++ exception into {code, message}.
+void describeCurrentException(std::string& code, std::string& message);
+
+/// A native object owned by JS through a Napi::External; dispose() drops it early. Work in
+/// flight keeps its own shared_ptr, so disposal never frees memory a worker is using.
+template <typename T>
+struct Handle {
+  std::shared_ptr<T> ptr;
+};
+
+template <typename T>
+Napi::Value wrapHandle(Napi::Env env, std::shared_ptr<T> ptr) {
+  return Napi::External<Handle<T>>::New(env, new Handle<T>{std::move(ptr)},
+                                         [](Napi::Env, Handle<T>* h) { delete h; });
+}
+
+/// The object behind a handle; E_DISPOSED once dispose() ran, E_INVALID_ARGUMENT if not a handle.
+template <typename T>
+std::shared_ptr<T> unwrapHandle(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) throwInvalid(env, std::string(what) + " is not a native handle");
+  auto* h = v.As<Napi::External<Handle<T>>>().Data();
+  if (!h || !h->ptr) throw makeError(env, codes::kDisposed, std::string(what) + " has been disposed");
+  return h->ptr;
+}
+
+template <typename T>
+void disposeHandle(const Napi::Value& v) {
+  if (!v.IsExternal()) return;
+  auto* h = v.As<Napi::External<Handle<T>>>().Data();
+  if (h) h->ptr.reset();
+}
+
+// ---- implementation of runAsync --------------------------------------------------------------
+
+template <typename R>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> done)
+      : Napi::AsyncWorker(env, "sd-native"), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), done_(std::move(done)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      result_ = std::make_unique<R>(work_());
+    } catch (...) {
+      describeCurrentException(code_, message_);
+      failed_ = true;
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (failed_) {
+      deferred_.Reject(makeError(env, code_, message_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(done_(env, *result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      std::string code, message;
+      describeCurrentException(code, message);
+      deferred_.Reject(makeError(env, code, message).Value());
+    }
+    result_.reset();
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<R()> work_;
+  std::function<Napi::Value(Napi::Env, R&)> done_;
+  std::unique_ptr<R> result_;
+  bool failed_ = false;
+  std::string code_, message_;
+};
+
+template <typename R>
+Napi::Promise runAsync(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> done) {
+  auto* w = new PromiseWorker<R>(env, std::move(work), std::move(done));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace sd::addon

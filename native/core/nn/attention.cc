@@ -1,0 +1,100 @@
+// diffusers AttnProcessor / SlicedAttnProcessor / AttnProcessor2_0 (models/attention_processor.py).
+#include "nn/attention.h"
+
+#include <cmath>
+
+#include "util/error.h"
+#include "util/torch_compat.h"
+
+namespace sd::nn {
+
+bool sdpaAvailable() {
+#ifdef SD_HAVE_SDPA
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+// [B, N, H·D] → [B·H, N, D] (diffusers head_to_batch_dim).
+at::Tensor headToBatch(const at::Tensor& x, int64_t heads) {
+  const int64_t b = x.size(0), n = x.size(1), d = x.size(2) / heads;
+  return x.reshape({b, n, heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, n, d});
+}
+
+// [B·H, N, D] → [B, N, H·D] (diffusers batch_to_head_dim).
+at::Tensor batchToHead(const at::Tensor& x, int64_t heads) {
+  const int64_t bh = x.size(0), n = x.size(1), d = x.size(2);
+  return x.reshape({bh / heads, heads, n, d}).permute({0, 2, 1, 3}).reshape({bh / heads, n, heads * d});
+}
+
+// Scores, softmax and weighted sum for q [S, N, D], k/v [S, M, D], mask broadcastable to [S, N, M].
+at::Tensor mathAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                         const at::Tensor& mask, bool upcast) {
+  at::Tensor qq = upcast ? q.to(at::kFloat) : q;
+  at::Tensor kk = upcast ? k.to(at::kFloat) : k;
+  at::Tensor scores;
+  if (mask.defined()) {
+    scores = at::baddbmm(mask.to(qq.scalar_type()).expand({q.size(0), q.size(1), k.size(1)}), qq, kk.transpose(1, 2),
+                         /*beta=*/1, /*alpha=*/scale);
+  } else {
+    scores = at::baddbmm(at::empty({q.size(0), q.size(1), k.size(1)}, qq.options()), qq, kk.transpose(1, 2),
+                         /*beta=*/0, /*alpha=*/scale);
+  }
+  // Softmax in float32 whatever the compute dtype: fp16 scores overflow on large models.
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(v.scalar_type());
+  return at::bmm(probs, v);
+}
+
+}  // namespace
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                     const AttentionOptions& options, const std::optional<at::Tensor>& mask, bool upcast) {
+  const int64_t b = q.size(0), n = q.size(1), inner = q.size(2), m = k.size(1);
+  if (inner % heads != 0)
+    fail(codes::kBadConfig, "attention: inner dim " + std::to_string(inner) + " not divisible by " +
+                                std::to_string(heads) + " heads");
+  const int64_t d = inner / heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+
+#ifdef SD_HAVE_SDPA
+  if (options.useSdpa && options.sliceSize == 0) {
+    auto split = [&](const at::Tensor& x, int64_t len) {
+      return x.reshape({b, len, heads, d}).transpose(1, 2);  // [B, H, len, D]
+    };
+    std::optional<at::Tensor> m4;
+    if (mask) m4 = mask->to(q.scalar_type());
+    at::Tensor out = at::scaled_dot_product_attention(split(q, n), split(k, m), split(v, m), m4);
+    return out.transpose(1, 2).reshape({b, n, inner});
+  }
+#endif
+
+  at::Tensor qb = headToBatch(q, heads);  // [B·H, N, D]
+  at::Tensor kb = headToBatch(k, heads);  // [B·H, M, D]
+  at::Tensor vb = headToBatch(v, heads);  // [B·H, M, D]
+  at::Tensor maskB;                        // broadcastable to [B·H, N, M]
+  if (mask) {
+    at::Tensor mk = *mask;
+    while (mk.dim() < 4) mk = mk.unsqueeze(0);
+    maskB = mk.expand({b, heads, n, m}).reshape({b * heads, n, m});
+  }
+
+  int64_t slice = options.sliceSize;
+  if (slice == AttentionOptions::kSliceAuto) slice = std::max<int64_t>(1, heads / 2);
+  if (slice == AttentionOptions::kSliceMax) slice = 1;
+  const int64_t total = b * heads;
+  if (slice <= 0 || slice >= total) {
+    return batchToHead(mathAttention(qb, kb, vb, scale, maskB, upcast), heads);
+  }
+  at::Tensor out = at::empty({total, n, d}, q.options());
+  for (int64_t s = 0; s < total; s += slice) {
+    const int64_t e = std::min(total, s + slice);
+    at::Tensor ms = maskB.defined() ? maskB.slice(0, s, e) : at::Tensor();
+    out.slice(0, s, e).copy_(mathAttention(qb.slice(0, s, e), kb.slice(0, s, e), vb.slice(0, s, e), scale, ms, upcast));
+  }
+  return batchToHead(out, heads);
+}
+
+}  // namespace sd::nn

@@ -1,0 +1,36 @@
+// The one attention entry point used by the UNet transformer blocks, the VAE mid-block and CLIP.
+// Follows diffusers' AttnProcessor (math), SlicedAttnProcessor (slicing) and AttnProcessor2_0
+// (torch scaled_dot_product_attention).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace sd::nn {
+
+/// How attention is computed. Shared by all attention layers of a model; set by the pipeline.
+struct AttentionOptions {
+  /// Sliced attention over the batch·heads dimension, as diffusers' enable_attention_slicing:
+  /// 0 = off, kSliceAuto = half the heads of each layer, kSliceMax = one head at a time,
+  /// n > 0 = n heads·batch per slice.
+  int64_t sliceSize = 0;
+  static constexpr int64_t kSliceAuto = -1;
+  static constexpr int64_t kSliceMax = -2;
+  /// Use at::scaled_dot_product_attention (libtorch >= 2.0; flash / memory-efficient kernels on
+  /// CUDA). Ignored when slicing is on.
+  bool useSdpa = false;
+};
+
+/// True when this build has at::scaled_dot_product_attention.
+bool sdpaAvailable();
+
+/// Multi-head attention on projected inputs.
+/// q [B, N, H·D], k and v [B, M, H·D] (any float dtype) → [B, N, H·D] in q's dtype.
+/// Scale 1/sqrt(D). `mask` is additive, broadcastable to [B, H, N, M] (e.g. CLIP's causal mask).
+/// `upcast`: compute scores and softmax in float32 (diffusers' upcast_attention/upcast_softmax).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                     const AttentionOptions& options, const std::optional<at::Tensor>& mask = std::nullopt,
+                     bool upcast = false);
+
+}  // namespace sd::nn

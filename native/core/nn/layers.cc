@@ -1,0 +1,65 @@
+// torch.nn layer semantics over by-name weights (torch.nn.functional equivalents).
+#include "nn/layers.h"
+
+#include "util/error.h"
+
+namespace sd::nn {
+
+at::Tensor castLike(const at::Tensor& w, const at::Tensor& x) {
+  if (w.scalar_type() == x.scalar_type() && w.device() == x.device()) return w;
+  return w.to(x.device(), x.scalar_type());
+}
+
+static at::Tensor optCast(const at::Tensor* t, const at::Tensor& x) {
+  return t ? castLike(*t, x) : at::Tensor();
+}
+
+Linear::Linear(const Scope& s, int64_t in, int64_t out, bool withBias)
+    : weight(s.take("weight", {out, in})), bias(withBias ? s.take("bias", {out}) : nullptr) {}
+
+at::Tensor Linear::operator()(const at::Tensor& x) const {
+  return at::linear(x, castLike(*weight, x), optCast(bias, x));
+}
+
+Conv2d::Conv2d(const Scope& s, int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_, bool withBias)
+    : weight(s.take("weight", {out, in, kernel, kernel})),
+      bias(withBias ? s.take("bias", {out}) : nullptr),
+      stride(stride_),
+      padding(padding_) {}
+
+at::Tensor Conv2d::operator()(const at::Tensor& x) const {
+  return at::conv2d(x, castLike(*weight, x), optCast(bias, x), {stride, stride}, {padding, padding});
+}
+
+GroupNorm::GroupNorm(const Scope& s, int64_t groups_, int64_t channels, double eps_)
+    : weight(s.take("weight", {channels})), bias(s.take("bias", {channels})), groups(groups_), eps(eps_) {
+  if (channels % groups != 0)
+    fail(codes::kBadConfig, s.weights().component() + ": " + s.prefix() + ": " + std::to_string(channels) +
+                                " channels are not divisible into " + std::to_string(groups) + " groups");
+}
+
+at::Tensor GroupNorm::operator()(const at::Tensor& x) const {
+  return at::group_norm(x, groups, castLike(*weight, x), castLike(*bias, x), eps);
+}
+
+LayerNorm::LayerNorm(const Scope& s, int64_t dim_, double eps_)
+    : weight(s.take("weight", {dim_})), bias(s.take("bias", {dim_})), dim(dim_), eps(eps_) {}
+
+at::Tensor LayerNorm::operator()(const at::Tensor& x) const {
+  return at::layer_norm(x, {dim}, castLike(*weight, x), castLike(*bias, x), eps);
+}
+
+Embedding::Embedding(const Scope& s, int64_t num, int64_t dim) : weight(s.take("weight", {num, dim})) {}
+
+at::Tensor Embedding::operator()(const at::Tensor& ids) const { return at::embedding(*weight, ids); }
+
+at::Tensor activation(const std::string& name, const at::Tensor& x) {
+  if (name == "gelu") return at::gelu(x);
+  if (name == "quick_gelu") return x * at::sigmoid(1.702 * x);
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return at::gelu(x, "tanh");
+  if (name == "silu" || name == "swish") return at::silu(x);
+  if (name == "relu") return at::relu(x);
+  fail(codes::kUnsupportedModel, "unsupported activation function \"" + name + "\"");
+}
+
+}  // namespace sd::nn

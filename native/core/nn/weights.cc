@@ -1,0 +1,76 @@
+// Strict by-name weight store (the loading discipline of diffusers' `load_state_dict(strict=True)`).
+#include "nn/weights.h"
+
+#include <sstream>
+
+#include "util/error.h"
+
+namespace sd::nn {
+
+std::string shapeString(at::IntArrayRef shape) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << ']';
+  return os.str();
+}
+
+Weights::Weights(StateDict tensors, std::string component)
+    : tensors_(std::move(tensors)), component_(std::move(component)) {}
+
+at::Tensor* Weights::takeOptional(const std::string& name, at::IntArrayRef shape) {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return nullptr;
+  if (it->second.sizes() != shape)
+    fail(codes::kBadCheckpoint, component_ + ": weight \"" + name + "\" has shape " + shapeString(it->second.sizes()) +
+                                    " in the file but the config implies " + shapeString(shape));
+  used_.insert(name);
+  return &it->second;
+}
+
+at::Tensor* Weights::take(const std::string& name, at::IntArrayRef shape) {
+  at::Tensor* t = takeOptional(name, shape);
+  if (!t)
+    fail(codes::kBadCheckpoint,
+         component_ + ": missing weight \"" + name + "\" (expected shape " + shapeString(shape) + ")");
+  return t;
+}
+
+void Weights::ignore(const std::string& name) {
+  if (tensors_.count(name)) used_.insert(name);
+}
+
+void Weights::finish() const {
+  std::vector<std::string> unexpected;
+  for (const auto& [name, t] : tensors_)
+    if (!used_.count(name)) unexpected.push_back(name);
+  if (unexpected.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < unexpected.size() && i < 10; ++i) list += (i ? ", " : "") + unexpected[i];
+  if (unexpected.size() > 10) list += ", … (" + std::to_string(unexpected.size() - 10) + " more)";
+  fail(codes::kBadCheckpoint, component_ + ": " + std::to_string(unexpected.size()) +
+                                  " weight(s) that the config does not use: " + list);
+}
+
+void Weights::to(at::Device device, at::ScalarType dtype) {
+  for (auto& [name, t] : tensors_) {
+    if (at::isFloatingType(t.scalar_type()))
+      t = t.to(device, dtype);
+    else
+      t = t.to(device);
+  }
+}
+
+int64_t Weights::numel() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : tensors_) n += t.numel();
+  return n;
+}
+
+int64_t Weights::nbytes() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : tensors_) n += t.numel() * static_cast<int64_t>(t.element_size());
+  return n;
+}
+
+}  // namespace sd::nn

@@ -1,0 +1,94 @@
+/**
+ * Test access to ../shared/fixtures (the correctness oracle): paths, cases.json, golden
+ * tensors, and comparison helpers that report the largest error seen.
+ */
+import path from 'node:path';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { readSafetensors } from '../../lib/safetensors.js';
+import type { TensorData } from '../../types/native.js';
+
+const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** ../shared/fixtures relative to the project root. */
+export const FIXTURES = path.resolve(projectRoot, '..', 'shared', 'fixtures');
+export const fixture = (...parts: string[]): string => path.join(FIXTURES, ...parts);
+
+export interface GoldenCase {
+  name: string;
+  kind: string;
+  file: string;
+  params: Record<string, any>;
+  notes?: unknown;
+  tensors: Record<string, { shape: number[]; dtype: string }>;
+}
+
+/** Parses a cases.json; the strings "-Infinity"/"Infinity"/"NaN" become numbers. */
+export function loadCases(model: string): { modelDir: string; cases: GoldenCase[]; raw: any } {
+  const file = fixture('goldens', model, 'cases.json');
+  const raw = JSON.parse(fs.readFileSync(file, 'utf8'), (_k, v) =>
+    v === '-Infinity' ? -Infinity : v === 'Infinity' ? Infinity : v === 'NaN' ? NaN : v);
+  const list: GoldenCase[] = Array.isArray(raw.cases) ? raw.cases : Object.values(raw.cases ?? {});
+  const modelDir = path.resolve(path.dirname(file), raw.model_dir ?? '');
+  return { modelDir, cases: list, raw };
+}
+
+const cache = new Map<string, Record<string, TensorData<any>>>();
+/** Loads every tensor of goldens/<model>/<file>. */
+export async function loadGolden(model: string, file: string): Promise<Record<string, TensorData<any>>> {
+  const p = fixture('goldens', model, file);
+  let t = cache.get(p);
+  if (!t) {
+    t = await readSafetensors(p);
+    cache.set(p, t);
+  }
+  return t;
+}
+
+/** max |a - b| (shapes must match). */
+export function maxAbsDiff(a: TensorData<any>, b: TensorData<any>): number {
+  expectSameShape(a, b);
+  let m = 0;
+  for (let i = 0; i < a.data.length; i++) {
+    const d = Math.abs(Number(a.data[i]) - Number(b.data[i]));
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+export function maxAbs(a: TensorData<any>): number {
+  let m = 0;
+  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(Number(a.data[i])));
+  return m;
+}
+
+export function expectSameShape(a: TensorData<any>, b: TensorData<any>): void {
+  const sa = JSON.stringify(a.shape), sb = JSON.stringify(b.shape);
+  if (sa !== sb) throw new Error(`shape mismatch: ${sa} vs ${sb}`);
+}
+
+/**
+ * torch.allclose semantics: |a - b| <= atol + rtol·|b| everywhere. Returns the worst excess
+ * and max abs diff so a failing test can print them.
+ */
+export function allClose(actual: TensorData<any>, expected: TensorData<any>, atol: number, rtol: number):
+  { ok: boolean; maxAbsDiff: number; worstIndex: number } {
+  expectSameShape(actual, expected);
+  let ok = true, worst = -Infinity, worstIndex = -1, mad = 0;
+  for (let i = 0; i < actual.data.length; i++) {
+    const a = Number(actual.data[i]), b = Number(expected.data[i]);
+    const d = Math.abs(a - b);
+    if (Number.isNaN(d)) { ok = false; worstIndex = i; mad = Infinity; break; }
+    mad = Math.max(mad, d);
+    const excess = d - (atol + rtol * Math.abs(b));
+    if (excess > worst) { worst = excess; worstIndex = i; }
+    if (excess > 0) ok = false;
+  }
+  return { ok, maxAbsDiff: mad, worstIndex };
+}
+
+/** Slices the i-th entry along dim 0 of a tensor. */
+export function index0(t: TensorData<any>, i: number): TensorData<any> {
+  const inner = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  const Ctor = (t.data as any).constructor;
+  return { data: new Ctor(t.data.slice(i * inner, (i + 1) * inner)), shape: t.shape.slice(1) };
+}
