@@ -1,6 +1,9 @@
 // Strict by-name weight store (the loading discipline of diffusers' `load_state_dict(strict=True)`).
 #include "nn/weights.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
 #include <sstream>
 
 #include "util/error.h"
@@ -18,6 +21,31 @@ std::string shapeString(at::IntArrayRef shape) {
 Weights::Weights(StateDict tensors, std::string component)
     : tensors_(std::move(tensors)), component_(std::move(component)) {}
 
+namespace {
+thread_local RandomInitScope* tlsRandomInit = nullptr;
+}
+
+RandomInitScope::RandomInitScope(uint64_t seed, at::ScalarType dtype)
+    : generator_(at::make_generator<at::CPUGeneratorImpl>(seed)), dtype_(dtype), previous_(tlsRandomInit) {
+  tlsRandomInit = this;
+}
+RandomInitScope::~RandomInitScope() { tlsRandomInit = previous_; }
+RandomInitScope* RandomInitScope::current() { return tlsRandomInit; }
+
+at::Tensor RandomInitScope::create(const std::string& name, at::IntArrayRef shape) {
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  const bool isBias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  at::Tensor t;
+  if (shape.size() <= 1) {
+    t = isBias ? at::zeros(shape, opts) : at::ones(shape, opts);
+  } else {
+    int64_t fanIn = 1;
+    for (size_t i = 1; i < shape.size(); ++i) fanIn *= shape[i];
+    t = at::randn(shape, generator_, opts).mul_(1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(fanIn, 1))));
+  }
+  return t.to(dtype_);
+}
+
 at::Tensor* Weights::takeOptional(const std::string& name, at::IntArrayRef shape) {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) return nullptr;
@@ -29,6 +57,9 @@ at::Tensor* Weights::takeOptional(const std::string& name, at::IntArrayRef shape
 }
 
 at::Tensor* Weights::take(const std::string& name, at::IntArrayRef shape) {
+  if (RandomInitScope* init = RandomInitScope::current(); init && !tensors_.count(name)) {
+    tensors_[name] = init->create(name, shape);
+  }
   at::Tensor* t = takeOptional(name, shape);
   if (!t)
     fail(codes::kBadCheckpoint,

@@ -48,6 +48,26 @@ class Weights {
   std::set<std::string> used_;
 };
 
+/// While alive on a thread, Weights::take() on a missing tensor creates it instead of failing:
+/// 1-d "*.weight" → ones (norm scales), 1-d "*.bias" → zeros, others → N(0, 1/fan_in) with
+/// fan_in = the product of all but the first dimension (keeps activations O(1), finite in
+/// float16). Used by create-model to instantiate any model with random weights from its config.
+class RandomInitScope {
+ public:
+  RandomInitScope(uint64_t seed, at::ScalarType dtype);
+  ~RandomInitScope();
+  RandomInitScope(const RandomInitScope&) = delete;
+  RandomInitScope& operator=(const RandomInitScope&) = delete;
+  /// The active scope of this thread, or nullptr.
+  static RandomInitScope* current();
+  at::Tensor create(const std::string& name, at::IntArrayRef shape);
+
+ private:
+  at::Generator generator_;
+  at::ScalarType dtype_;
+  RandomInitScope* previous_;
+};
+
 /// A prefix into a Weights store: Scope(w, "down_blocks.0").sub("resnets.1").take("conv1.weight", …).
 class Scope {
  public:

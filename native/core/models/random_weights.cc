@@ -1,0 +1,30 @@
+// Random-weight instantiation of UNet2DConditionModel / AutoencoderKL / CLIPTextModel from their configs.
+#include "models/random_weights.h"
+
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
+#include "util/error.h"
+
+namespace sd::models {
+
+nn::StateDict createRandomWeights(const std::string& component, const std::string& configPath, uint64_t seed,
+                                  at::ScalarType dtype) {
+  nn::RandomInitScope init(seed, dtype);
+  if (component == "unet") {
+    UNet2DConditionModel m(UNet2DConditionConfig::fromFile(configPath), {});
+    return m.weights().tensors();
+  }
+  if (component == "vae") {
+    AutoencoderKL m(AutoencoderKLConfig::fromFile(configPath), {});
+    return m.weights().tensors();
+  }
+  if (component == "text_encoder" || component == "text_encoder_2") {
+    CLIPTextModel m(CLIPTextConfig::fromFile(configPath), {});
+    return m.weights().tensors();
+  }
+  fail(codes::kInvalidArgument, "createRandomWeights: unknown component \"" + component +
+                                    "\" (expected unet, vae, text_encoder)");
+}
+
+}  // namespace sd::models

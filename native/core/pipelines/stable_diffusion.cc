@@ -1,0 +1,285 @@
+// diffusers v0.30.3 StableDiffusionPipeline.__call__ and StableDiffusionImg2ImgPipeline.__call__
+// (pipelines/stable_diffusion/pipeline_stable_diffusion{,_img2img}.py), numbered as there.
+#include "pipelines/stable_diffusion.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "config/config_reader.h"
+#include "io/checkpoint.h"
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
+#include "nn/attention.h"
+#include "schedulers/scheduler.h"
+#include "util/error.h"
+
+namespace sd::pipelines {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string dtypeString(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    default: return c10::toString(t);
+  }
+}
+
+[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
+
+}  // namespace
+
+at::Device parseDevice(const std::string& device) {
+  if (device == "cpu") return at::Device(at::kCPU);
+  if (device.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA())
+      fail(codes::kDeviceUnavailable, "device \"" + device +
+                                          "\" requested but this build of sd-native has no CUDA (libtorch is CPU-only "
+                                          "or no GPU is visible); use device \"cpu\" or build against a CUDA libtorch");
+    try {
+      return at::Device(device);
+    } catch (const c10::Error&) {
+      invalid("device \"" + device + "\" is not a valid device string (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+    }
+  }
+  invalid("device \"" + device + "\" is not supported (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+}
+
+StableDiffusionPipeline::~StableDiffusionPipeline() = default;
+
+std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std::string& path,
+                                                                       const LoadOptions& options) {
+  if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
+    invalid("dtype must be float32, float16 or bfloat16");
+  const at::Device device = parseDevice(options.device);
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
+
+  auto pipe = std::shared_ptr<StableDiffusionPipeline>(new StableDiffusionPipeline());
+  pipe->device_ = device;
+  pipe->dtype_ = options.dtype;
+  pipe->attention_ = std::make_shared<nn::AttentionOptions>();
+
+  // The folder whose configs describe the model: the model itself, or configDir for a single file.
+  std::string root = path;
+  if (options.singleFile) {
+    if (options.configDir.empty())
+      invalid("loading the single file " + path + " needs configDir: a diffusers folder with the model's configs "
+              "(model_index.json, unet/, vae/, text_encoder/, scheduler/, tokenizer/)");
+    root = options.configDir;
+  }
+  if (!fs::exists(path)) fail(codes::kModelNotFound, "model not found: " + path);
+  if (!fs::is_directory(root)) fail(codes::kModelNotFound, "model folder not found: " + root);
+
+  io::ModelIndex index = io::readModelIndex(root);
+  if (index.className == "StableDiffusionXLPipeline" || index.className == "StableDiffusionXLImg2ImgPipeline")
+    fail(codes::kUnsupportedModel, root + " is an SDXL model (" + index.className +
+                                       "); StableDiffusionPipeline runs SD 1.x and 2.x");
+  if (index.className == "StableDiffusionInpaintPipeline")
+    fail(codes::kUnsupportedModel, root + " is an inpainting model (9-channel UNet); inpainting is not supported yet");
+
+  const auto unetConfig = models::UNet2DConditionConfig::fromFile((fs::path(root) / "unet" / "config.json").string());
+  const auto vaeConfig = models::AutoencoderKLConfig::fromFile((fs::path(root) / "vae" / "config.json").string());
+  const auto clipConfig = models::CLIPTextConfig::fromFile((fs::path(root) / "text_encoder" / "config.json").string());
+
+  nn::StateDict unetW, vaeW, clipW;
+  if (options.singleFile) {
+    io::SingleFileCheckpoint ckpt = io::loadSingleFile(path, options.configDir);
+    unetW = std::move(ckpt.unet);
+    vaeW = std::move(ckpt.vae);
+    clipW = std::move(ckpt.textEncoder);
+  } else {
+    unetW = io::loadComponentWeights((fs::path(root) / "unet").string(), "diffusion_pytorch_model", options.variant);
+    vaeW = io::loadComponentWeights((fs::path(root) / "vae").string(), "diffusion_pytorch_model", options.variant);
+    clipW = io::loadComponentWeights((fs::path(root) / "text_encoder").string(), "model", options.variant);
+  }
+  pipe->unet_ = std::make_shared<models::UNet2DConditionModel>(unetConfig, std::move(unetW));
+  pipe->vae_ = std::make_shared<models::AutoencoderKL>(vaeConfig, std::move(vaeW));
+  pipe->textEncoder_ = std::make_shared<models::CLIPTextModel>(clipConfig, std::move(clipW));
+  pipe->unet_->setAttentionOptions(pipe->attention_);
+  pipe->vae_->setAttentionOptions(pipe->attention_);
+  pipe->textEncoder_->setAttentionOptions(pipe->attention_);
+  pipe->unet_->to(device, options.dtype);
+  pipe->textEncoder_->to(device, options.dtype);
+  // force_upcast (SD/SDXL VAEs overflow in float16): keep the VAE in float32 and run encode and
+  // decode there, as diffusers' upcast_vae does; otherwise the VAE computes in the pipeline dtype.
+  pipe->vaeDtype_ = (options.dtype == at::kHalf && vaeConfig.forceUpcast) ? at::kFloat : options.dtype;
+  pipe->vae_->to(device, pipe->vaeDtype_);
+
+  PipelineInfo& info = pipe->info_;
+  info.className = index.className;
+  info.modelPath = path;
+  info.family = clipConfig.hiddenAct == "gelu" ? "sd2" : "sd1";
+  info.vaeScaleFactor = pipe->vae_->vaeScaleFactor();
+  info.sampleSize = unetConfig.sampleSize;
+  info.tokenizerDirs = {(fs::path(root) / "tokenizer").string()};
+  const fs::path schedFile = fs::path(root) / "scheduler" / "scheduler_config.json";
+  info.schedulerConfig = Json::parseFile(schedFile.string());
+  const Json* cls = info.schedulerConfig.find("_class_name");
+  if (!cls || !cls->isString()) fail(codes::kBadConfig, schedFile.string() + ": field \"_class_name\" is required");
+  info.schedulerName = cls->string();
+  info.device = device.str();
+  info.dtype = dtypeString(options.dtype);
+  auto component = [&](const std::string& name, const std::string& cls, const nn::Weights& w) {
+    info.components.push_back({name, cls, dtypeString(options.dtype), w.numel(), w.nbytes()});
+  };
+  component("text_encoder", "CLIPTextModel", pipe->textEncoder_->weights());
+  component("unet", "UNet2DConditionModel", pipe->unet_->weights());
+  component("vae", "AutoencoderKL", pipe->vae_->weights());
+  return pipe;
+}
+
+at::Tensor StableDiffusionPipeline::encodePrompt(const at::Tensor& ids, int64_t clipSkip,
+                                                 int64_t numImagesPerPrompt) const {
+  at::Tensor embeds;  // [P, 77, D]
+  models::CLIPTextOutput out = textEncoder_->forward(ids.to(device_), /*outputHiddenStates=*/clipSkip > 0);
+  if (clipSkip > 0) {
+    const int64_t n = static_cast<int64_t>(out.hiddenStates.size());
+    if (clipSkip + 1 > n - 1)
+      invalid("clipSkip " + std::to_string(clipSkip) + " is larger than the text encoder allows (at most " +
+              std::to_string(n - 2) + ")");
+    // diffusers: final_layer_norm(hidden_states[-(clip_skip + 1)])
+    embeds = textEncoder_->finalLayerNorm(out.hiddenStates[static_cast<size_t>(n - 1 - clipSkip)]);
+  } else {
+    embeds = out.lastHiddenState;
+  }
+  embeds = embeds.to(dtype_);
+  // repeat(1, n, 1).view(P·n, 77, D): p0, p0, p1, p1
+  return embeds.repeat_interleave(numImagesPerPrompt, 0);  // [P·n, 77, D]
+}
+
+GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, const StepCallback& onStep,
+                                                 const AbortCheck& aborted) {
+  std::lock_guard<std::mutex> lock(mutex_);  // one generation at a time per pipeline
+  const auto t0 = std::chrono::steady_clock::now();
+  at::NoGradGuard noGrad;
+  at::InferenceMode inference;
+  GenerateResult result;
+  const bool img2img = req.image.defined();
+  const int64_t f = info_.vaeScaleFactor;
+
+  // 1. Check inputs
+  if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)
+    invalid("inputIds must be an int64 tensor [numPrompts, 77]");
+  const int64_t numPrompts = req.inputIds.size(0);
+  if (numPrompts < 1) invalid("at least one prompt is required");
+  if (req.numInferenceSteps < 1) invalid("numInferenceSteps must be >= 1; received " + std::to_string(req.numInferenceSteps));
+  if (req.numImagesPerPrompt < 1) invalid("numImagesPerPrompt must be >= 1");
+  if (req.height <= 0 || req.width <= 0 || req.height % f != 0 || req.width % f != 0)
+    invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
+            std::to_string(req.width) + "x" + std::to_string(req.height));
+  if (!std::isfinite(req.guidanceScale)) invalid("guidanceScale must be a finite number");
+  const bool cfg = req.guidanceScale > 1.0;
+  if (cfg && (!req.negativeInputIds.defined() || req.negativeInputIds.sizes() != req.inputIds.sizes()))
+    invalid("negativeInputIds must match inputIds [numPrompts, 77] when guidanceScale > 1");
+  if (img2img && !(req.strength >= 0.0 && req.strength <= 1.0)) invalid("strength must be in [0, 1]");
+
+  // 2. Define call parameters
+  const int64_t batch = numPrompts * req.numImagesPerPrompt;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+
+  // 3. Encode input prompt: [uncond…, cond…]
+  auto tEncode = std::chrono::steady_clock::now();
+  at::Tensor promptEmbeds = encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
+  if (cfg) {
+    // diffusers' encode_prompt applies clip_skip to the prompt only: the negative embeds are
+    // always the text encoder's last_hidden_state.
+    at::Tensor negative = encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt);
+    promptEmbeds = at::cat({negative, promptEmbeds}, 0);  // [2B, 77, D]
+  }
+  result.encodeMs = msSince(tEncode);
+
+  // 4. Prepare timesteps
+  auto scheduler = schedulers::createScheduler(req.schedulerName, req.schedulerConfig);
+  scheduler->setTimesteps(req.numInferenceSteps);
+  at::Tensor timesteps = scheduler->timesteps();
+  int64_t tStart = 0;
+  if (img2img) {
+    // get_timesteps: init_timestep = min(int(steps·strength), steps); t_start = steps − init_timestep
+    const int64_t initTimestep = std::min<int64_t>(static_cast<int64_t>(req.numInferenceSteps * req.strength), req.numInferenceSteps);
+    tStart = std::max<int64_t>(req.numInferenceSteps - initTimestep, 0);
+    timesteps = timesteps.slice(0, tStart * scheduler->order());
+    scheduler->setBeginIndex(tStart * scheduler->order());
+    if (timesteps.size(0) == 0)
+      invalid("strength " + std::to_string(req.strength) + " with " + std::to_string(req.numInferenceSteps) +
+              " steps leaves no denoising step; raise strength or numInferenceSteps");
+  }
+
+  // 5. Prepare latent variables
+  const int64_t channels = unet_->config().inChannels;
+  const std::vector<int64_t> latentShape = {batch, channels, req.height / f, req.width / f};
+  at::Tensor latents;
+  if (!img2img) {
+    if (req.latents.defined()) {
+      if (req.latents.sizes() != at::IntArrayRef(latentShape))
+        invalid("latents must have shape [" + std::to_string(batch) + ", " + std::to_string(channels) + ", " +
+                std::to_string(req.height / f) + ", " + std::to_string(req.width / f) + "]");
+      latents = req.latents.to(at::kFloat);
+    } else {
+      latents = at::randn(latentShape, generator, at::TensorOptions().dtype(at::kFloat));  // CPU draw
+    }
+    latents = latents.to(device_, dtype_) * scheduler->initNoiseSigma();
+  } else {
+    // Image → [-1, 1] NCHW; encode; sample from the latent distribution; scale; add noise.
+    if (req.image.dim() != 3 || req.image.size(2) != 3 || req.image.size(0) != req.height || req.image.size(1) != req.width)
+      invalid("image must be uint8 [height, width, 3] at the requested size");
+    at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
+    image = image.to(device_, vaeDtype_);
+    at::Tensor initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->config().scalingFactor;  // [1, C, h, w]
+    if (batch > initLatents.size(0)) initLatents = initLatents.repeat({batch, 1, 1, 1});
+    at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
+    latents = scheduler->addNoise(initLatents, noise, timesteps.slice(0, 0, 1).repeat({batch}));
+  }
+  result.initialLatents = latents.to(at::kFloat).cpu();
+
+  // 7. Denoising loop
+  auto tDenoise = std::chrono::steady_clock::now();
+  const int64_t numSteps = timesteps.size(0);
+  for (int64_t i = 0; i < numSteps; ++i) {
+    if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
+    at::Tensor t = timesteps[i];
+    at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
+    modelInput = scheduler->scaleModelInput(modelInput, t);
+    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr);  // [2B or B, C, h, w]
+    if (cfg) {
+      auto chunks = noisePred.chunk(2, 0);
+      noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
+    }
+    latents = scheduler->step(noisePred, t, latents, &generator, req.eta);
+    result.timesteps.push_back(t.item<double>());
+    if (onStep) onStep({i + 1, numSteps, result.timesteps.back()});
+  }
+  result.denoiseMs = msSince(tDenoise);
+  result.latents = latents.to(at::kFloat).cpu();
+  if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
+
+  // 8. Decode
+  if (!req.outputLatent) {
+    auto tDecode = std::chrono::steady_clock::now();
+    at::Tensor z = latents / vae_->config().scalingFactor;
+    at::Tensor image = vae_->decode(z.to(vaeDtype_)).to(at::kFloat);  // [B, 3, H, W]
+    if (!at::isfinite(image).all().item<bool>())
+      fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype "
+                              "\"bfloat16\" or \"float32\")");
+    // postprocess: (x / 2 + 0.5).clamp(0, 1) → NHWC → round(x · 255) as uint8
+    image = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
+    result.images = image.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
+    result.decodeMs = msSince(tDecode);
+  }
+  result.totalMs = msSince(t0);
+  return result;
+}
+
+}  // namespace sd::pipelines

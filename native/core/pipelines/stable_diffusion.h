@@ -1,0 +1,137 @@
+// StableDiffusionPipeline / StableDiffusionImg2ImgPipeline (diffusers v0.30.3,
+// pipelines/stable_diffusion/pipeline_stable_diffusion{,_img2img}.py) for SD 1.x and 2.x.
+//
+// Text is tokenized by the caller (the TypeScript CLIPTokenizer); this class runs everything
+// after token ids: text encoding, classifier-free guidance, the denoising loop with any
+// scheduler, and VAE decoding (and encoding for img2img). Randomness follows diffusers: one
+// CPU generator seeded with `seed` draws the initial latents (or the img2img latent sample and
+// noise) and then whatever the scheduler draws, in step order; draws move to the device.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "util/json.h"
+
+namespace sd::models {
+class CLIPTextModel;
+class UNet2DConditionModel;
+class AutoencoderKL;
+}  // namespace sd::models
+namespace sd::nn {
+struct AttentionOptions;
+}
+
+namespace sd::pipelines {
+
+/// How to load a pipeline.
+struct LoadOptions {
+  std::string device = "cpu";            // "cpu" | "cuda" | "cuda:N"
+  at::ScalarType dtype = at::kFloat;     // compute and weight dtype (no autocast)
+  std::string variant;                   // "" or e.g. "fp16" → *.fp16.safetensors
+  bool singleFile = false;               // `path` is an original-layout .safetensors checkpoint
+  std::string configDir;                 // diffusers folder with the configs for a single file
+  int threads = 0;                       // CPU intra-op threads; 0 = all cores
+};
+
+/// One generation. Shapes: P prompts, n images per prompt, B = P·n, latents [B, 4, H/f, W/f]
+/// with f the VAE scale factor.
+struct GenerateRequest {
+  at::Tensor inputIds;          // int64 [P, 77]
+  at::Tensor negativeInputIds;  // int64 [P, 77]; required when guidanceScale > 1
+  int64_t numImagesPerPrompt = 1;
+  int64_t numInferenceSteps = 50;
+  double guidanceScale = 7.5;   // CFG when > 1 (diffusers' do_classifier_free_guidance)
+  int64_t height = 0, width = 0;  // pixels, multiples of the VAE scale factor
+  uint64_t seed = 0;
+  at::Tensor latents;           // optional float [B, C, H/f, W/f], replaces the drawn noise
+  int64_t clipSkip = 0;         // 0 = last layer; k = final LN of hidden_states[-(k+1)]
+  double eta = 0.0;             // DDIM eta
+  bool outputLatent = false;    // skip decoding
+  std::string schedulerName;    // diffusers class name
+  Json schedulerConfig;         // scheduler_config.json merged with overrides
+  at::Tensor image;             // img2img: uint8 [H, W, 3] RGB, already at height×width
+  double strength = 0.8;        // img2img
+};
+
+struct StepInfo {
+  int64_t step;       // 1-based
+  int64_t numSteps;
+  double timestep;
+};
+
+struct GenerateResult {
+  at::Tensor images;          // uint8 [B, H, W, 3] (undefined when outputLatent)
+  at::Tensor latents;         // float32 final latents [B, C, h, w]
+  at::Tensor initialLatents;  // float32 latents entering the loop (after init_noise_sigma / add_noise)
+  std::vector<double> timesteps;  // the timesteps actually run
+  double encodeMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
+};
+
+struct ComponentInfo {
+  std::string name, className, dtype;
+  int64_t parameters = 0, bytes = 0;
+};
+
+struct PipelineInfo {
+  std::string family;     // "sd1" | "sd2"
+  std::string className;  // model_index _class_name
+  std::string modelPath;
+  int64_t vaeScaleFactor = 8;
+  int64_t sampleSize = 64;  // UNet sample_size (latent pixels)
+  std::vector<std::string> tokenizerDirs;
+  std::string schedulerName;
+  Json schedulerConfig;
+  std::string device, dtype;
+  std::vector<ComponentInfo> components;
+};
+
+/// Called after every denoising step (on the computing thread).
+using StepCallback = std::function<void(const StepInfo&)>;
+/// Polled at least once per denoising step; true aborts with E_ABORTED.
+using AbortCheck = std::function<bool()>;
+
+class StableDiffusionPipeline {
+ public:
+  /// Loads a diffusers folder (model_index.json, text_encoder/, unet/, vae/, scheduler/,
+  /// tokenizer/) or, with options.singleFile, an original-layout checkpoint whose configs come
+  /// from options.configDir. Errors: E_MODEL_NOT_FOUND, E_BAD_CONFIG, E_BAD_CHECKPOINT,
+  /// E_UNSUPPORTED_MODEL (e.g. an SDXL folder), E_DEVICE_UNAVAILABLE.
+  static std::shared_ptr<StableDiffusionPipeline> load(const std::string& path, const LoadOptions& options);
+  ~StableDiffusionPipeline();
+
+  /// Text-to-image, or image-to-image when request.image is defined.
+  /// Errors: E_INVALID_ARGUMENT (shapes, sizes, steps), E_ABORTED, E_NUMERICAL (NaN/inf image),
+  /// E_OUT_OF_MEMORY (from the allocator).
+  GenerateResult generate(const GenerateRequest& request, const StepCallback& onStep, const AbortCheck& aborted);
+
+  const PipelineInfo& info() const { return info_; }
+  nn::AttentionOptions& attentionOptions() { return *attention_; }
+  models::UNet2DConditionModel& unet() { return *unet_; }
+  models::AutoencoderKL& vae() { return *vae_; }
+  models::CLIPTextModel& textEncoder() { return *textEncoder_; }
+
+ private:
+  StableDiffusionPipeline() = default;
+  at::Tensor encodePrompt(const at::Tensor& ids, int64_t clipSkip, int64_t numImagesPerPrompt) const;
+
+  std::shared_ptr<models::CLIPTextModel> textEncoder_;
+  std::shared_ptr<models::UNet2DConditionModel> unet_;
+  std::shared_ptr<models::AutoencoderKL> vae_;
+  std::shared_ptr<nn::AttentionOptions> attention_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType dtype_ = at::kFloat;
+  at::ScalarType vaeDtype_ = at::kFloat;
+  PipelineInfo info_;
+  std::mutex mutex_;
+};
+
+/// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.
+at::Device parseDevice(const std::string& device);
+
+}  // namespace sd::pipelines
