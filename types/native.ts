@@ -40,6 +40,43 @@ export interface BuildInfo {
   threads: number;
 }
 
+/** Options of `loadTextEncoder`. */
+export interface TextEncoderLoadOptions {
+  /** Compute dtype (default 'float32'). 'float16' on CPU fails with E_UNSUPPORTED_MODEL where libtorch lacks the kernels (1.13). */
+  dtype?: 'float32' | 'float16' | 'bfloat16';
+  /** Weights file variant: 'fp16' reads model.fp16.safetensors. */
+  variant?: string;
+  /** 'cpu' (default), 'cuda', 'cuda:<index>'. */
+  device?: string;
+}
+
+/** Outputs of transformers' CLIPTextModel(WithProjection) forward, as float32 data. */
+export interface TextEncoderOutput {
+  /** [B, S, D] after final_layer_norm. */
+  lastHiddenState: TensorData;
+  /** L+1 entries [B, S, D]: embeddings, then each layer's output (no final LN); empty with outputHiddenStates false. */
+  hiddenStates: TensorData[];
+  /** [B, D] final-LN'ed state at the EOS position (pooler_output). */
+  pooled: TensorData;
+  /** [B, projection_dim] = text_projection(pooled), CLIPTextModelWithProjection only. */
+  textEmbeds?: TensorData;
+}
+
+/** Config and placement of a loaded text encoder. */
+export interface TextEncoderInfo {
+  hiddenSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  eosTokenId: number;
+  hiddenAct: string;
+  withProjection: boolean;
+  projectionDim?: number;
+  dtype: string;
+  device: string;
+}
+
 /** Opaque handle to a native object. */
 export type NativeHandle = { readonly __nativeHandle: unique symbol };
 
@@ -48,5 +85,19 @@ export interface NativeAddon {
   readSafetensors(path: string): Promise<Record<string, TensorData<any>>>;
   writeSafetensors(path: string, tensors: Record<string, AnyTensorData>, metadata?: Record<string, string>): Promise<void>;
   buildInfo(): BuildInfo;
+  /** Loads a transformers CLIPTextModel(WithProjection) folder (config.json + model[.variant].safetensors). */
+  loadTextEncoder(dir: string, options?: TextEncoderLoadOptions): Promise<NativeHandle>;
+  /** inputIds int64 [B, S] → outputs. */
+  textEncoderForward(handle: NativeHandle, inputIds: TensorData<BigInt64Array>,
+    options?: { outputHiddenStates?: boolean }): Promise<TextEncoderOutput>;
+  /** hidden_states[index] (python indexing: -2 = penultimate), running only the layers needed; optionally final-LN'ed. */
+  textEncoderHiddenState(handle: NativeHandle, inputIds: TensorData<BigInt64Array>, index: number,
+    options?: { finalLayerNorm?: boolean }): Promise<TensorData>;
+  /** text_model.final_layer_norm(x), x [..., D]. */
+  textEncoderFinalLayerNorm(handle: NativeHandle, x: TensorData): Promise<TensorData>;
+  /** Overwrites token embedding rows firstId… with rows [n, D], growing the table as needed (textual inversion). */
+  textEncoderSetTokenEmbeddings(handle: NativeHandle, firstId: number, rows: TensorData): Promise<void>;
+  textEncoderInfo(handle: NativeHandle): TextEncoderInfo;
+  disposeTextEncoder(handle: NativeHandle): void;
   [key: string]: any;
 }

@@ -5,4 +5,5 @@
 
 namespace sd::addon {
 void InitIo(Napi::Env env, Napi::Object exports);        // io.cc: safetensors header/read/write
+void InitTextEncoder(Napi::Env env, Napi::Object exports);  // text_encoder.cc: CLIPTextModel
 }  // namespace sd::addon
