@@ -1,0 +1,737 @@
+/**
+ * The CLIP byte-level BPE tokenizer, following transformers' slow `CLIPTokenizer`
+ * (models/clip/tokenization_clip.py, v4.40) on its no-ftfy path, where text is cleaned by
+ * BERT's `BasicTokenizer(strip_accents=False, do_split_on_punc=False)`
+ * (models/bert/tokenization_bert.py), and the added-token handling of
+ * `PreTrainedTokenizer.tokenize` (tokenization_utils.py: `Trie.split`, `_add_tokens`).
+ *
+ * Pipeline of one call: added/special tokens are cut out of the raw text literally (longest
+ * match, case-sensitive) → each remaining piece is cleaned (control chars dropped, whitespace
+ * → ' ', spaces around CJK ideographs, NFC, lower-case, whitespace collapsed) → split by the
+ * CLIP regex → each word's UTF-8 bytes mapped to printable characters → BPE with a `</w>`
+ * end-of-word marker → ids; then `<|startoftext|>` … `<|endoftext|>`, truncation and padding.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { BadConfigError, InvalidArgumentError, ModelNotFoundError } from './errors.js';
+
+/** Options of {@link CLIPTokenizer.encode}. */
+export interface TokenizeOptions {
+  /**
+   * `'max_length'` (default) pads with the pad token up to `maxLength`; `false` leaves the
+   * sequence as long as it is. A sequence longer than `maxLength` is never padded.
+   */
+  padding?: 'max_length' | false;
+  /** Target length including `<|startoftext|>` and `<|endoftext|>`; default `modelMaxLength` (77). Integer ≥ 2. */
+  maxLength?: number;
+  /**
+   * `true` (default) keeps `<|startoftext|>`, the first `maxLength - 2` content tokens and
+   * `<|endoftext|>` (transformers' `truncation=True`, right side); `false` keeps everything.
+   */
+  truncation?: boolean;
+}
+
+/** Options of {@link CLIPTokenizer.decode}. */
+export interface DecodeOptions {
+  /** Drop the special tokens (bos, eos, unk, pad, additional special tokens). Default `false`. */
+  skipSpecialTokens?: boolean;
+}
+
+/** An added token as transformers' `AddedToken` describes it. */
+interface AddedToken {
+  content: string;
+  /** Eat the whitespace on the left of the token. */
+  lstrip: boolean;
+  /** Eat the whitespace on the right of the token. */
+  rstrip: boolean;
+  /** Match only as a whole word. */
+  singleWord: boolean;
+  special: boolean;
+}
+
+/** transformers' `model_max_length` sentinel for "not set" is 1e30; anything this large means unset. */
+const UNSET_MAX_LENGTH = 2 ** 31;
+/** `49152 - 256 - 2`: CLIPTokenizer reads at most this many merges. */
+const MAX_MERGES = 49152 - 256 - 2;
+/** Entries kept in the BPE cache before it is cleared (transformers' is unbounded). */
+const BPE_CACHE_LIMIT = 100_000;
+
+const DEFAULT_SPECIAL = {
+  unk_token: '<|endoftext|>',
+  bos_token: '<|startoftext|>',
+  eos_token: '<|endoftext|>',
+  pad_token: '<|endoftext|>',
+} as const;
+type SpecialKey = keyof typeof DEFAULT_SPECIAL;
+/** transformers' SPECIAL_TOKENS_ATTRIBUTES order, which is also the order they are added in. */
+const SPECIAL_ORDER: SpecialKey[] = ['bos_token', 'eos_token', 'unk_token', 'pad_token'];
+
+/** The CLIP pre-tokenization regex (`regex` module with IGNORECASE). */
+const CLIP_PATTERN =
+  /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
+
+// ---------------------------------------------------------------------------------------------
+// Byte-level mapping (bytes_to_unicode)
+// ---------------------------------------------------------------------------------------------
+
+/** GPT-2's reversible byte → printable unicode character table. */
+function bytesToUnicode(): string[] {
+  const bs: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) bs.push(b); // '!'..'~'
+  for (let b = 0xa1; b <= 0xac; b++) bs.push(b); // '¡'..'¬'
+  for (let b = 0xae; b <= 0xff; b++) bs.push(b); // '®'..'ÿ'
+  const table: string[] = new Array(256);
+  for (const b of bs) table[b] = String.fromCharCode(b);
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (table[b] === undefined) table[b] = String.fromCharCode(256 + n++);
+  }
+  return table;
+}
+const BYTE_ENCODER = bytesToUnicode();
+const BYTE_DECODER = new Map<string, number>(BYTE_ENCODER.map((c, b) => [c, b]));
+const utf8 = new TextEncoder();
+
+// ---------------------------------------------------------------------------------------------
+// Text cleaning: BasicTokenizer(strip_accents=False, do_split_on_punc=False)
+// ---------------------------------------------------------------------------------------------
+
+/** Unicode category C* except \t \n \r (BERT `_is_control`). */
+const CONTROL = /\p{C}/u;
+/** ' ', \t, \n, \r or category Zs (BERT `_is_whitespace`). */
+const WHITESPACE = /[ \t\n\r\p{Zs}]/u;
+/** Python's `str.split()`/`str.strip()` whitespace (`str.isspace`). */
+const PY_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
+/** The same minus ' '. */
+const PY_SPACE_NOT_BLANK = /[\t\n\v\f\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/u;
+
+/** BERT `_is_chinese_char`: the CJK Unified Ideographs blocks (not Hangul, Hiragana or Katakana). */
+function isCjk(cp: number): boolean {
+  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) ||
+    (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f) ||
+    (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b820 && cp <= 0x2ceaf) ||
+    (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
+}
+
+/** Python `text.split()` (no argument). */
+function pySplit(text: string): string[] {
+  return text.split(PY_SPACE).filter((t) => t.length > 0);
+}
+
+/**
+ * `" ".join(BasicTokenizer(strip_accents=False, do_split_on_punc=False).tokenize(text))`:
+ * drops \0, U+FFFD and control/format/unassigned chars, maps whitespace to ' ', surrounds
+ * CJK ideographs with spaces, NFC-normalizes, lower-cases each word (accents kept) and joins
+ * the words with single spaces.
+ */
+function basicClean(text: string): string {
+  let out = '';
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (cp === 0 || cp === 0xfffd) continue;
+    if (ch !== '\t' && ch !== '\n' && ch !== '\r' && CONTROL.test(ch)) continue;
+    if (WHITESPACE.test(ch)) out += ' ';
+    else if (isCjk(cp)) out += ` ${ch} `;
+    else out += ch;
+  }
+  return pySplit(out.normalize('NFC')).map((w) => w.toLowerCase()).join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Added tokens: transformers' Trie.split semantics
+// ---------------------------------------------------------------------------------------------
+
+interface TrieNode { end: boolean; next: Map<string, TrieNode> }
+
+/**
+ * Cuts added tokens out of a text like transformers' `Trie.split`: scanning left to right,
+ * the first partial match that completes wins, extended to the longest token from the
+ * earliest start still pending (so `<tok>_1` beats `<tok>`).
+ */
+class AddedTokenTrie {
+  private readonly root: TrieNode = { end: false, next: new Map() };
+
+  add(word: string): void {
+    if (!word) return;
+    let node = this.root;
+    for (const ch of word) {
+      let child = node.next.get(ch);
+      if (!child) node.next.set(ch, (child = { end: false, next: new Map() }));
+      node = child;
+    }
+    node.end = true;
+  }
+
+  split(text: string): string[] {
+    if (this.root.next.size === 0) return [text];
+    const chars = Array.from(text); // code points, as Python indexes them
+    const states = new Map<number, TrieNode>(); // start → node, in increasing start order
+    const offsets: number[] = [0];
+    let skip = 0;
+    for (let current = 0; current < chars.length; current++) {
+      if (skip && current < skip) continue;
+      const ch = chars[current];
+      const toRemove: number[] = [];
+      let reset = false;
+      for (let [start, node] of states) {
+        if (node.end) {
+          // A match ends before `current`; look ahead for the longest one from the earliest start.
+          let end = current;
+          for (const [lookStart, lookNode0] of states) {
+            let lookNode = lookNode0;
+            if (lookStart > start) break;
+            let lookIndex = lookStart < start ? current + 1 : current;
+            end = lookIndex;
+            if (lookNode.end) { start = lookStart; end = lookIndex; skip = lookIndex; }
+            let nextChar = lookIndex < chars.length ? chars[lookIndex] : undefined;
+            while (nextChar !== undefined && lookNode.next.has(nextChar)) {
+              lookNode = lookNode.next.get(nextChar)!;
+              lookIndex++;
+              if (lookNode.end) { start = lookStart; end = lookIndex; skip = lookIndex; }
+              if (lookIndex === chars.length) break;
+              nextChar = chars[lookIndex];
+            }
+          }
+          offsets.push(start, end);
+          reset = true;
+          break;
+        }
+        const child = node.next.get(ch);
+        if (child) states.set(start, child);
+        else toRemove.push(start);
+      }
+      if (reset) states.clear();
+      else for (const s of toRemove) states.delete(s);
+      const first = this.root.next.get(ch);
+      if (current >= skip && first) states.set(current, first);
+    }
+    for (const [start, node] of states) {
+      if (node.end) { offsets.push(start, chars.length); break; }
+    }
+    // cut_text
+    offsets.push(chars.length);
+    const pieces: string[] = [];
+    let start = 0;
+    for (const end of offsets) {
+      if (start >= end) continue;
+      pieces.push(chars.slice(start, end).join(''));
+      start = end;
+    }
+    return pieces;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading helpers
+// ---------------------------------------------------------------------------------------------
+
+async function readRequired(file: string): Promise<string> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new ModelNotFoundError(`tokenizer file not found: ${file}`, { cause: e });
+    }
+    throw new ModelNotFoundError(`cannot read tokenizer file ${file}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+async function readJsonObject(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  if (required) {
+    text = await readRequired(file);
+  } else {
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new ModelNotFoundError(`cannot read tokenizer file ${file}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new BadConfigError(`${file}: invalid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new BadConfigError(`${file}: expected a JSON object at the top level`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** A token field: a string or an AddedToken-like object `{content, lstrip?, rstrip?, single_word?}`. */
+function parseAddedToken(value: unknown, file: string, field: string, special: boolean): AddedToken {
+  if (typeof value === 'string') {
+    return { content: value, lstrip: false, rstrip: false, singleWord: false, special };
+  }
+  if (value !== null && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') {
+    const v = value as { content: string; lstrip?: unknown; rstrip?: unknown; single_word?: unknown; special?: unknown };
+    return {
+      content: v.content,
+      lstrip: v.lstrip === true,
+      rstrip: v.rstrip === true,
+      singleWord: v.single_word === true,
+      special: typeof v.special === 'boolean' ? v.special : special,
+    };
+  }
+  throw new BadConfigError(`${file}: field "${field}" must be a string or an object with a string "content"`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLIPTokenizer
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * CLIP's byte-level BPE tokenizer, id-for-id equal to transformers' slow `CLIPTokenizer`
+ * (v4.40) without ftfy installed — the tokenizer diffusers pipelines use.
+ *
+ * @example
+ * ```ts
+ * const tok = await CLIPTokenizer.fromPretrained('./stable-diffusion-v1-5/tokenizer');
+ * tok.encode('a photo of an astronaut riding a horse on mars');
+ * // [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407, 49407, …] (77 ids)
+ * ```
+ */
+export class CLIPTokenizer {
+  /** Id of `<|startoftext|>` (49406 for CLIP). */
+  readonly bosTokenId: number;
+  /** Id of `<|endoftext|>` (49407 for CLIP). */
+  readonly eosTokenId: number;
+  /** Id of the padding token: 49407 (`<|endoftext|>`) for SD 1.x, 0 (`!`) for SD 2.x and SDXL's `tokenizer_2`. */
+  readonly padTokenId: number;
+  /** Id given to a BPE token missing from the vocabulary (`<|endoftext|>` for CLIP). */
+  readonly unkTokenId: number;
+  /** `model_max_length` of tokenizer_config.json (77 when absent): the default `maxLength` of {@link encode}. */
+  readonly modelMaxLength: number;
+  /** The special tokens' text: `bos`, `eos`, `unk`, `pad` (e.g. `pad` is `'!'` for SD 2.x). */
+  readonly specialTokens: Readonly<{ bos: string; eos: string; unk: string; pad: string }>;
+
+  private readonly encoder: Map<string, number>;
+  private decoderCache: Map<number, string> | undefined;
+  private readonly bpeRanks: Map<string, number>;
+  private readonly cache = new Map<string, string[]>();
+  private readonly addedEncoder = new Map<string, number>();
+  private readonly addedDecoder = new Map<number, AddedToken>();
+  private readonly specialIds = new Set<number>();
+  private readonly specialContents = new Set<string>();
+  private readonly trie = new AddedTokenTrie();
+
+  private constructor(
+    encoder: Map<string, number>, bpeRanks: Map<string, number>, modelMaxLength: number,
+    special: Record<SpecialKey, AddedToken>, additionalSpecial: AddedToken[],
+    addedTokensDecoder: Array<[number, AddedToken]>,
+  ) {
+    this.encoder = encoder;
+    this.bpeRanks = bpeRanks;
+    this.modelMaxLength = modelMaxLength;
+    this.resetCache();
+    // Tokens listed with their ids (added_tokens_decoder / added_tokens.json) come first, then
+    // the special tokens not yet known are added (PreTrainedTokenizer.__init__ step 4).
+    for (const [id, token] of addedTokensDecoder) this.registerAdded(token, id);
+    for (const token of [...SPECIAL_ORDER.map((k) => special[k]), ...additionalSpecial]) {
+      this.specialContents.add(token.content);
+      if (!this.addedEncoder.has(token.content)) this.addToken({ ...token, special: true });
+    }
+    this.specialTokens = Object.freeze({
+      bos: special.bos_token.content, eos: special.eos_token.content,
+      unk: special.unk_token.content, pad: special.pad_token.content,
+    });
+    this.bosTokenId = this.tokenToId(special.bos_token.content)!;
+    this.eosTokenId = this.tokenToId(special.eos_token.content)!;
+    this.unkTokenId = this.tokenToId(special.unk_token.content)!;
+    this.padTokenId = this.tokenToId(special.pad_token.content)!;
+    for (const content of this.specialContents) this.specialIds.add(this.tokenToId(content)!);
+  }
+
+  /**
+   * Loads a tokenizer folder in the Hugging Face layout.
+   * - `vocab.json` (token → id) and `merges.txt` (`#version` line, then one merge per line;
+   *   at most 48894 are read, as transformers does) are required.
+   * - `tokenizer_config.json` and `special_tokens_map.json` are optional: `bos_token`,
+   *   `eos_token`, `unk_token`, `pad_token` (strings or `{content: …}` objects; the map file
+   *   wins over the config), `additional_special_tokens`, `model_max_length` (default 77),
+   *   `added_tokens_decoder`; a legacy `added_tokens.json` is read too.
+   *   Defaults are CLIPTokenizer's: bos `<|startoftext|>`, eos/unk/pad `<|endoftext|>`.
+   * Special tokens missing from the vocabulary are appended after it, like transformers.
+   * @param dir - the tokenizer folder (e.g. `<model>/tokenizer` or `<model>/tokenizer_2`)
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `dir` is not a non-empty string.
+   * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the folder, `vocab.json` or `merges.txt` is missing; the message names it.
+   * @throws BadConfigError (`E_BAD_CONFIG`) when a file is malformed (invalid JSON, a non-integer
+   *   id, a bad token field or `model_max_length`); the message names the file and field.
+   */
+  static async fromPretrained(dir: string): Promise<CLIPTokenizer> {
+    if (typeof dir !== 'string' || dir.length === 0) {
+      throw new InvalidArgumentError(`Expected a tokenizer folder path (non-empty string) for dir but received ${describe(dir)}`);
+    }
+    let stat;
+    try {
+      stat = await fs.stat(dir);
+    } catch (e) {
+      throw new ModelNotFoundError(`tokenizer folder not found: ${dir}`, { cause: e });
+    }
+    if (!stat.isDirectory()) throw new ModelNotFoundError(`tokenizer folder is not a directory: ${dir}`);
+
+    const vocabFile = path.join(dir, 'vocab.json');
+    const mergesFile = path.join(dir, 'merges.txt');
+    const configFile = path.join(dir, 'tokenizer_config.json');
+    const mapFile = path.join(dir, 'special_tokens_map.json');
+    const addedFile = path.join(dir, 'added_tokens.json');
+    const [vocabJson, mergesText, config, map, added] = await Promise.all([
+      readJsonObject(vocabFile, true), readRequired(mergesFile),
+      readJsonObject(configFile, false), readJsonObject(mapFile, false), readJsonObject(addedFile, false),
+    ]);
+
+    // 1. vocabulary
+    const encoder = new Map<string, number>();
+    for (const token in vocabJson!) {
+      const id = vocabJson![token];
+      if (!Number.isSafeInteger(id) || (id as number) < 0) {
+        throw new BadConfigError(`${vocabFile}: the id of token ${JSON.stringify(token)} must be a non-negative integer, got ${JSON.stringify(id)}`);
+      }
+      encoder.set(token, id as number);
+    }
+
+    // 2. merges: lines[1 : 48895] of the stripped file, each split on whitespace
+    const bpeRanks = new Map<string, number>();
+    const lines = mergesText.trim().split('\n').slice(1, MAX_MERGES + 1);
+    for (let rank = 0; rank < lines.length; rank++) {
+      const line = lines[rank];
+      const space = line.indexOf(' ');
+      // Fast path: "first second" with one space and no other whitespace (byte-mapped symbols hold none).
+      if (space > 0 && space < line.length - 1 && line.indexOf(' ', space + 1) < 0 && !PY_SPACE_NOT_BLANK.test(line)) {
+        bpeRanks.set(line, rank); // a repeated merge keeps its last rank, as dict(zip(...)) does
+        continue;
+      }
+      const parts = pySplit(line);
+      if (parts.length !== 2) {
+        throw new BadConfigError(`${mergesFile}: line ${rank + 2} is not a merge of two symbols: ${JSON.stringify(line)}`);
+      }
+      bpeRanks.set(`${parts[0]} ${parts[1]}`, rank);
+    }
+
+    // 3. special tokens: special_tokens_map.json > tokenizer_config.json > CLIPTokenizer defaults
+    const special = {} as Record<SpecialKey, AddedToken>;
+    for (const key of SPECIAL_ORDER) {
+      const fromMap = map?.[key];
+      const fromConfig = config?.[key];
+      if (fromMap !== undefined && fromMap !== null) special[key] = parseAddedToken(fromMap, mapFile, key, true);
+      else if (fromConfig !== undefined && fromConfig !== null) special[key] = parseAddedToken(fromConfig, configFile, key, true);
+      else special[key] = parseAddedToken(DEFAULT_SPECIAL[key], configFile, key, true);
+    }
+    const additional: AddedToken[] = [];
+    const additionalSource = map?.additional_special_tokens !== undefined ? [map.additional_special_tokens, mapFile]
+      : [config?.additional_special_tokens, configFile];
+    if (additionalSource[0] !== undefined && additionalSource[0] !== null) {
+      if (!Array.isArray(additionalSource[0])) {
+        throw new BadConfigError(`${additionalSource[1]}: field "additional_special_tokens" must be a list`);
+      }
+      for (const t of additionalSource[0]) {
+        additional.push(parseAddedToken(t, additionalSource[1] as string, 'additional_special_tokens', true));
+      }
+    }
+
+    // 4. tokens stored with their ids
+    const addedTokens: Array<[number, AddedToken]> = [];
+    const decoderField = config?.added_tokens_decoder;
+    if (decoderField !== undefined && decoderField !== null) {
+      if (typeof decoderField !== 'object' || Array.isArray(decoderField)) {
+        throw new BadConfigError(`${configFile}: field "added_tokens_decoder" must be an object (id → token)`);
+      }
+      for (const [idText, t] of Object.entries(decoderField)) {
+        const id = Number(idText);
+        if (!Number.isSafeInteger(id) || id < 0) {
+          throw new BadConfigError(`${configFile}: field "added_tokens_decoder" has a non-integer id ${JSON.stringify(idText)}`);
+        }
+        addedTokens.push([id, parseAddedToken(t, configFile, `added_tokens_decoder.${idText}`, false)]);
+      }
+    } else if (added) {
+      const specialContents = new Set([...SPECIAL_ORDER.map((k) => special[k].content), ...additional.map((t) => t.content)]);
+      for (const [content, id] of Object.entries(added)) {
+        if (!Number.isSafeInteger(id) || (id as number) < 0) {
+          throw new BadConfigError(`${addedFile}: the id of token ${JSON.stringify(content)} must be a non-negative integer, got ${JSON.stringify(id)}`);
+        }
+        addedTokens.push([id as number, { content, lstrip: false, rstrip: false, singleWord: false, special: specialContents.has(content) }]);
+      }
+    }
+
+    // 5. model_max_length
+    let modelMaxLength = 77;
+    const mml = config?.model_max_length;
+    if (mml !== undefined && mml !== null) {
+      if (typeof mml !== 'number' || !(mml >= 2)) {
+        throw new BadConfigError(`${configFile}: field "model_max_length" must be a number ≥ 2, got ${JSON.stringify(mml)}`);
+      }
+      if (mml < UNSET_MAX_LENGTH) {
+        if (!Number.isInteger(mml)) {
+          throw new BadConfigError(`${configFile}: field "model_max_length" must be an integer, got ${mml}`);
+        }
+        modelMaxLength = mml;
+      }
+    }
+    return new CLIPTokenizer(encoder, bpeRanks, modelMaxLength, special, additional, addedTokens);
+  }
+
+  /** Number of entries of `vocab.json` (transformers' `vocab_size`, 49408 for CLIP); added tokens not included. */
+  get vocabSize(): number {
+    return this.encoder.size;
+  }
+
+  /**
+   * Number of distinct tokens, vocabulary plus added tokens (Python's `len(tokenizer)`): the
+   * number of rows a text encoder's token embedding needs.
+   */
+  get length(): number {
+    let n = this.encoder.size;
+    for (const content of this.addedEncoder.keys()) if (!this.encoder.has(content)) n++;
+    return n;
+  }
+
+  /**
+   * Id of a token: an added token's id, else its vocabulary id (BPE tokens carry `</w>` at a
+   * word's end, e.g. `'cat</w>'`), else `undefined`.
+   */
+  tokenToId(token: string): number | undefined {
+    return this.addedEncoder.get(token) ?? this.encoder.get(token);
+  }
+
+  /** The token text of an id (`'cat</w>'`, `'<|endoftext|>'`), or `undefined` when the id is unknown. */
+  idToToken(id: number): string | undefined {
+    return this.addedDecoder.get(id)?.content ?? this.decoder().get(id);
+  }
+
+  /** id → vocabulary token, built on first use (only decoding needs it). */
+  private decoder(): Map<number, string> {
+    if (!this.decoderCache) {
+      this.decoderCache = new Map();
+      for (const [token, id] of this.encoder) this.decoderCache.set(id, token);
+    }
+    return this.decoderCache;
+  }
+
+  /**
+   * Adds tokens matched literally (case-sensitive, longest match first) in the text before any
+   * cleaning or BPE, as transformers' `tokenizer.add_tokens(tokens)` does; this is how textual
+   * inversion embeddings get their ids. A new token gets the next id after the vocabulary and
+   * the tokens added before (49408, 49409, … for CLIP); a token already added keeps its id; a
+   * string that is already a vocabulary entry keeps its vocabulary id (and is now matched
+   * literally).
+   * @param tokens - the token strings, e.g. `['<my-token>', '<my-token>_1']`
+   * @returns the id of each token, in order.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `tokens` is not an array of non-empty strings.
+   */
+  addTokens(tokens: string[]): number[] {
+    if (!Array.isArray(tokens)) {
+      throw new InvalidArgumentError(`Expected an array of strings for tokens but received ${describe(tokens)}`);
+    }
+    tokens.forEach((t, i) => {
+      if (typeof t !== 'string' || t.length === 0) {
+        throw new InvalidArgumentError(`Expected a non-empty string for tokens[${i}] but received ${describe(t)}`);
+      }
+    });
+    const ids = tokens.map((content) =>
+      this.addedEncoder.get(content) ??
+      this.addToken({ content, lstrip: false, rstrip: false, singleWord: false, special: this.specialContents.has(content) }));
+    return ids;
+  }
+
+  /**
+   * Splits a text into BPE tokens, like transformers' `tokenizer.tokenize(text)`: added and
+   * special tokens come out as they are (`'<|endoftext|>'`), word-final pieces end in `</w>`
+   * (`['a</w>', 'photo</w>', 'of</w>']`). No `<|startoftext|>`/`<|endoftext|>` is added.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `text` is not a string.
+   */
+  tokenize(text: string): string[] {
+    if (typeof text !== 'string') {
+      throw new InvalidArgumentError(`Expected a string for text but received ${describe(text)}`);
+    }
+    // 1. cut the added tokens out of the raw text (PreTrainedTokenizer.tokenize)
+    const pieces = this.trie.split(text);
+    for (let i = 0; i < pieces.length; i++) {
+      const id = this.addedEncoder.get(pieces[i]);
+      if (id === undefined) continue;
+      const tok = this.addedDecoder.get(id)!;
+      const left = i > 0 ? pieces[i - 1] : '';
+      const right = i < pieces.length - 1 ? pieces[i + 1] : '';
+      if (tok.rstrip && right) pieces[i + 1] = right.replace(/^\s+/u, '');
+      if (tok.lstrip && left) pieces[i - 1] = left.replace(/\s+$/u, '');
+      if (tok.singleWord && left && !left.endsWith(' ')) {
+        pieces[i - 1] += pieces[i];
+        pieces[i] = '';
+      } else if (tok.singleWord && right && !right.startsWith(' ')) {
+        pieces[i + 1] = pieces[i] + right;
+        pieces[i] = '';
+      }
+    }
+    // 2. BPE the remaining pieces (CLIPTokenizer._tokenize)
+    const out: string[] = [];
+    for (const piece of pieces) {
+      if (!piece) continue;
+      if (this.addedEncoder.has(piece)) out.push(piece);
+      else this.bpeText(piece, out);
+    }
+    return out;
+  }
+
+  /**
+   * Encodes a text to CLIP input ids: `<|startoftext|>`, the BPE token ids, `<|endoftext|>`,
+   * then (by default) truncation to `maxLength` and padding with the pad token up to it —
+   * what diffusers' `tokenizer(prompt, padding="max_length", max_length=77, truncation=True)` gives.
+   * @param text - the prompt
+   * @param options - {@link TokenizeOptions}; defaults `{ padding: 'max_length', maxLength: modelMaxLength, truncation: true }`.
+   *   `{ padding: false, truncation: false }` gives transformers' plain `tokenizer(text)`.
+   * @returns the ids (`maxLength` of them when padded and truncated).
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `text` is not a string or an option is invalid.
+   */
+  encode(text: string, options: TokenizeOptions = {}): number[] {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidArgumentError(`Expected an options object for options but received ${describe(options)}`);
+    }
+    const { padding = 'max_length', maxLength = this.modelMaxLength, truncation = true } = options;
+    if (padding !== 'max_length' && padding !== false) {
+      throw new InvalidArgumentError(`Expected 'max_length' or false for padding but received ${describe(padding)}`);
+    }
+    if (!Number.isSafeInteger(maxLength) || maxLength < 2) {
+      throw new InvalidArgumentError(`Expected an integer ≥ 2 for maxLength but received ${describe(maxLength)}`);
+    }
+    if (typeof truncation !== 'boolean') {
+      throw new InvalidArgumentError(`Expected a boolean for truncation but received ${describe(truncation)}`);
+    }
+    let content = this.tokenize(text).map((t) => this.tokenToIdOrUnk(t));
+    if (truncation && content.length > maxLength - 2) content = content.slice(0, maxLength - 2);
+    const ids = [this.bosTokenId, ...content, this.eosTokenId];
+    if (padding === 'max_length') while (ids.length < maxLength) ids.push(this.padTokenId);
+    return ids;
+  }
+
+  /**
+   * Turns ids back into text like transformers' `tokenizer.decode(ids)`: byte-level decoding
+   * (invalid UTF-8 becomes U+FFFD), `</w>` → space, added tokens kept as they are, and
+   * `clean_up_tokenization` (`' ,'` → `','` …). Unknown ids are skipped.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `ids` is not an array of integers.
+   */
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    if (!Array.isArray(ids)) throw new InvalidArgumentError(`Expected an array of ids but received ${describe(ids)}`);
+    const skipSpecial = options.skipSpecialTokens === true;
+    const texts: string[] = [];
+    let current: string[] = [];
+    const flush = (): void => {
+      if (current.length === 0) return;
+      const s = this.tokensToString(current);
+      if (s.length > 0) texts.push(s);
+      current = [];
+    };
+    for (const id of ids) {
+      if (!Number.isInteger(id)) throw new InvalidArgumentError(`Expected integer ids but received ${describe(id)}`);
+      if (skipSpecial && this.specialIds.has(id)) continue;
+      const token = this.idToToken(id);
+      if (token === undefined) continue;
+      if (this.addedEncoder.has(token) && !this.specialContents.has(token)) {
+        flush();
+        texts.push(token);
+      } else {
+        current.push(token);
+      }
+    }
+    if (current.length > 0) texts.push(this.tokensToString(current));
+    return cleanUpTokenization(texts.join(' '));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** `_add_tokens` for one new token: reuses a vocabulary id or appends one; returns the id. */
+  private addToken(token: AddedToken): number {
+    let id = this.encoder.get(token.content);
+    if (id === undefined) id = this.length; // len(get_vocab()) before adding
+    this.registerAdded(token, id);
+    return id;
+  }
+
+  private registerAdded(token: AddedToken, id: number): void {
+    this.addedDecoder.set(id, token);
+    this.addedEncoder.set(token.content, id);
+    this.trie.add(token.content);
+  }
+
+  private resetCache(): void {
+    this.cache.clear();
+    this.cache.set('<|startoftext|>', ['<|startoftext|>']);
+    this.cache.set('<|endoftext|>', ['<|endoftext|>']);
+  }
+
+  private tokenToIdOrUnk(token: string): number {
+    return this.addedEncoder.get(token) ?? this.encoder.get(token) ?? this.unkTokenId;
+  }
+
+  /** CLIPTokenizer._tokenize on one piece without added tokens; appends to `out`. */
+  private bpeText(text: string, out: string[]): void {
+    const cleaned = basicClean(text);
+    for (const match of cleaned.matchAll(CLIP_PATTERN)) {
+      let mapped = '';
+      for (const b of utf8.encode(match[0])) mapped += BYTE_ENCODER[b];
+      for (const t of this.bpe(mapped)) out.push(t);
+    }
+  }
+
+  /** Byte-pair merges of one byte-mapped word, lowest rank first; `</w>` marks the last symbol. */
+  private bpe(token: string): string[] {
+    const cached = this.cache.get(token);
+    if (cached) return cached;
+    let word = token.split(''); // byte-mapped characters are all single UTF-16 units
+    word[word.length - 1] += '</w>';
+    if (word.length < 2) return word;
+    const ranks = this.bpeRanks;
+    for (;;) {
+      let best = Infinity;
+      let bestIndex = -1;
+      for (let i = 0; i < word.length - 1; i++) {
+        const rank = ranks.get(`${word[i]} ${word[i + 1]}`);
+        if (rank !== undefined && rank < best) { best = rank; bestIndex = i; }
+      }
+      if (bestIndex < 0) break;
+      const first = word[bestIndex];
+      const second = word[bestIndex + 1];
+      const merged: string[] = [];
+      for (let i = 0; i < word.length;) {
+        if (word[i] === first && i < word.length - 1 && word[i + 1] === second) {
+          merged.push(first + second);
+          i += 2;
+        } else {
+          merged.push(word[i]);
+          i += 1;
+        }
+      }
+      word = merged;
+      if (word.length === 1) break;
+    }
+    if (this.cache.size >= BPE_CACHE_LIMIT) this.resetCache();
+    this.cache.set(token, word);
+    return word;
+  }
+
+  /** CLIPTokenizer.convert_tokens_to_string. */
+  private tokensToString(tokens: string[]): string {
+    const bytes: number[] = [];
+    for (const ch of tokens.join('')) {
+      const b = BYTE_DECODER.get(ch);
+      if (b !== undefined) bytes.push(b);
+    }
+    return new TextDecoder('utf-8').decode(new Uint8Array(bytes)).replaceAll('</w>', ' ').trim();
+  }
+}
+
+/** transformers' `clean_up_tokenization`. */
+function cleanUpTokenization(text: string): string {
+  return text
+    .replaceAll(' .', '.').replaceAll(' ?', '?').replaceAll(' !', '!').replaceAll(' ,', ',')
+    .replaceAll(" ' ", "'").replaceAll(" n't", "n't").replaceAll(" 'm", "'m").replaceAll(" 's", "'s")
+    .replaceAll(" 've", "'ve").replaceAll(" 're", "'re");
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} of type string`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `${String(value)} of type ${typeof value}`;
+  return `a value of type ${Array.isArray(value) ? 'array' : typeof value}`;
+}
