@@ -7,3 +7,5 @@ export { readSafetensorsHeader, readSafetensors, writeSafetensors } from './safe
 export type { SafetensorsHeader, SafetensorsTensorInfo } from './safetensors.js';
 export type { TensorData } from '../types/native.js';
 export { buildInfo } from './info.js';
+export { AutoencoderKL } from './autoencoder_kl.js';
+export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';
