@@ -9,3 +9,5 @@ export type { TensorData } from '../types/native.js';
 export { buildInfo } from './info.js';
 export { CLIPTokenizer } from './tokenizer.js';
 export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
+export { AutoencoderKL } from './autoencoder_kl.js';
+export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';

@@ -7,6 +7,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitIo(env, exports);
   sd::addon::InitTextEncoder(env, exports);
+  sd::addon::InitVae(env, exports);
   return exports;
 }
 }  // namespace

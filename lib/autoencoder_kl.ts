@@ -1,0 +1,105 @@
+/**
+ * diffusers `AutoencoderKL` (models/autoencoders/autoencoder_kl.py, v0.30.3) on the native core:
+ * encode images to a diagonal Gaussian over latents, decode latents to images, with diffusers'
+ * VAE slicing and tiling.
+ */
+import { addon } from './native.js';
+import { native, nativeSync, DisposedError } from './errors.js';
+import type {
+  NativeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
+} from '../types/native.js';
+
+export type VaeLoadOptions = NativeVaeLoadOptions;
+export type VaeInfo = NativeVaeInfo;
+export type VaeEncodeResult = NativeVaeEncodeResult;
+
+/** A loaded AutoencoderKL. Scaling by `scalingFactor` is the caller's job, as in diffusers. */
+export class AutoencoderKL {
+  private handle: NativeHandle | undefined;
+
+  private constructor(handle: NativeHandle) {
+    this.handle = handle;
+  }
+
+  /**
+   * Loads a diffusers `vae/` folder: `config.json` + `diffusion_pytorch_model[.<variant>].safetensors`.
+   * @param dir - the component folder (e.g. `<model>/vae`)
+   * @param options - `dtype` ('float32' default | 'float16' | 'bfloat16'), `variant`, `device` ('cpu' default)
+   * @throws ModelNotFoundError when the folder, config or weights file is missing (pickles are refused).
+   * @throws BadConfigError naming the field when config.json lacks a required field.
+   * @throws BadCheckpointError naming the key for a missing, mis-shaped or unused weight.
+   * @throws UnsupportedModelError for non-SD block types, or float16 on a CPU libtorch without float16 kernels.
+   * @example const vae = await AutoencoderKL.fromPretrained('./sd15/vae');
+   */
+  static async fromPretrained(dir: string, options: VaeLoadOptions = {}): Promise<AutoencoderKL> {
+    const h = await native(() => addon().loadVae(dir, options));
+    return new AutoencoderKL(h);
+  }
+
+  private h(): NativeHandle {
+    if (!this.handle) throw new DisposedError('AutoencoderKL has been disposed');
+    return this.handle;
+  }
+
+  /** Config summary and current slicing/tiling options. */
+  get info(): VaeInfo {
+    const h = this.h();
+    return nativeSync(() => addon().vaeInfo(h));
+  }
+
+  /** 2^(len(block_out_channels) - 1): pixels per latent (8 for SD, 2 for the tiny test model). */
+  get vaeScaleFactor(): number { return this.info.vaeScaleFactor; }
+  /** config scaling_factor (0.18215 for SD 1.x). */
+  get scalingFactor(): number { return this.info.scalingFactor; }
+  /** config force_upcast: diffusers decodes in float32 when the pipeline runs in float16. */
+  get forceUpcast(): boolean { return this.info.forceUpcast; }
+
+  /**
+   * Decodes latents (already divided by `scalingFactor`).
+   * @param latents - float32 `[batch, latent_channels, h, w]`
+   * @returns float32 image `[batch, out_channels, h·f, w·f]` in ≈[-1, 1], unclamped.
+   * @throws InvalidArgumentError for a wrong rank or channel count.
+   */
+  decode(latents: TensorData): Promise<TensorData> {
+    const h = this.h();
+    return native(() => addon().vaeDecode(h, latents));
+  }
+
+  /**
+   * Encodes images into the posterior over (unscaled) latents.
+   * @param image - float32 `[batch, in_channels, H, W]` in [-1, 1]
+   * @param seed - when given, `sample` = mean + std·randn from `torch.Generator('cpu').manual_seed(seed)`
+   * @returns moments, mean, logvar (clamped to [-30, 20]), std, and sample (with a seed).
+   */
+  encode(image: TensorData, seed?: number): Promise<VaeEncodeResult> {
+    const h = this.h();
+    return native(() => addon().vaeEncode(h, image, seed));
+  }
+
+  /** diffusers enable_slicing(): one batch element at a time (identical results). */
+  enableSlicing(): void { this.setOptions({ slicing: true }); }
+  disableSlicing(): void { this.setOptions({ slicing: false }); }
+  /**
+   * diffusers enable_tiling(): inputs larger than a tile are processed in overlapping tiles
+   * (results differ slightly near the seams).
+   * @param tileSize - tile_sample_min_size in pixels (default config sample_size)
+   * @param tileOverlap - tile_overlap_factor (default 0.25)
+   */
+  enableTiling(tileSize?: number, tileOverlap?: number): void {
+    this.setOptions({ tiling: true, tileSize, tileOverlap });
+  }
+  disableTiling(): void { this.setOptions({ tiling: false }); }
+
+  /** Sets slicing/tiling options; absent fields keep their value. Returns the resulting info. */
+  setOptions(options: NativeVaeOptions): VaeInfo {
+    const h = this.h();
+    const clean = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    return nativeSync(() => addon().vaeSetOptions(h, clean));
+  }
+
+  /** Frees the native model (work in flight finishes first). */
+  dispose(): void {
+    if (this.handle) addon().disposeVae(this.handle);
+    this.handle = undefined;
+  }
+}
