@@ -43,10 +43,25 @@ export interface BuildInfo {
 /** Opaque handle to a native object. */
 export type NativeHandle = { readonly __nativeHandle: unique symbol };
 
+/** loadUNet options (native/addon/unet.cc). dtype default 'float32', device default 'cpu'. */
+export interface UNetLoadOptions { dtype?: 'float32' | 'float16' | 'bfloat16'; device?: string; variant?: string }
+/** unetForward inputs: sample [B,C,h,w], timestep 0-d/[B] (a number is a 0-d tensor), encoderHiddenStates [B,M,D]; SDXL: textEmbeds [B,k], timeIds [B,6]. */
+export interface UNetForwardInputs {
+  sample: TensorData; timestep: number | AnyTensorData; encoderHiddenStates: TensorData;
+  textEmbeds?: TensorData; timeIds?: TensorData;
+}
+/** Attention settings (diffusers enable_attention_slicing / SDPA); 0 or null turns slicing off. */
+export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean }
+
 export interface NativeAddon {
   readSafetensorsHeader(path: string): Promise<SafetensorsHeader>;
   readSafetensors(path: string): Promise<Record<string, TensorData<any>>>;
   writeSafetensors(path: string, tensors: Record<string, AnyTensorData>, metadata?: Record<string, string>): Promise<void>;
   buildInfo(): BuildInfo;
+  loadUNet(dir: string, options?: UNetLoadOptions): Promise<NativeHandle>;
+  unetForward(unet: NativeHandle, inputs: UNetForwardInputs): Promise<TensorData>;
+  /** Applies from the next unetForward; returns the settings in effect (sdpa false where libtorch < 2.0 or slicing is on). */
+  unetSetAttention(unet: NativeHandle, settings: AttentionSettings): { sliceSize: number | 'auto' | 'max'; sdpa: boolean };
+  disposeUNet(unet: NativeHandle): void;
   [key: string]: any;
 }

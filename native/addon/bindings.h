@@ -5,4 +5,5 @@
 
 namespace sd::addon {
 void InitIo(Napi::Env env, Napi::Object exports);        // io.cc: safetensors header/read/write
+void InitUNet(Napi::Env env, Napi::Object exports);      // unet.cc: UNet2DConditionModel
 }  // namespace sd::addon
