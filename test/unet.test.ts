@@ -11,7 +11,7 @@ import { addon } from '../lib/native.js';
 import { native, nativeSync, SdError } from '../lib/errors.js';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
 import type { NativeHandle, TensorData, UNetForwardInputs } from '../types/native.js';
-import { loadCases, loadGolden, allClose, maxAbsDiff, maxAbs, fixture, type GoldenCase } from './helpers/fixtures.js';
+import { loadCases, loadGolden, allClose, maxAbsDiff, maxAbs, type GoldenCase } from './helpers/fixtures.js';
 
 const ATOL = 1e-4;
 const RTOL = 1e-4;
@@ -337,4 +337,3 @@ afterAll(() => {
   const rows = Object.entries(largest).map(([k, v]) => `${k}: ${v.toExponential(2)}`);
   if (rows.length) console.log('largest |diff| per golden output:\n' + rows.join('\n'));
 });
-void fixture;

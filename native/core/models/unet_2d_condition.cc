@@ -178,6 +178,15 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
   c.timeEmbeddingDim = r.getInt("time_embedding_dim", 0);
   c.timeEmbeddingActFn = r.getString("time_embedding_act_fn", "");
   c.timestepPostAct = r.getString("timestep_post_act", "");
+  for (const char* key : {"time_embedding_act_fn", "timestep_post_act"}) {
+    const std::string name = r.getString(key, "");
+    if (name.empty()) continue;
+    try {
+      (void)nn::activation(name, at::zeros({1}));
+    } catch (const SdException&) {
+      unsupported(where, key, "\"" + name + "\"", "gelu, quick_gelu, gelu_new, silu, swish, relu or null");
+    }
+  }
   c.convInKernel = r.getInt("conv_in_kernel", 3);
   c.convOutKernel = r.getInt("conv_out_kernel", 3);
   for (const char* key : {"conv_in_kernel", "conv_out_kernel"}) {
@@ -435,10 +444,14 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
       !at::isFloatingType(encoderHiddenStatesIn.scalar_type()))
     invalid("encoder_hidden_states must be a float [" + std::to_string(batch) + ", M, dim] tensor, got " +
             (encoderHiddenStatesIn.defined() ? nn::shapeString(encoderHiddenStatesIn.sizes()) : std::string("nothing")));
-  for (size_t i = 0; i < c.crossAttentionDim.size(); ++i)
-    if (c.downBlockTypes[i] == "CrossAttnDownBlock2D" && encoderHiddenStatesIn.size(2) != c.crossAttentionDim[i])
+  const size_t n = c.crossAttentionDim.size();
+  for (size_t i = 0; i < n; ++i) {  // the cross-attention widths in use: down i, up n-1-i, mid n-1
+    const bool used = c.downBlockTypes[i] == "CrossAttnDownBlock2D" || c.upBlockTypes[n - 1 - i] == "CrossAttnUpBlock2D" ||
+                      (i == n - 1 && midBlock_);
+    if (used && encoderHiddenStatesIn.size(2) != c.crossAttentionDim[i])
       invalid("encoder_hidden_states has " + std::to_string(encoderHiddenStatesIn.size(2)) +
               " features but cross_attention_dim is " + std::to_string(c.crossAttentionDim[i]));
+  }
   if (!timestep.defined() || timestep.dim() > 1 || (timestep.numel() != 1 && timestep.numel() != batch))
     invalid("timestep must be 0-d, [1] or [" + std::to_string(batch) + "], got " +
             (timestep.defined() ? nn::shapeString(timestep.sizes()) : std::string("nothing")));

@@ -29,6 +29,8 @@ struct PerLayerCount {
 /// 0.30.3) for absent fields. Fields of features sd-native does not run (class embeddings,
 /// encoder_hid_proj, other block types, …) are checked and refused with E_UNSUPPORTED_MODEL
 /// naming the field and value; malformed values are E_BAD_CONFIG naming file and field.
+/// Not read: dropout (inference only), and fields that matter only for block types refused here:
+/// addition_embed_type_num_heads, mid_block_only_cross_attention, cross_attention_norm.
 struct UNet2DConditionConfig {
   int64_t sampleSize = 0;  // sample_size (latent side; 0 when null or a list). Informational.
   int64_t inChannels = 4;  // in_channels (9 for inpainting UNets)
