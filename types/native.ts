@@ -131,6 +131,15 @@ export interface NativeVaeEncodeResult {
   /** mean + std·randn drawn from a CPU generator seeded with `seed` (only when a seed was given). */
   sample?: TensorData;
 }
+/** loadUNet options (native/addon/unet.cc). dtype default 'float32', device default 'cpu'. */
+export interface UNetLoadOptions { dtype?: 'float32' | 'float16' | 'bfloat16'; device?: string; variant?: string }
+/** unetForward inputs: sample [B,C,h,w], timestep 0-d/[B] (a number is a 0-d tensor), encoderHiddenStates [B,M,D]; SDXL: textEmbeds [B,k], timeIds [B,6]. */
+export interface UNetForwardInputs {
+  sample: TensorData; timestep: number | AnyTensorData; encoderHiddenStates: TensorData;
+  textEmbeds?: TensorData; timeIds?: TensorData;
+}
+/** Attention settings (diffusers enable_attention_slicing / SDPA); 0 or null turns slicing off. */
+export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean }
 
 export interface NativeAddon {
   readSafetensorsHeader(path: string): Promise<SafetensorsHeader>;
@@ -157,5 +166,10 @@ export interface NativeAddon {
   vaeEncode(handle: NativeHandle, image: TensorData, seed?: number): Promise<NativeVaeEncodeResult>;
   vaeSetOptions(handle: NativeHandle, options: NativeVaeOptions): NativeVaeInfo;
   disposeVae(handle: NativeHandle): void;
+  loadUNet(dir: string, options?: UNetLoadOptions): Promise<NativeHandle>;
+  unetForward(unet: NativeHandle, inputs: UNetForwardInputs): Promise<TensorData>;
+  /** Applies from the next unetForward; returns the settings in effect (sdpa false where libtorch < 2.0 or slicing is on). */
+  unetSetAttention(unet: NativeHandle, settings: AttentionSettings): { sliceSize: number | 'auto' | 'max'; sdpa: boolean };
+  disposeUNet(unet: NativeHandle): void;
   [key: string]: any;
 }

@@ -7,4 +7,5 @@ namespace sd::addon {
 void InitIo(Napi::Env env, Napi::Object exports);        // io.cc: safetensors header/read/write
 void InitTextEncoder(Napi::Env env, Napi::Object exports);  // text_encoder.cc: CLIPTextModel
 void InitVae(Napi::Env env, Napi::Object exports);       // vae.cc: AutoencoderKL load/encode/decode
+void InitUNet(Napi::Env env, Napi::Object exports);      // unet.cc: UNet2DConditionModel
 }  // namespace sd::addon

@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitIo(env, exports);
   sd::addon::InitTextEncoder(env, exports);
   sd::addon::InitVae(env, exports);
+  sd::addon::InitUNet(env, exports);
   return exports;
 }
 }  // namespace
