@@ -12,15 +12,15 @@ nn::StateDict createRandomWeights(const std::string& component, const std::strin
                                   at::ScalarType dtype) {
   nn::RandomInitScope init(seed, dtype);
   if (component == "unet") {
-    UNet2DConditionModel m(UNet2DConditionConfig::fromFile(configPath), {});
+    UNet2DConditionModel m(UNet2DConditionConfig::fromFile(configPath), nn::StateDict{}, "random " + component);
     return m.weights().tensors();
   }
   if (component == "vae") {
-    AutoencoderKL m(AutoencoderKLConfig::fromFile(configPath), {});
+    AutoencoderKL m(AutoencoderKLConfig::fromFile(configPath), nn::StateDict{}, "random " + component);
     return m.weights().tensors();
   }
   if (component == "text_encoder" || component == "text_encoder_2") {
-    CLIPTextModel m(CLIPTextConfig::fromFile(configPath), {});
+    CLIPTextModel m(CLIPTextConfig::fromFile(configPath), nn::StateDict{}, "random " + component);
     return m.weights().tensors();
   }
   fail(codes::kInvalidArgument, "createRandomWeights: unknown component \"" + component +

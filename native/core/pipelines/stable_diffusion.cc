@@ -59,6 +59,14 @@ at::Device parseDevice(const std::string& device) {
 
 StableDiffusionPipeline::~StableDiffusionPipeline() = default;
 
+void StableDiffusionPipeline::setAttentionOptions(const nn::AttentionOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  attention_ = options;
+  unet_->setAttentionOptions(options);
+  *vae_->attentionOptions() = options;
+  *textEncoder_->attentionOptions() = options;
+}
+
 std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std::string& path,
                                                                        const LoadOptions& options) {
   if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
@@ -70,7 +78,6 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
   auto pipe = std::shared_ptr<StableDiffusionPipeline>(new StableDiffusionPipeline());
   pipe->device_ = device;
   pipe->dtype_ = options.dtype;
-  pipe->attention_ = std::make_shared<nn::AttentionOptions>();
 
   // The folder whose configs describe the model: the model itself, or configDir for a single file.
   std::string root = path;
@@ -105,17 +112,17 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
     vaeW = io::loadComponentWeights((fs::path(root) / "vae").string(), "diffusion_pytorch_model", options.variant);
     clipW = io::loadComponentWeights((fs::path(root) / "text_encoder").string(), "model", options.variant);
   }
-  pipe->unet_ = std::make_shared<models::UNet2DConditionModel>(unetConfig, std::move(unetW));
-  pipe->vae_ = std::make_shared<models::AutoencoderKL>(vaeConfig, std::move(vaeW));
-  pipe->textEncoder_ = std::make_shared<models::CLIPTextModel>(clipConfig, std::move(clipW));
-  pipe->unet_->setAttentionOptions(pipe->attention_);
-  pipe->vae_->setAttentionOptions(pipe->attention_);
-  pipe->textEncoder_->setAttentionOptions(pipe->attention_);
+  const std::string unetSrc = options.singleFile ? "unet (" + path + ")" : "unet (" + root + "/unet)";
+  const std::string vaeSrc = options.singleFile ? "vae (" + path + ")" : "vae (" + root + "/vae)";
+  const std::string clipSrc = options.singleFile ? "text_encoder (" + path + ")" : "text_encoder (" + root + "/text_encoder)";
+  pipe->unet_ = std::make_shared<models::UNet2DConditionModel>(unetConfig, std::move(unetW), unetSrc);
+  pipe->vae_ = std::make_shared<models::AutoencoderKL>(vaeConfig, std::move(vaeW), vaeSrc);
+  pipe->textEncoder_ = std::make_shared<models::CLIPTextModel>(clipConfig, std::move(clipW), clipSrc);
   pipe->unet_->to(device, options.dtype);
   pipe->textEncoder_->to(device, options.dtype);
   // force_upcast (SD/SDXL VAEs overflow in float16): keep the VAE in float32 and run encode and
   // decode there, as diffusers' upcast_vae does; otherwise the VAE computes in the pipeline dtype.
-  pipe->vaeDtype_ = (options.dtype == at::kHalf && vaeConfig.forceUpcast) ? at::kFloat : options.dtype;
+  pipe->vaeDtype_ = (options.dtype == at::kHalf && pipe->vae_->forceUpcast()) ? at::kFloat : options.dtype;
   pipe->vae_->to(device, pipe->vaeDtype_);
 
   PipelineInfo& info = pipe->info_;
@@ -237,7 +244,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
       invalid("image must be uint8 [height, width, 3] at the requested size");
     at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
     image = image.to(device_, vaeDtype_);
-    at::Tensor initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->config().scalingFactor;  // [1, C, h, w]
+    at::Tensor initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
     if (batch > initLatents.size(0)) initLatents = initLatents.repeat({batch, 1, 1, 1});
     at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
     latents = scheduler->addNoise(initLatents, noise, timesteps.slice(0, 0, 1).repeat({batch}));
@@ -268,7 +275,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // 8. Decode
   if (!req.outputLatent) {
     auto tDecode = std::chrono::steady_clock::now();
-    at::Tensor z = latents / vae_->config().scalingFactor;
+    at::Tensor z = latents / vae_->scalingFactor();
     at::Tensor image = vae_->decode(z.to(vaeDtype_)).to(at::kFloat);  // [B, 3, H, W]
     if (!at::isfinite(image).all().item<bool>())
       fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype "

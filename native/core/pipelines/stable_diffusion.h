@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/attention.h"
 #include "util/json.h"
 
 namespace sd::models {
@@ -23,9 +24,6 @@ class CLIPTextModel;
 class UNet2DConditionModel;
 class AutoencoderKL;
 }  // namespace sd::models
-namespace sd::nn {
-struct AttentionOptions;
-}
 
 namespace sd::pipelines {
 
@@ -111,7 +109,9 @@ class StableDiffusionPipeline {
   GenerateResult generate(const GenerateRequest& request, const StepCallback& onStep, const AbortCheck& aborted);
 
   const PipelineInfo& info() const { return info_; }
-  nn::AttentionOptions& attentionOptions() { return *attention_; }
+  /// Attention path for every model of the pipeline (slicing, SDPA); applies from the next call.
+  void setAttentionOptions(const nn::AttentionOptions& options);
+  const nn::AttentionOptions& attentionOptions() const { return attention_; }
   models::UNet2DConditionModel& unet() { return *unet_; }
   models::AutoencoderKL& vae() { return *vae_; }
   models::CLIPTextModel& textEncoder() { return *textEncoder_; }
@@ -123,7 +123,7 @@ class StableDiffusionPipeline {
   std::shared_ptr<models::CLIPTextModel> textEncoder_;
   std::shared_ptr<models::UNet2DConditionModel> unet_;
   std::shared_ptr<models::AutoencoderKL> vae_;
-  std::shared_ptr<nn::AttentionOptions> attention_;
+  nn::AttentionOptions attention_;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;
   at::ScalarType vaeDtype_ = at::kFloat;
