@@ -11,3 +11,20 @@ export { CLIPTokenizer } from './tokenizer.js';
 export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
 export { AutoencoderKL } from './autoencoder_kl.js';
 export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';
+export {
+  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline,
+} from './pipeline.js';
+export type { PipelineInfo, SchedulerInfo, GenerateResult, GenerateTimings } from './pipeline.js';
+export {
+  SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, loadOptionsSchema,
+  parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed,
+} from './options.js';
+export type {
+  GenerateOptions, Img2ImgOptions, LoadOptions, ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults,
+  PromptInput, ImageInput, RawImageInput, LatentsInput, StepProgress, SchedulerName,
+} from './options.js';
+export {
+  GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,
+} from './image.js';
+export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
+export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo } from '../types/native.js';

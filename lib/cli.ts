@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+/**
+ * `sd-native` command line: `generate` (text → image, or image → image with --image),
+ * `info` (what a model is made of) and `create-model` (a random-weight diffusers folder).
+ * Errors print `error [E_CODE]: message` on stderr and exit with status 1.
+ */
+import { realpathSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { InvalidArgumentError, NativeLoadError, SdError, native } from './errors.js';
+import { StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, type GenerateResult } from './pipeline.js';
+import type { LoadOptions, StepProgress } from './options.js';
+import { SUPPORTED_SCHEDULERS } from './options.js';
+import { addon } from './native.js';
+import type { PipelineDtype } from '../types/native.js';
+
+// =============================================================================================
+// Formatting helpers
+// =============================================================================================
+
+/** tqdm's elapsed/remaining format: mm:ss, or h:mm:ss past an hour. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?';
+  const s = Math.round(ms / 1000);
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = s % 60;
+  const two = (n: number) => String(n).padStart(2, '0');
+  return hh > 0 ? `${hh}:${two(mm)}:${two(ss)}` : `${two(mm)}:${two(ss)}`;
+}
+
+/** tqdm's rate: "3.52it/s", or "2.10s/it" below one step per second. */
+export function formatRate(steps: number, ms: number): string {
+  if (steps <= 0 || ms <= 0) return '?it/s';
+  const perSec = (steps * 1000) / ms;
+  return perSec >= 1 ? `${perSec.toFixed(2)}it/s` : `${(1 / perSec).toFixed(2)}s/it`;
+}
+
+/** 1234567 → "1.23M". */
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(2)}K`;
+  return String(n);
+}
+
+/** Bytes → "3.44 GB" (powers of 1000, as diffusers' and HF's file sizes). */
+export function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(2)} kB`;
+  return `${n} B`;
+}
+
+/** A number option parser naming the flag when the text is not a number. */
+function numberArg(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || Number.isNaN(n)) {
+      throw new InvalidArgumentError(`${flag} must be a number; received ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+/** `--scheduler-option key=value` (repeatable); the value is JSON when it parses, else a string. */
+function schedulerOption(value: string, previous: Record<string, unknown> = {}): Record<string, unknown> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`--scheduler-option must be key=value (e.g. use_karras_sigmas=true); received ${JSON.stringify(value)}`);
+  const key = value.slice(0, eq);
+  const raw = value.slice(eq + 1);
+  let v: unknown;
+  try { v = JSON.parse(raw); } catch { v = raw; }
+  return { ...previous, [key]: v };
+}
+
+/** Output file names: `out` for one image, `out-1.png`, `out-2.png` … for several; a folder gets `<seed>-<i>.png`. */
+export async function outputPaths(out: string, count: number, seed: number): Promise<string[]> {
+  const st = await stat(out).catch(() => undefined);
+  if (st?.isDirectory() || out.endsWith('/') || out.endsWith(path.sep)) {
+    return Array.from({ length: count }, (_, i) => path.join(out, count === 1 ? `${seed}.png` : `${seed}-${i + 1}.png`));
+  }
+  if (count === 1) return [out];
+  const ext = path.extname(out) || '.png';
+  const base = path.extname(out) ? out.slice(0, -ext.length) : out;
+  return Array.from({ length: count }, (_, i) => `${base}-${i + 1}${ext}`);
+}
+
+async function isFile(p: string): Promise<boolean> {
+  const st = await stat(p).catch(() => undefined);
+  return st !== undefined && st.isFile();
+}
+
+function loadOptionsOf(o: { device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string }): LoadOptions {
+  return {
+    device: o.device, dtype: o.dtype as PipelineDtype | undefined, variant: o.variant, threads: o.threads, configDir: o.configDir,
+  };
+}
+
+function log(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+// =============================================================================================
+// Commands
+// =============================================================================================
+
+interface GenerateCliOptions {
+  model: string; prompt: string; negativePrompt?: string; steps?: number; guidance?: number;
+  width?: number; height?: number; seed?: number; scheduler?: string; schedulerOption?: Record<string, unknown>;
+  n?: number; clipSkip?: number; image?: string; strength?: number;
+  device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string;
+  out: string; progress: boolean;
+}
+
+async function runGenerate(o: GenerateCliOptions): Promise<void> {
+  const t0 = performance.now();
+  const single = await isFile(o.model);
+  const Cls = o.image !== undefined ? StableDiffusionImg2ImgPipeline : StableDiffusionPipeline;
+  log(`Loading ${o.model} ...`);
+  const pipe = single
+    ? await Cls.fromSingleFile(o.model, loadOptionsOf(o))
+    : await Cls.fromPretrained(o.model, loadOptionsOf(o));
+  const loadMs = performance.now() - t0;
+  log(`Loaded ${pipe.info.className} (${pipe.info.family}) on ${pipe.info.device}, ${pipe.info.dtype} in ${(loadMs / 1000).toFixed(1)} s`);
+
+  const ac = new AbortController();
+  const onSigint = () => ac.abort(new Error('interrupted (SIGINT)'));
+  process.once('SIGINT', onSigint);
+  let bar: cliProgress.SingleBar | undefined;
+  let lastStep = 0;
+  try {
+    if (o.scheduler !== undefined || o.schedulerOption !== undefined) {
+      pipe.setScheduler(o.scheduler ?? pipe.scheduler.name, o.schedulerOption ?? {});
+    }
+    const onStep = (p: StepProgress) => {
+      lastStep = p.step;
+      if (!o.progress) return;
+      if (!bar) {
+        bar = new cliProgress.SingleBar({
+          format: '{percentage}%|{bar}| {value}/{total} [{elapsedText}<{etaText}, {rate}]',
+          barCompleteChar: '\u2588', barIncompleteChar: ' ', barsize: 25, hideCursor: true,
+          stream: process.stderr, clearOnComplete: false, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 2000,
+        }, cliProgress.Presets.shades_classic);
+        bar.start(p.numSteps, 0, { elapsedText: '00:00', etaText: '?', rate: '?it/s' });
+      }
+      const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.numSteps - p.step) : NaN;
+      bar.update(p.step, {
+        elapsedText: formatDuration(p.elapsedMs), etaText: formatDuration(remaining), rate: formatRate(p.step, p.elapsedMs),
+      });
+    };
+    const common = {
+      prompt: o.prompt, negativePrompt: o.negativePrompt, numInferenceSteps: o.steps, guidanceScale: o.guidance,
+      width: o.width, height: o.height, seed: o.seed, numImagesPerPrompt: o.n, clipSkip: o.clipSkip,
+      onStep, signal: ac.signal,
+    };
+    // Drop undefined fields so that defaults apply.
+    const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
+    let result: GenerateResult;
+    if (pipe instanceof StableDiffusionImg2ImgPipeline) {
+      result = await pipe.generate(clean({ ...common, image: o.image!, strength: o.strength }));
+    } else {
+      if (o.strength !== undefined) throw new InvalidArgumentError('--strength needs --image (img2img)');
+      result = await pipe.generate(clean(common));
+    }
+    bar?.stop();
+    bar = undefined;
+
+    const files = await outputPaths(o.out, result.images.length, result.seed);
+    for (let i = 0; i < files.length; i++) {
+      await result.images[i].save(files[i]);
+      process.stdout.write(`${files[i]}\n`);
+    }
+    const t = result.timings;
+    log(`seed ${result.seed}, ${result.images[0]?.width}x${result.images[0]?.height}, ${pipe.scheduler.samplerName}, ` +
+      `${lastStep} steps in ${(t.denoiseMs / 1000).toFixed(2)} s (${formatRate(lastStep, t.denoiseMs)}); ` +
+      `total ${((performance.now() - t0) / 1000).toFixed(1)} s (load ${(loadMs / 1000).toFixed(1)} s, ` +
+      `encode ${t.encodeMs.toFixed(0)} ms, decode ${t.decodeMs.toFixed(0)} ms)`);
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+    await pipe[Symbol.asyncDispose]();
+  }
+}
+
+async function runInfo(model: string, o: { device?: string; dtype?: string; configDir?: string; json?: boolean }): Promise<void> {
+  const single = await isFile(model);
+  const pipe = single
+    ? await StableDiffusionPipeline.fromSingleFile(model, loadOptionsOf(o))
+    : await StableDiffusionPipeline.fromPretrained(model, loadOptionsOf(o));
+  try {
+    const info = pipe.info;
+    if (o.json) {
+      process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+      return;
+    }
+    const lines = [
+      `model       ${info.modelPath}`,
+      `family      ${info.family} (${info.className})`,
+      `device      ${info.device}, ${info.dtype}`,
+      `default     ${info.defaultWidth}x${info.defaultHeight} (sample size ${info.sampleSize} × vae scale factor ${info.vaeScaleFactor})`,
+      `scheduler   ${info.schedulerName} (${pipe.scheduler.samplerName})`,
+      `tokenizers  ${info.tokenizerDirs.join(', ')}`,
+      'components',
+    ];
+    const nameW = Math.max(...info.components.map((c) => c.name.length), 4);
+    const classW = Math.max(...info.components.map((c) => c.className.length), 5);
+    let params = 0;
+    let bytes = 0;
+    for (const c of info.components) {
+      params += c.parameters;
+      bytes += c.bytes;
+      lines.push(`  ${c.name.padEnd(nameW)}  ${c.className.padEnd(classW)}  ${c.dtype.padEnd(8)}  ` +
+        `${formatCount(c.parameters).padStart(8)} params  ${formatBytes(c.bytes).padStart(9)}`);
+    }
+    lines.push(`total       ${formatCount(params)} params, ${formatBytes(bytes)}`);
+    process.stdout.write(lines.join('\n') + '\n');
+  } finally {
+    await pipe[Symbol.asyncDispose]();
+  }
+}
+
+async function runCreateModel(o: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tiny' | 'full'; seed: number; out: string; dtype?: 'float32' | 'float16' }): Promise<void> {
+  if (!Number.isSafeInteger(o.seed) || o.seed < 0) {
+    throw new InvalidArgumentError(`--seed must be a non-negative integer; received ${o.seed}`);
+  }
+  const t0 = performance.now();
+  const a = addon();
+  if (typeof a.createModel !== 'function') {
+    throw new NativeLoadError('this build of the sd-native addon has no createModel; rebuild it with `npx cmake-js compile`');
+  }
+  const r = await native(() => a.createModel({ preset: o.preset, scale: o.scale, seed: o.seed, out: path.resolve(o.out), dtype: o.dtype }));
+  process.stdout.write(`${r.path}\n`);
+  const total = Object.values(r.parameters).reduce((a, b) => a + b, 0);
+  for (const [name, n] of Object.entries(r.parameters)) log(`  ${name.padEnd(16)} ${formatCount(n).padStart(8)} params`);
+  log(`created ${o.preset} (${o.scale}, seed ${o.seed}): ${formatCount(total)} params in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+// =============================================================================================
+// Program
+// =============================================================================================
+
+/** Builds the commander program (exported for tests and embedding). */
+export function buildProgram(): Command {
+  const program = new Command('sd-native')
+    .description('Stable Diffusion inference on a native libtorch core')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: () => { /* printed by main() as error [E_CODE]: … */ } });
+
+  program.command('generate')
+    .description('generate images from a prompt (text-to-image; image-to-image with --image)')
+    .requiredOption('-m, --model <dir|file>', 'diffusers folder or single .safetensors checkpoint')
+    .requiredOption('-p, --prompt <text>', 'the prompt')
+    .option('--negative-prompt <text>', 'what to steer away from (default "")')
+    .option('--steps <n>', 'denoising steps, 1-1000 (default 50)', numberArg('--steps'))
+    .option('--guidance <scale>', 'classifier-free guidance scale (default 7.5; <= 1 disables it)', numberArg('--guidance'))
+    .option('--width <px>', 'image width, multiple of 8 (default: the model\'s)', numberArg('--width'))
+    .option('--height <px>', 'image height, multiple of 8 (default: the model\'s)', numberArg('--height'))
+    .option('--seed <n>', 'generator seed (default: random)', numberArg('--seed'))
+    .option('--scheduler <name>', `diffusers scheduler class: ${SUPPORTED_SCHEDULERS.join(', ')}`)
+    .option('--scheduler-option <key=value>', 'scheduler config override, repeatable (e.g. use_karras_sigmas=true)', schedulerOption)
+    .option('-n, --n <count>', 'images per prompt, 1-64 (default 1)', numberArg('--n'))
+    .option('--clip-skip <n>', 'CLIP layers to skip (default none)', numberArg('--clip-skip'))
+    .option('--image <file>', 'input image: image-to-image')
+    .option('--strength <s>', 'image-to-image strength in [0, 1] (default 0.8)', numberArg('--strength'))
+    .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
+    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))
+    .option('--variant <name>', 'weight file variant, e.g. fp16')
+    .option('--threads <n>', 'CPU threads', numberArg('--threads'))
+    .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
+    .option('-o, --out <file>', 'output file (.png/.jpg/.webp) or folder; several images get -1, -2 … suffixes', 'output.png')
+    .option('--no-progress', 'no progress bar')
+    .action(async (opts: GenerateCliOptions) => { await runGenerate(opts); });
+
+  program.command('info')
+    .description('show a model\'s family, components, dtypes and parameter counts')
+    .argument('<model>', 'diffusers folder or single .safetensors checkpoint')
+    .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
+    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))
+    .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
+    .option('--json', 'print JSON')
+    .action(async (model: string, opts: { device?: string; dtype?: string; configDir?: string; json?: boolean }) => {
+      await runInfo(model, opts);
+    });
+
+  program.command('create-model')
+    .description('write a random-weight diffusers model folder (tests, benchmarks)')
+    .addOption(new Option('--preset <name>', 'architecture').choices(['sd15', 'sd21', 'sdxl']).default('sd15'))
+    .addOption(new Option('--scale <scale>', 'tiny (test-sized) or full (real size)').choices(['tiny', 'full']).default('tiny'))
+    .option('--seed <n>', 'weight seed', numberArg('--seed'), 0)
+    .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['float32', 'float16']))
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .action(async (opts: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tiny' | 'full'; seed: number; out: string; dtype?: 'float32' | 'float16' }) => {
+      await runCreateModel(opts);
+    });
+
+  return program;
+}
+
+/**
+ * Runs the CLI.
+ * @param argv - as process.argv (node, script, args…)
+ * @returns the exit status: 0 on success, 1 on any error (130 when interrupted)
+ */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return 0; // --help, --version
+      if (e.code === 'commander.help' || e.code === 'commander.helpDisplayed') return e.exitCode;
+      const sub = argv.slice(2).find((a) => !a.startsWith('-'));
+      const hint = sub && program.commands.some((c) => c.name() === sub) ? ` (see sd-native ${sub} --help)` : ' (see sd-native --help)';
+      log(`error [E_INVALID_ARGUMENT]: ${e.message.replace(/^error: /, '')}${hint}`);
+      return 1;
+    }
+    if (e instanceof SdError) {
+      log(`error [${e.code}]: ${e.message}`);
+      return e.code === 'E_ABORTED' ? 130 : 1;
+    }
+    log(`error [E_INTERNAL]: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+function isMain(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  main().then((code) => { process.exitCode = code; });
+}

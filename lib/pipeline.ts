@@ -1,0 +1,685 @@
+/**
+ * The public pipelines: {@link StableDiffusionPipeline} (text → image) and
+ * {@link StableDiffusionImg2ImgPipeline} (image + text → image), modelled on diffusers'
+ * `StableDiffusionPipeline.__call__` / `StableDiffusionImg2ImgPipeline.__call__`
+ * (pipeline_stable_diffusion.py, pipeline_stable_diffusion_img2img.py, v0.30.3).
+ *
+ * Division of work: this file validates options, tokenizes prompts (CLIPTokenizer in TS),
+ * decodes input images, queues calls and turns results into {@link GeneratedImage}s; the native
+ * pipeline encodes prompts, draws the latents from the seed, denoises and decodes.
+ */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { addon } from './native.js';
+import {
+  AbortError, BadCheckpointError, BadConfigError, DisposedError, InternalError, InvalidArgumentError, ModelNotFoundError, NativeLoadError,
+  UnsupportedModelError, native, nativeSync, toSdError,
+} from './errors.js';
+import {
+  SUPPORTED_SCHEDULERS, describeValue, finishGenerateOptions, parseGenerateOptions, parseLoadOptions,
+  type GenerateOptions, type Img2ImgOptions, type LatentsInput, type LoadOptions, type ResolvedGenerateOptions,
+  type SchedulerName, type StepProgress,
+} from './options.js';
+import { GeneratedImage, loadInputImage, samplerName, type DecodedImage, type GenerationParameters } from './image.js';
+import { CLIPTokenizer } from './tokenizer.js';
+import type {
+  NativeGenerateRequest, NativeGenerateResult, NativeHandle, NativePipelineInfo, TensorData,
+} from '../types/native.js';
+
+// =============================================================================================
+// Public types
+// =============================================================================================
+
+/** What a loaded pipeline is made of (from the native loader). */
+export interface PipelineInfo extends NativePipelineInfo {
+  /** Default image width in pixels: `sampleSize × vaeScaleFactor` (512 for SD 1.5, 768 for SD 2.1-v, 1024 for SDXL). */
+  defaultWidth: number;
+  /** Default image height in pixels (as `defaultWidth`). */
+  defaultHeight: number;
+}
+
+/** The scheduler a pipeline runs with. */
+export interface SchedulerInfo {
+  /** diffusers class name, e.g. 'EulerAncestralDiscreteScheduler'. */
+  name: string;
+  /** The model's scheduler_config.json merged with every override given since load (snake_case keys). */
+  config: Record<string, unknown>;
+  /** AUTOMATIC1111's name for it, e.g. 'Euler a', 'DPM++ 2M Karras'. */
+  samplerName: string;
+}
+
+/** Milliseconds spent in each phase of a call. */
+export interface GenerateTimings {
+  /** Waiting for earlier calls on the same pipeline. */
+  queueMs: number;
+  /** Tokenizing the prompts (JS). */
+  tokenizeMs: number;
+  /** Text encoders (native). */
+  encodeMs: number;
+  /** Denoising loop (native; img2img includes the VAE encode). */
+  denoiseMs: number;
+  /** VAE decode (native). */
+  decodeMs: number;
+  /** Native total. */
+  totalMs: number;
+  /** From the `generate()` call to its result, measured in JS. */
+  wallMs: number;
+}
+
+/** What `generate` resolves to. */
+export interface GenerateResult {
+  /** `numPrompts × numImagesPerPrompt` images in diffusers' order (p0, p0, p1, p1, …); empty when `outputType` is 'latent'. */
+  images: GeneratedImage[];
+  /** outputType 'latent': the final latents `[batch, 4, height/8, width/8]` float32 (not yet divided by the VAE scaling factor). */
+  latents?: LatentsInput;
+  /** The initial latents the seed produced, `[batch, 4, height/8, width/8]` float32 (before `init_noise_sigma` scaling; txt2img). */
+  initialLatents?: LatentsInput;
+  /** The generator seed of the call (random when not given). */
+  seed: number;
+  /**
+   * The seed behind each image (`seeds[i]` for `images[i]`): all equal to `seed`, since one CPU
+   * generator draws the whole batch as in diffusers — image i is reproduced by re-running the
+   * same call with that seed.
+   */
+  seeds: number[];
+  /** The scheduler timesteps that were run. */
+  timesteps: number[];
+  timings: GenerateTimings;
+}
+
+/** A scheduler class name and its config. */
+interface Scheduler { name: string; config: Record<string, unknown> }
+
+// =============================================================================================
+// Shared native model: one handle, one call queue, reference-counted (fromPipeline shares it)
+// =============================================================================================
+
+class NativeModel {
+  private refs = 1;
+  private tail: Promise<unknown> = Promise.resolve();
+  private released = false;
+  /** Calls accepted and not finished. */
+  pending = 0;
+
+  constructor(
+    readonly handle: NativeHandle,
+    readonly info: PipelineInfo,
+    readonly tokenizers: CLIPTokenizer[],
+  ) {}
+
+  /** Runs `job` after every call queued before it; a failed call does not break the queue. */
+  enqueue<T>(job: () => Promise<T>): Promise<T> {
+    this.pending++;
+    const run = this.tail.then(job).finally(() => { this.pending--; });
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  acquire(): this {
+    this.refs++;
+    return this;
+  }
+
+  /** Drops one reference; the last one frees the native pipeline once queued calls finished. */
+  release(): Promise<void> {
+    if (--this.refs > 0 || this.released) return Promise.resolve();
+    this.released = true;
+    const done = this.tail.then(() => nativeSync(() => addon().disposePipeline(this.handle)));
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+}
+
+const PICKLE_EXTENSIONS = new Set(['.ckpt', '.bin', '.pt', '.pth', '.pkl']);
+
+async function loadModel(location: string, options: LoadOptions | undefined, singleFile: boolean): Promise<NativeModel> {
+  // 1. arguments
+  const what = singleFile ? 'file' : 'dir';
+  if (typeof location !== 'string' || location.length === 0) {
+    throw new InvalidArgumentError(`${what} must be a non-empty path; received ${describeValue(location)}`);
+  }
+  const o = parseLoadOptions(options);
+  if (!singleFile && o.configDir !== undefined) {
+    throw new InvalidArgumentError(`configDir is for single-file checkpoints (fromSingleFile); received ${describeValue(o.configDir)}`);
+  }
+
+  // 2. cheap checks that give clearer errors than the native loader could
+  const st = await stat(location).catch(() => undefined);
+  if (!st) throw new ModelNotFoundError(`model ${singleFile ? 'file' : 'folder'} not found: ${location}`);
+  if (singleFile) {
+    if (st.isDirectory()) {
+      throw new InvalidArgumentError(`${location} is a folder; use StableDiffusionPipeline.fromPretrained for diffusers folders`);
+    }
+    if (PICKLE_EXTENSIONS.has(path.extname(location).toLowerCase())) {
+      throw new BadCheckpointError(
+        `${location}: pickle checkpoints (.ckpt/.bin/.pt) are refused because loading them can run code; convert it to .safetensors`);
+    }
+  } else if (!st.isDirectory()) {
+    throw new InvalidArgumentError(`${location} is a file; use fromSingleFile for single-file checkpoints`);
+  }
+
+  // 3. native load, then tokenizers
+  const a = addon();
+  if (typeof a.loadPipeline !== 'function') {
+    throw new NativeLoadError('this build of the sd-native addon has no pipelines (loadPipeline is missing); rebuild it with `npx cmake-js compile`');
+  }
+  const handle = await native(() => a.loadPipeline(path.resolve(location), {
+    device: o.device, dtype: o.dtype, variant: o.variant, singleFile,
+    configDir: o.configDir === undefined ? undefined : path.resolve(o.configDir), threads: o.threads,
+  }));
+  try {
+    const raw = nativeSync(() => a.pipelineInfo(handle));
+    const info: PipelineInfo = {
+      ...raw,
+      defaultWidth: raw.sampleSize * raw.vaeScaleFactor,
+      defaultHeight: raw.sampleSize * raw.vaeScaleFactor,
+    };
+    if (info.tokenizerDirs.length === 0) {
+      throw new BadConfigError(`${location}: the model has no tokenizer folder${singleFile ? ' (pass configDir: a diffusers folder of the same family)' : ''}`);
+    }
+    if (info.family === 'sdxl' && info.tokenizerDirs.length < 2) {
+      throw new BadConfigError(`${location}: an SDXL model needs two tokenizers (tokenizer, tokenizer_2); found ${info.tokenizerDirs.length}`);
+    }
+    const tokenizers = await Promise.all(info.tokenizerDirs.map((d) => CLIPTokenizer.fromPretrained(d)));
+    return new NativeModel(handle, info, tokenizers);
+  } catch (e) {
+    try { a.disposePipeline(handle); } catch { /* already failing */ }
+    throw toSdError(e);
+  }
+}
+
+// =============================================================================================
+// Helpers
+// =============================================================================================
+
+function tokenize(tok: CLIPTokenizer, texts: string[], field: string): TensorData<BigInt64Array> {
+  let rows: number[][];
+  try {
+    rows = texts.map((t) => tok.encode(t));
+  } catch (e) {
+    throw toSdError(e);
+  }
+  const len = rows[0].length;
+  const data = new BigInt64Array(texts.length * len);
+  rows.forEach((ids, i) => {
+    if (ids.length !== len) throw new InvalidArgumentError(`${field}[${i}] tokenized to ${ids.length} ids, not ${len}`);
+    for (let j = 0; j < len; j++) data[i * len + j] = BigInt(ids[j]);
+    // diffusers warns when CLIP truncates a prompt; so do we (once per prompt).
+    const full = tok.encode(texts[i], { padding: false, truncation: false }).length;
+    if (full > len) {
+      process.emitWarning(`${field}${texts.length > 1 ? `[${i}]` : ''} has ${full} tokens; CLIP keeps the first ${len} (the rest is ignored)`,
+        { code: 'SD_PROMPT_TRUNCATED' });
+    }
+  });
+  return { data, shape: [texts.length, len] };
+}
+
+function abortError(signal: AbortSignal): AbortError {
+  const r: unknown = signal.reason;
+  const why = r instanceof Error ? `: ${r.message}` : typeof r === 'string' ? `: ${r}` : '';
+  return new AbortError(`generate was aborted${why}`, r === undefined ? undefined : { cause: r });
+}
+
+function toLatents(t: TensorData | undefined): LatentsInput | undefined {
+  return t ? { data: t.data, shape: [...t.shape] } : undefined;
+}
+
+function modelName(modelPath: string): string {
+  const base = path.basename(modelPath.replace(/[\\/]+$/, ''));
+  return base.replace(/\.(safetensors|ckpt)$/i, '');
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
+}
+
+// =============================================================================================
+// Base class
+// =============================================================================================
+
+/** What the two pipelines share: loading, scheduler, queue, disposal. Not constructed directly. */
+abstract class PipelineBase {
+  /** @internal */
+  protected readonly model: NativeModel;
+  private disposed = false;
+  private disposing: Promise<void> | undefined;
+  private schedulerName: string;
+  private schedulerConfig: Record<string, unknown>;
+
+  /** @internal */
+  protected constructor(model: NativeModel, scheduler?: { name: string; config: Record<string, unknown> }) {
+    this.model = model;
+    this.schedulerName = scheduler?.name ?? model.info.schedulerName;
+    this.schedulerConfig = structuredClone(scheduler?.config ?? model.info.schedulerConfig);
+  }
+
+  /**
+   * The loaded model: family ('sd1' | 'sd2' | 'sdxl'), components with their classes, dtypes and
+   * parameter counts, device, default size, tokenizer folders, the model's own scheduler.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}.
+   */
+  get info(): PipelineInfo {
+    this.checkAlive('info');
+    return structuredClone(this.model.info);
+  }
+
+  /**
+   * The scheduler `generate` runs with: its diffusers class name, config and A1111 sampler name.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}.
+   */
+  get scheduler(): SchedulerInfo {
+    this.checkAlive('scheduler');
+    return {
+      name: this.schedulerName,
+      config: structuredClone(this.schedulerConfig),
+      samplerName: samplerName(this.schedulerName, this.schedulerConfig),
+    };
+  }
+
+  /** Number of `generate` calls accepted and not yet finished (running or queued) on this pipeline's native model, including those of pipelines sharing it through `fromPipeline`. */
+  get pendingCalls(): number {
+    return this.model.pending;
+  }
+
+  /**
+   * Switches the scheduler, like diffusers'
+   * `pipe.scheduler = Cls.from_config(pipe.scheduler.config, **overrides)`: the current config
+   * (the model's scheduler_config.json plus earlier overrides) merged with `overrides`; keys the
+   * new class does not know are ignored, missing ones take that class's defaults.
+   * Affects calls made after it (queued calls keep the scheduler they were made with).
+   * @param name - a diffusers class name: DDIMScheduler, PNDMScheduler, LMSDiscreteScheduler,
+   *   EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler,
+   *   HeunDiscreteScheduler, UniPCMultistepScheduler, LCMScheduler
+   * @param overrides - scheduler config keys in their own snake_case spelling, e.g.
+   *   `{ use_karras_sigmas: true, algorithm_type: 'dpmsolver++' }` or `{ timestep_spacing: 'trailing' }`
+   * @returns this pipeline
+   * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for another name (the message lists the supported ones).
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `overrides` is not a plain object of
+   *   JSON values with snake_case keys.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}.
+   * @example
+   * pipe.setScheduler('DPMSolverMultistepScheduler', { use_karras_sigmas: true }); // "DPM++ 2M Karras"
+   */
+  setScheduler(name: SchedulerName | string, overrides: Record<string, unknown> = {}): this {
+    this.checkAlive('setScheduler');
+    if (!(SUPPORTED_SCHEDULERS as readonly string[]).includes(name)) {
+      throw new UnsupportedModelError(
+        `scheduler ${describeValue(name)} is not supported; supported schedulers: ${SUPPORTED_SCHEDULERS.join(', ')}`);
+    }
+    if (!isPlainObject(overrides)) {
+      throw new InvalidArgumentError(`scheduler overrides must be a plain object; received ${describeValue(overrides)}`);
+    }
+    for (const [k, v] of Object.entries(overrides)) {
+      if (!/^[a-z][a-z0-9_]*$/.test(k)) {
+        const snake = k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+        throw new InvalidArgumentError(
+          `scheduler override keys are the scheduler config's snake_case names (e.g. ${snake}); received ${describeValue(k)}`);
+      }
+      let json: string | undefined;
+      try { json = JSON.stringify(v); } catch { json = undefined; }
+      if (v === undefined || json === undefined || (typeof v === 'number' && !Number.isFinite(v) && v !== -Infinity)) {
+        throw new InvalidArgumentError(`scheduler override ${k} must be a JSON value; received ${describeValue(v)}`);
+      }
+    }
+    this.schedulerConfig = { ...this.schedulerConfig, ...structuredClone(overrides), _class_name: name };
+    this.schedulerName = name;
+    return this;
+  }
+
+  /**
+   * Frees the native model once the calls already queued have finished (shared models: when the
+   * last pipeline using it is disposed). Idempotent. Any later call throws DisposedError.
+   * @example pipe.dispose();
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.disposing = this.model.release();
+    this.disposing.catch(() => undefined);
+  }
+
+  /**
+   * `await using pipe = await StableDiffusionPipeline.fromPretrained(dir)`: disposes and waits
+   * until the native model is freed.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+    await this.disposing;
+  }
+
+  /** @internal */
+  protected checkAlive(what: string): void {
+    if (this.disposed) throw new DisposedError(`${this.constructor.name}.${what}: the pipeline was disposed`);
+  }
+
+  /** @internal The scheduler state (a copy): snapshotted per call, copied by fromPipeline. */
+  protected schedulerState(): Scheduler {
+    return { name: this.schedulerName, config: structuredClone(this.schedulerConfig) };
+  }
+
+  /**
+   * @internal Queues one call at once (so calls keep their order even while an input image is
+   * still being decoded), then tokenizes and runs it when its turn comes.
+   * @param sched - the scheduler at call time
+   * @param signal - the caller's AbortSignal (already validated)
+   * @param prepare - the resolved options (+ the decoded input image for img2img); its failure
+   *   rejects the call at once, without waiting for the queue
+   */
+  protected run(
+    calledAt: number, sched: Scheduler, signal: AbortSignal | undefined,
+    prepare: Promise<{ o: ResolvedGenerateOptions; image?: DecodedImage }>,
+  ): Promise<GenerateResult> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    let started = false;
+    const job = this.model.enqueue(async () => {
+      const reachedAt = performance.now();
+      const { o, image } = await prepare;
+      if (signal?.aborted) throw abortError(signal);
+      const t0 = performance.now();
+      const req = this.request(o, sched, image);
+      const tokenizeMs = performance.now() - t0;
+      started = true;
+      const startedAt = performance.now();
+      const r = await this.invoke(req, o, signal, startedAt);
+      return this.toResult(r, o, sched, { queueMs: reachedAt - calledAt, tokenizeMs, wallMs: performance.now() - calledAt });
+    });
+    return new Promise<GenerateResult>((resolve, reject) => {
+      prepare.catch(reject); // bad options / undecodable image: at once
+      const onAbort = () => { if (!started) reject(abortError(signal!)); }; // aborted while queued: at once
+      signal?.addEventListener('abort', onAbort, { once: true });
+      job.then(resolve, reject).finally(() => signal?.removeEventListener('abort', onAbort));
+    });
+  }
+
+  /** Tokenizes the prompts and builds the native request (diffusers' `encode_prompt` inputs). */
+  private request(o: ResolvedGenerateOptions, sched: Scheduler, image?: DecodedImage): NativeGenerateRequest {
+    const { info, tokenizers } = this.model;
+    // diffusers: negative prompt "" when none is given; nothing is encoded without CFG
+    const cfg = o.guidanceScale > 1;
+    const req: NativeGenerateRequest = {
+      inputIds: tokenize(tokenizers[0], o.prompts, 'prompt'),
+      negativeInputIds: cfg
+        ? tokenize(tokenizers[0], o.negativePrompts ?? o.prompts.map(() => ''), 'negativePrompt') : undefined,
+      numImagesPerPrompt: o.numImagesPerPrompt,
+      numInferenceSteps: o.numInferenceSteps,
+      guidanceScale: o.guidanceScale,
+      height: o.height,
+      width: o.width,
+      seed: o.seed,
+      latents: o.latents ? { data: o.latents.data, shape: [...o.latents.shape] } : undefined,
+      clipSkip: o.clipSkip,
+      eta: o.eta,
+      outputType: o.outputType,
+      schedulerName: sched.name,
+      schedulerConfig: structuredClone(sched.config),
+      image: image
+        ? { data: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), shape: [image.height, image.width, 3] }
+        : undefined,
+      strength: image ? o.strength : undefined,
+    };
+    if (info.family === 'sdxl') {
+      // diffusers SDXL: prompt_2 defaults to prompt, negative_prompt_2 to negative_prompt
+      req.inputIds2 = tokenize(tokenizers[1], o.prompts2 ?? o.prompts, 'prompt2');
+      if (cfg) {
+        req.negativeInputIds2 = tokenize(tokenizers[1],
+          o.negativePrompts2 ?? o.negativePrompts ?? o.prompts.map(() => ''), 'negativePrompt2');
+      }
+      req.negativePromptIsNone = o.negativePrompts === undefined && o.negativePrompts2 === undefined;
+    }
+    return req;
+  }
+
+  /** One native generate call with progress and cancellation plumbing. */
+  private async invoke(
+    req: NativeGenerateRequest, o: ResolvedGenerateOptions, signal: AbortSignal | undefined, startedAt: number,
+  ): Promise<NativeGenerateResult> {
+    const a = addon();
+    // A token is needed to stop the loop on abort, and also when a user callback throws.
+    const token = signal || o.onStep ? nativeSync(() => a.createAbortToken()) : undefined;
+    const onAbort = () => { a.abortToken(token!); };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let callbackError: { e: unknown } | undefined;
+    const userOnStep = o.onStep;
+    const onStep = userOnStep
+      ? (s: { step: number; numSteps: number; timestep: number }) => {
+        if (callbackError) return;
+        try {
+          userOnStep({ step: s.step, numSteps: s.numSteps, timestep: s.timestep, elapsedMs: performance.now() - startedAt });
+        } catch (e) {
+          // A throwing callback stops the call; its error is what the caller gets.
+          callbackError = { e };
+          a.abortToken(token!);
+        }
+      }
+      : undefined;
+    try {
+      const r = await native(() => a.generate(this.model.handle, req, onStep, token));
+      if (callbackError) throw callbackError.e; // thrown on the last step, after the loop ended
+      return r;
+    } catch (e) {
+      if (callbackError) throw callbackError.e;
+      if (signal?.aborted && (e as { code?: string }).code === 'E_ABORTED') throw abortError(signal);
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private toResult(
+    r: NativeGenerateResult, o: ResolvedGenerateOptions, sched: Scheduler,
+    js: { queueMs: number; tokenizeMs: number; wallMs: number },
+  ): GenerateResult {
+    const batch = o.prompts.length * o.numImagesPerPrompt;
+    const images: GeneratedImage[] = [];
+    if (r.images) {
+      const [b, h, w, c] = r.images.shape;
+      if (b !== batch || c !== 3 || r.images.data.length !== b * h * w * 3) {
+        throw new InternalError(`native generate returned images of shape [${r.images.shape.join(', ')}], expected [${batch}, H, W, 3]`);
+      }
+      const bytes = h * w * 3;
+      const buf = Buffer.from(r.images.data.buffer, r.images.data.byteOffset, r.images.data.byteLength);
+      const model = modelName(this.model.info.modelPath);
+      for (let i = 0; i < b; i++) {
+        const p = Math.floor(i / o.numImagesPerPrompt); // diffusers order: p0, p0, p1, p1
+        const params: GenerationParameters = {
+          prompt: o.prompts[p],
+          negativePrompt: o.negativePrompts?.[p] ?? '',
+          numInferenceSteps: o.numInferenceSteps,
+          guidanceScale: o.guidanceScale,
+          seed: o.seed,
+          width: w,
+          height: h,
+          scheduler: sched.name,
+          schedulerConfig: structuredClone(sched.config),
+          model,
+          clipSkip: o.clipSkip,
+          strength: o.strength,
+          eta: o.eta,
+          batchSize: b,
+          batchIndex: i,
+        };
+        images.push(new GeneratedImage(w, h, buf.subarray(i * bytes, (i + 1) * bytes), params));
+      }
+    }
+    return {
+      images,
+      latents: toLatents(r.latents),
+      initialLatents: toLatents(r.initialLatents),
+      seed: o.seed,
+      seeds: new Array<number>(batch).fill(o.seed),
+      timesteps: [...r.timesteps],
+      timings: { ...r.timings, ...js },
+    };
+  }
+}
+
+// =============================================================================================
+// StableDiffusionPipeline
+// =============================================================================================
+
+/**
+ * Text-to-image Stable Diffusion (SD 1.x, 2.x, SDXL), diffusers' `StableDiffusionPipeline`.
+ * Calls on one pipeline run one after another in call order; the event loop stays free.
+ * @example
+ * const pipe = await StableDiffusionPipeline.fromPretrained('./stable-diffusion-v1-5', { device: 'cuda', dtype: 'float16' });
+ * pipe.setScheduler('EulerAncestralDiscreteScheduler');
+ * const { images, seed } = await pipe.generate({ prompt: 'an astronaut riding a horse on mars', numInferenceSteps: 25, seed: 42 });
+ * await writeFile('astronaut.png', await images[0].toPNG());
+ * pipe.dispose();
+ */
+export class StableDiffusionPipeline extends PipelineBase {
+  private constructor(model: NativeModel, scheduler?: { name: string; config: Record<string, unknown> }) {
+    super(model, scheduler);
+  }
+
+  /**
+   * Loads a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+   * @param dir - the model folder
+   * @param options - device ('cpu' default | 'cuda' | 'cuda:N'), dtype ('float32' default |
+   *   'float16' | 'bfloat16'), variant (e.g. 'fp16'), threads (CPU intra-op threads)
+   * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the folder or a component is missing.
+   * @throws BadConfigError (`E_BAD_CONFIG`) / BadCheckpointError (`E_BAD_CHECKPOINT`) for a malformed config or weight file.
+   * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for a pipeline or component class sd-native does not run.
+   * @throws DeviceUnavailableError (`E_DEVICE_UNAVAILABLE`) when the device does not exist in this build or machine.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for bad options.
+   * @throws NativeLoadError (`E_NATIVE_LOAD`) when the addon cannot be loaded.
+   * @example const pipe = await StableDiffusionPipeline.fromPretrained('./sd-v1-5', { device: 'cuda:0', dtype: 'float16' });
+   */
+  static async fromPretrained(dir: string, options?: LoadOptions): Promise<StableDiffusionPipeline> {
+    return new StableDiffusionPipeline(await loadModel(dir, options, false));
+  }
+
+  /**
+   * Loads an original-LDM / A1111 / ComfyUI single `.safetensors` checkpoint (keys mapped to
+   * diffusers names at load). Pickle files (.ckpt/.bin/.pt) are refused.
+   * @param file - the `.safetensors` file
+   * @param options - as {@link fromPretrained}, plus `configDir`: a diffusers folder of the same
+   *   family providing the config.json files and tokenizers
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) for pickles, corrupt files, or missing/mis-shaped weights.
+   * @throws the other errors of {@link fromPretrained}.
+   * @example const pipe = await StableDiffusionPipeline.fromSingleFile('./v1-5-pruned-emaonly.safetensors', { configDir: './sd-v1-5' });
+   */
+  static async fromSingleFile(file: string, options?: LoadOptions): Promise<StableDiffusionPipeline> {
+    return new StableDiffusionPipeline(await loadModel(file, options, true));
+  }
+
+  /**
+   * A text-to-image pipeline sharing the native model of `pipe` (no second copy of the weights;
+   * calls of both pipelines share one queue). The scheduler is copied from `pipe`.
+   * @throws DisposedError (`E_DISPOSED`) when `pipe` was disposed.
+   */
+  static fromPipeline(pipe: StableDiffusionPipeline | StableDiffusionImg2ImgPipeline): StableDiffusionPipeline {
+    return new StableDiffusionPipeline(shareModel(pipe), schedulerOf(pipe));
+  }
+
+  /**
+   * Generates images from text (diffusers' `__call__`). Validation happens before any native
+   * work; the call is queued behind earlier calls on this pipeline.
+   * @param options - `prompt` (string | non-empty string[]), `negativePrompt` (default ""),
+   *   `numInferenceSteps` (1–1000, default 50), `guidanceScale` (≥ 0, default 7.5; ≤ 1 disables
+   *   classifier-free guidance), `height`/`width` (multiples of 8 ≤ 8192, default the model's
+   *   size), `numImagesPerPrompt` (1–64, default 1), `seed` (default random 32-bit), `latents`
+   *   (`[numPrompts·numImagesPerPrompt, 4, height/8, width/8]` float32), `clipSkip` (≥ 1),
+   *   `eta` (default 0), `outputType` ('image' | 'latent'), `onStep`, `signal`
+   * @returns images (RGB, with their parameters), seed(s), timesteps, timings; latents for outputType 'latent'
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) naming the field, the value and the range.
+   * @throws AbortError (`E_ABORTED`) when `signal` aborts (before or during the call).
+   * @throws OutOfMemoryError (`E_OUT_OF_MEMORY`): the pipeline stays usable; retry smaller.
+   * @throws NumericalError (`E_NUMERICAL`) when NaN/inf appear.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}.
+   * @example
+   * const { images } = await pipe.generate({
+   *   prompt: 'a watercolor fox', negativePrompt: 'blurry', numInferenceSteps: 25, seed: 42,
+   *   onStep: ({ step, numSteps }) => console.log(`${step}/${numSteps}`), signal: AbortSignal.timeout(60_000),
+   * });
+   */
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const calledAt = performance.now();
+    this.checkAlive('generate');
+    const o = finishGenerateOptions(parseGenerateOptions(options, 'txt2img'), this.model.info, 'txt2img');
+    return this.run(calledAt, this.schedulerState(), o.signal, Promise.resolve({ o }));
+  }
+}
+
+// =============================================================================================
+// StableDiffusionImg2ImgPipeline
+// =============================================================================================
+
+/**
+ * Image-to-image Stable Diffusion, diffusers' `StableDiffusionImg2ImgPipeline`: the input image
+ * is encoded by the VAE, noised to the timestep `strength` selects, and denoised from there.
+ * @example
+ * const pipe = await StableDiffusionImg2ImgPipeline.fromPretrained('./sd-v1-5');
+ * const { images } = await pipe.generate({ image: 'sketch.png', prompt: 'a fantasy landscape', strength: 0.75, seed: 1 });
+ * await images[0].save('landscape.png');
+ */
+export class StableDiffusionImg2ImgPipeline extends PipelineBase {
+  private constructor(model: NativeModel, scheduler?: { name: string; config: Record<string, unknown> }) {
+    super(model, scheduler);
+  }
+
+  /**
+   * Loads a diffusers folder. Same options and errors as {@link StableDiffusionPipeline.fromPretrained}.
+   * @example const pipe = await StableDiffusionImg2ImgPipeline.fromPretrained('./sd-v1-5');
+   */
+  static async fromPretrained(dir: string, options?: LoadOptions): Promise<StableDiffusionImg2ImgPipeline> {
+    return new StableDiffusionImg2ImgPipeline(await loadModel(dir, options, false));
+  }
+
+  /**
+   * Loads a single `.safetensors` checkpoint. Same options and errors as {@link StableDiffusionPipeline.fromSingleFile}.
+   */
+  static async fromSingleFile(file: string, options?: LoadOptions): Promise<StableDiffusionImg2ImgPipeline> {
+    return new StableDiffusionImg2ImgPipeline(await loadModel(file, options, true));
+  }
+
+  /**
+   * An img2img pipeline sharing the native model of `pipe` (diffusers:
+   * `StableDiffusionImg2ImgPipeline(**pipe.components)`); the scheduler is copied.
+   * @throws DisposedError (`E_DISPOSED`) when `pipe` was disposed.
+   * @example const img2img = StableDiffusionImg2ImgPipeline.fromPipeline(txt2img);
+   */
+  static fromPipeline(pipe: StableDiffusionPipeline | StableDiffusionImg2ImgPipeline): StableDiffusionImg2ImgPipeline {
+    return new StableDiffusionImg2ImgPipeline(shareModel(pipe), schedulerOf(pipe));
+  }
+
+  /**
+   * Transforms an image guided by text.
+   * @param options - as {@link StableDiffusionPipeline.generate} without `latents`, plus
+   *   `image` (path | PNG/JPEG/WebP Buffer | `{ data, width, height, channels: 3 }`; resized with
+   *   lanczos to `width × height`, by default its own size rounded down to a multiple of 8) and
+   *   `strength` (0–1, default 0.8: `int(numInferenceSteps × strength)` steps run, at least 1)
+   * @returns as {@link StableDiffusionPipeline.generate} (`initialLatents` is the noise drawn)
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`): bad options, "image is not a decodable image: …".
+   * @throws the other errors of {@link StableDiffusionPipeline.generate}.
+   * @example const { images } = await pipe.generate({ image: await readFile('in.jpg'), prompt: 'oil painting', strength: 0.6 });
+   */
+  async generate(options: Img2ImgOptions): Promise<GenerateResult> {
+    const calledAt = performance.now();
+    this.checkAlive('generate');
+    const parsed = parseGenerateOptions(options, 'img2img');
+    const info = this.model.info;
+    // decoded while earlier calls run; the call keeps its place in the queue meanwhile
+    const prepare = parsed.signal?.aborted ? Promise.reject(abortError(parsed.signal)) : (async () => {
+      const image = await loadInputImage(parsed.image!, parsed.width, parsed.height);
+      return { o: finishGenerateOptions(parsed, info, 'img2img', image), image };
+    })();
+    prepare.catch(() => undefined); // observed by run()
+    return this.run(calledAt, this.schedulerState(), parsed.signal, prepare);
+  }
+}
+
+type AnyPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline;
+
+function shareModel(pipe: AnyPipeline): NativeModel {
+  if (!(pipe instanceof PipelineBase)) {
+    throw new InvalidArgumentError(`fromPipeline expects a StableDiffusionPipeline or StableDiffusionImg2ImgPipeline; received ${describeValue(pipe)}`);
+  }
+  const p = pipe as unknown as { checkAlive(w: string): void; model: NativeModel };
+  p.checkAlive('fromPipeline');
+  return p.model.acquire();
+}
+
+function schedulerOf(pipe: AnyPipeline): { name: string; config: Record<string, unknown> } {
+  return (pipe as unknown as { schedulerState(): { name: string; config: Record<string, unknown> } }).schedulerState();
+}
