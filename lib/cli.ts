@@ -14,6 +14,7 @@ import { InvalidArgumentError, NativeLoadError, SdError, native } from './errors
 import { StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, type GenerateResult } from './pipeline.js';
 import type { LoadOptions, StepProgress } from './options.js';
 import { SUPPORTED_SCHEDULERS } from './options.js';
+import { createModel } from './create-model.js';
 import { addon } from './native.js';
 import type { PipelineDtype } from '../types/native.js';
 
@@ -228,11 +229,10 @@ async function runCreateModel(o: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tin
     throw new InvalidArgumentError(`--seed must be a non-negative integer; received ${o.seed}`);
   }
   const t0 = performance.now();
-  const a = addon();
-  if (typeof a.createModel !== 'function') {
-    throw new NativeLoadError('this build of the sd-native addon has no createModel; rebuild it with `npx cmake-js compile`');
+  if (o.preset !== 'sd15') {
+    throw new InvalidArgumentError(`--preset ${o.preset} is not available yet; supported: sd15`);
   }
-  const r = await native(() => a.createModel({ preset: o.preset, scale: o.scale, seed: o.seed, out: path.resolve(o.out), dtype: o.dtype }));
+  const r = await createModel({ preset: o.preset, scale: o.scale, seed: o.seed, out: path.resolve(o.out), dtype: o.dtype });
   process.stdout.write(`${r.path}\n`);
   const total = Object.values(r.parameters).reduce((a, b) => a + b, 0);
   for (const [name, n] of Object.entries(r.parameters)) log(`  ${name.padEnd(16)} ${formatCount(n).padStart(8)} params`);

@@ -179,7 +179,7 @@ export async function createModel(options: CreateModelOptions): Promise<CreatedM
   await fs.writeFile(path.join(out, 'scheduler', 'scheduler_config.json'), JSON.stringify(SD15_SCHEDULER, null, 2));
   await writeByteLevelTokenizer(path.join(out, 'tokenizer'));
 
-  const components: Array<[string, object, string]> = [
+  const components: Array<['text_encoder' | 'vae' | 'unet', object, string]> = [
     ['text_encoder', cfg.textEncoder, 'model.safetensors'],
     ['vae', cfg.vae, 'diffusion_pytorch_model.safetensors'],
     ['unet', cfg.unet, 'diffusion_pytorch_model.safetensors'],

@@ -28,3 +28,5 @@ export {
 } from './image.js';
 export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo } from '../types/native.js';
+export { createModel } from './create-model.js';
+export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';

@@ -261,13 +261,14 @@ export interface NativeGenerateResult {
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
 
-/** Options of `createModel`: writes a random-weight diffusers folder (tests, benchmarks). */
-export interface NativeCreateModelOptions {
-  preset: 'sd15' | 'sd21' | 'sdxl';
-  scale: 'tiny' | 'full';
+/** Options of `createRandomWeights`: one component's random weights from its config.json. */
+export interface NativeRandomWeightsOptions {
+  component: 'unet' | 'vae' | 'text_encoder';
+  configPath: string;
   seed: number;
+  /** The .safetensors file to write. */
   out: string;
-  dtype?: 'float32' | 'float16';
+  dtype?: 'float32' | 'float16' | 'bfloat16';
 }
 
 export interface NativeAddon {
@@ -311,6 +312,6 @@ export interface NativeAddon {
   createAbortToken(): NativeHandle;
   abortToken(t: NativeHandle): void;
   disposePipeline(h: NativeHandle): void;
-  createModel(opts: NativeCreateModelOptions): Promise<{ path: string; parameters: Record<string, number> }>;
+  createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   [key: string]: any;
 }
