@@ -7,3 +7,5 @@ export { readSafetensorsHeader, readSafetensors, writeSafetensors } from './safe
 export type { SafetensorsHeader, SafetensorsTensorInfo } from './safetensors.js';
 export type { TensorData } from '../types/native.js';
 export { buildInfo } from './info.js';
+export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
+export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';

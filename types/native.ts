@@ -40,6 +40,18 @@ export interface BuildInfo {
   threads: number;
 }
 
+/** What `schedulerState` reports (tensors on the CPU; timesteps etc. only after setTimesteps). */
+export interface NativeSchedulerState {
+  name: string;
+  order: number;
+  numTrainTimesteps: number;
+  alphasCumprod: TensorData<Float32Array>;
+  /** int64 (BigInt64Array) or float32/float64, as diffusers' `scheduler.timesteps`. */
+  timesteps?: TensorData<BigInt64Array | Float32Array | Float64Array>;
+  initNoiseSigma?: number;
+  sigmas?: TensorData<Float32Array>;
+}
+
 /** Opaque handle to a native object. */
 export type NativeHandle = { readonly __nativeHandle: unique symbol };
 
@@ -48,5 +60,17 @@ export interface NativeAddon {
   readSafetensors(path: string): Promise<Record<string, TensorData<any>>>;
   writeSafetensors(path: string, tensors: Record<string, AnyTensorData>, metadata?: Record<string, string>): Promise<void>;
   buildInfo(): BuildInfo;
+  // schedulers.cc (synchronous)
+  schedulerNames(): string[];
+  createScheduler(className: string, configJson: string): NativeHandle;
+  schedulerSetTimesteps(scheduler: NativeHandle, numInferenceSteps: number): void;
+  schedulerState(scheduler: NativeHandle): NativeSchedulerState;
+  schedulerScaleModelInput(scheduler: NativeHandle, sample: AnyTensorData, timestep: number): TensorData;
+  schedulerStep(scheduler: NativeHandle, modelOutput: AnyTensorData, timestep: number, sample: AnyTensorData,
+    generator: NativeHandle | null, eta: number): { prevSample: TensorData; predOriginalSample?: TensorData };
+  schedulerAddNoise(scheduler: NativeHandle, original: AnyTensorData, noise: AnyTensorData, timestep: number): TensorData;
+  schedulerSetBeginIndex(scheduler: NativeHandle, beginIndex: number): void;
+  createGenerator(seed: bigint): NativeHandle;
+  generatorRandn(generator: NativeHandle, shape: number[]): TensorData;
   [key: string]: any;
 }

@@ -5,4 +5,5 @@
 
 namespace sd::addon {
 void InitIo(Napi::Env env, Napi::Object exports);        // io.cc: safetensors header/read/write
+void InitSchedulers(Napi::Env env, Napi::Object exports);  // schedulers.cc: schedulers, CPU generators
 }  // namespace sd::addon
