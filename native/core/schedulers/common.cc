@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "util/error.h"
@@ -166,11 +168,13 @@ double sigmaToT(double sigma, const std::vector<float>& logSigmas) {
     if (logSigmaF - logSigmas[static_cast<size_t>(i)] >= 0.0f) low = i;
   low = std::min(low, n - 2);
   const int64_t high = low + 1;
+  // low_idx is a shape-(1,) array, so low/high and w stay float32 arrays (value-based casting of
+  // the float64 scalar log_sigma); only t = (1 - w) * low_idx + w * high_idx promotes to float64.
   const float lo = logSigmas[static_cast<size_t>(low)];
   const float hi = logSigmas[static_cast<size_t>(high)];
-  double w = (static_cast<double>(lo) - logSigma) / static_cast<double>(lo - hi);
-  w = std::min(std::max(w, 0.0), 1.0);
-  return (1 - w) * static_cast<double>(low) + w * static_cast<double>(high);
+  float w = (lo - logSigmaF) / (lo - hi);
+  w = std::min(std::max(w, 0.0f), 1.0f);
+  return static_cast<double>(1.0f - w) * static_cast<double>(low) + static_cast<double>(w) * static_cast<double>(high);
 }
 
 std::vector<double> karrasSigmas(double sigmaMin, double sigmaMax, int64_t n) {
@@ -195,9 +199,48 @@ std::vector<float> toFloats(const at::Tensor& t) {
   return std::vector<float>(p, p + c.numel());
 }
 
+// np.log on a float32 array runs numpy's AVX2-FMA3/AVX512F kernel (simd_log_FLOAT, numpy >= 1.20
+// on x86-64), which is not correctly rounded (<= 3.83 ulp): range-reduce to a mantissa in
+// [sqrt(1/2), sqrt(2)), a P5/Q5 rational approximation of log(1+y) in fused multiply-adds, then
+// + e·ln2. Reproduced here in scalar float32 (same constants, std::fma) so Karras timesteps match.
+float npLogFloat32(float xIn) {
+  if (std::isnan(xIn)) return xIn;
+  if (xIn < 0) return -std::numeric_limits<float>::quiet_NaN();
+  if (xIn == 0) return -std::numeric_limits<float>::infinity();
+  if (std::isinf(xIn)) return xIn;
+  constexpr float kP[6] = {0.000000000000000000000e+00f, 9.999999999999998702752e-01f, 2.112677543073053063722e+00f,
+                           1.480000633576506585156e+00f, 3.808837741388407920751e-01f, 2.589979117907922693523e-02f};
+  constexpr float kQ[6] = {1.000000000000000000000e+00f, 2.612677543073109236779e+00f, 2.453006071784736363091e+00f,
+                           9.864942958519418960339e-01f, 1.546476374983906719538e-01f, 5.875095403124574342950e-03f};
+  constexpr float kLn2 = 0.693147180559945309417232121458176568f;
+  constexpr float kSqrt1_2 = 0.707106781186547524400844362104849039f;
+  float x = xIn;
+  float expAdjust = 0;
+  if (x < std::numeric_limits<float>::min()) {  // denormal: scale by 2^100 first
+    x *= 0x1p100f;
+    expAdjust = -100;
+  }
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  float e = static_cast<float>(static_cast<int32_t>(bits >> 23) - 0x7E) + expAdjust;
+  const uint32_t mbits = (bits & 0x7fffffu) | (126u << 23);
+  float m;
+  std::memcpy(&m, &mbits, sizeof m);  // [0.5, 1)
+  if (m <= kSqrt1_2) {
+    m = m + m;
+    e = e - 1.0f;
+  }
+  const float y = m - 1.0f;
+  float num = std::fma(kP[5], y, kP[4]);
+  for (int k = 3; k >= 0; --k) num = std::fma(num, y, kP[k]);
+  float den = std::fma(kQ[5], y, kQ[4]);
+  for (int k = 3; k >= 0; --k) den = std::fma(den, y, kQ[k]);
+  return std::fma(e, kLn2, num / den);
+}
+
 std::vector<float> logFloats(const std::vector<float>& v) {
   std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = std::log(v[i]);
+  for (size_t i = 0; i < v.size(); ++i) out[i] = npLogFloat32(v[i]);
   return out;
 }
 

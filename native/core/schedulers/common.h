@@ -53,14 +53,16 @@ double npRound(double x);
 /// np.interp(x, arange(len(fp)), fp).
 std::vector<double> npInterpIndex(const std::vector<double>& x, const std::vector<double>& fp);
 /// diffusers `_sigma_to_t(sigma, log_sigmas)` with numpy 1.24's float32/float64 mix
-/// (log_sigmas float32: the distances are float32, the weights float64).
+/// (log_sigmas float32: the distances and the weight w are float32, t is float64).
 double sigmaToT(double sigma, const std::vector<float>& logSigmas);
 /// diffusers `_convert_to_karras`: (max^(1/ρ) + ramp·(min^(1/ρ) − max^(1/ρ)))^ρ, ρ = 7.
 std::vector<double> karrasSigmas(double sigmaMin, double sigmaMax, int64_t n);
 /// Float32 values of a 1-d tensor, widened.
 std::vector<double> toDoubles(const at::Tensor& t);
 std::vector<float> toFloats(const at::Tensor& t);
-/// np.log of a float32 array (float32 results).
+/// np.log of one float32 (numpy's x86 SIMD float32 log kernel, not correctly rounded).
+float npLogFloat32(float x);
+/// np.log of a float32 array (float32 results), as npLogFloat32.
 std::vector<float> logFloats(const std::vector<float>& v);
 /// 1-d CPU tensors from values (float32: each value rounded to float; int64).
 at::Tensor floatTensor(const std::vector<double>& v);

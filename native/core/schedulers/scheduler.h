@@ -8,11 +8,10 @@
 // Numerics follow diffusers exactly: what diffusers computes with numpy (timestep spacing, sigma
 // interpolation, Karras sigmas) is computed here in double with numpy's formulas; what diffusers
 // computes with torch (betas, alphas_cumprod, every per-step coefficient) is computed with the
-// same ATen ops on 0-d float32 CPU tensors. Fed diffusers' own inputs, every step of every golden
-// case (fixtures/goldens/*/cases.json, kind "scheduler") is bit-identical on libtorch 1.13 CPU.
-// Known deviation: with use_karras_sigmas, Euler/LMS/Heun's float32 timesteps can differ from
-// diffusers' by one float32 ulp (numpy's SIMD float32 log is not correctly rounded; we use logf);
-// sigmas and samples are unaffected.
+// same ATen ops on 0-d float32 CPU tensors (numpy's float32/float64 promotion rules and its x86
+// SIMD float32 log included). On libtorch 1.13 CPU the timesteps, sigmas and alphas_cumprod of
+// every golden case (fixtures/goldens/*/cases.json, kind "scheduler") are bit-identical, and so is
+// every step fed diffusers' own inputs.
 //
 // Randomness (fixtures/README.md "Conventions" 1): pass the pipeline's CPU generator to every
 // step(); EulerAncestral (always), DDIM (eta > 0), LCM (all but the last step) and the SDE
