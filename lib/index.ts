@@ -30,3 +30,5 @@ export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } fro
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo } from '../types/native.js';
 export { createModel } from './create-model.js';
 export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';
+export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
+export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';

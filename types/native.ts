@@ -75,6 +75,16 @@ export interface TextEncoderInfo {
   projectionDim?: number;
   dtype: string;
   device: string;
+/** What `schedulerState` reports (tensors on the CPU; timesteps etc. only after setTimesteps). */
+export interface NativeSchedulerState {
+  name: string;
+  order: number;
+  numTrainTimesteps: number;
+  alphasCumprod: TensorData<Float32Array>;
+  /** int64 (BigInt64Array) or float32/float64, as diffusers' `scheduler.timesteps`. */
+  timesteps?: TensorData<BigInt64Array | Float32Array | Float64Array>;
+  initNoiseSigma?: number;
+  sigmas?: TensorData<Float32Array>;
 }
 
 /** Opaque handle to a native object. */
@@ -313,5 +323,17 @@ export interface NativeAddon {
   abortToken(t: NativeHandle): void;
   disposePipeline(h: NativeHandle): void;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
+  // schedulers.cc (synchronous)
+  schedulerNames(): string[];
+  createScheduler(className: string, configJson: string): NativeHandle;
+  schedulerSetTimesteps(scheduler: NativeHandle, numInferenceSteps: number): void;
+  schedulerState(scheduler: NativeHandle): NativeSchedulerState;
+  schedulerScaleModelInput(scheduler: NativeHandle, sample: AnyTensorData, timestep: number): TensorData;
+  schedulerStep(scheduler: NativeHandle, modelOutput: AnyTensorData, timestep: number, sample: AnyTensorData,
+    generator: NativeHandle | null, eta: number): { prevSample: TensorData; predOriginalSample?: TensorData };
+  schedulerAddNoise(scheduler: NativeHandle, original: AnyTensorData, noise: AnyTensorData, timestep: number): TensorData;
+  schedulerSetBeginIndex(scheduler: NativeHandle, beginIndex: number): void;
+  createGenerator(seed: bigint): NativeHandle;
+  generatorRandn(generator: NativeHandle, shape: number[]): TensorData;
   [key: string]: any;
 }

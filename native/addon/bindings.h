@@ -8,4 +8,5 @@ void InitIo(Napi::Env env, Napi::Object exports);        // io.cc: safetensors h
 void InitTextEncoder(Napi::Env env, Napi::Object exports);  // text_encoder.cc: CLIPTextModel
 void InitVae(Napi::Env env, Napi::Object exports);       // vae.cc: AutoencoderKL load/encode/decode
 void InitUNet(Napi::Env env, Napi::Object exports);      // unet.cc: UNet2DConditionModel
+void InitSchedulers(Napi::Env env, Napi::Object exports);  // schedulers.cc: schedulers, CPU generators
 }  // namespace sd::addon

@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitTextEncoder(env, exports);
   sd::addon::InitVae(env, exports);
   sd::addon::InitUNet(env, exports);
+  sd::addon::InitSchedulers(env, exports);
   return exports;
 }
 }  // namespace
