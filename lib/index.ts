@@ -7,3 +7,5 @@ export { readSafetensorsHeader, readSafetensors, writeSafetensors } from './safe
 export type { SafetensorsHeader, SafetensorsTensorInfo } from './safetensors.js';
 export type { TensorData } from '../types/native.js';
 export { buildInfo } from './info.js';
+export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer } from './checkpoint.js';
+export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, SafetensorsValidation } from './checkpoint.js';

@@ -6,6 +6,7 @@
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitIo(env, exports);
+  sd::addon::InitCheckpoint(env, exports);
   return exports;
 }
 }  // namespace
