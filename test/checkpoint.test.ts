@@ -196,6 +196,17 @@ describe('pickle checkpoints are refused', () => {
     expectPickleRefusal(e, path.join(dir, 'diffusion_pytorch_model.bin'));
   });
 
+  it('refuses a transformers text_encoder folder holding only pytorch_model.fp16.bin, also when the variant is asked for', async () => {
+    const dir = path.join(tmp, 'pickle-folder', 'text_encoder');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.copyFileSync(models('tiny-sd15', 'text_encoder', 'config.json'), path.join(dir, 'config.json'));
+    fs.writeFileSync(path.join(dir, 'pytorch_model.fp16.bin'), Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]));
+    for (const variant of ['fp16', undefined]) {
+      const e = await rejection(loadStateDict(dir, { variant }));
+      expectPickleRefusal(e, path.join(dir, 'pytorch_model.fp16.bin'));
+    }
+  });
+
   it('reports a folder with no weights at all as E_MODEL_NOT_FOUND listing its files', async () => {
     const dir = path.join(tmp, 'no-weights', 'unet');
     fs.mkdirSync(dir, { recursive: true });

@@ -2,6 +2,7 @@
 // the single-file ↔ folder comparison, and in-memory safetensors validation (fuzz tests).
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "addon/bindings.h"

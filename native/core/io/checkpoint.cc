@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -272,10 +273,16 @@ nn::StateDict loadComponentWeights(const std::string& componentDir, const std::s
       pickles.push_back(f);
     }
   }
-  const std::string stem = variant.empty() ? baseName : baseName + "." + variant;
+  // The pickle counterparts of the requested weights: <base>[.<variant>].bin (diffusers),
+  // pytorch_model[.<variant>].bin (transformers, whose safetensors base is "model"), and shards.
+  std::vector<std::string> bases = {baseName};
+  if (baseName == "model") bases.push_back("pytorch_model");
   for (const auto& p : pickles)
-    if (startsWith(p, stem + ".") || startsWith(p, baseName + "-") || startsWith(p, stem + "-"))
-      fail(codes::kBadCheckpoint, pickleRefusalMessage(join(componentDir, p)));
+    for (const auto& b : bases) {
+      const std::string stem = variant.empty() ? b : b + "." + variant;
+      if (startsWith(p, stem + ".") || startsWith(p, stem + "-"))
+        fail(codes::kBadCheckpoint, pickleRefusalMessage(join(componentDir, p)));
+    }
   if (!variant.empty())
     fail(codes::kModelNotFound, "variant \"" + variant + "\" not found: neither " + singlePath + " nor " + indexPath +
                                     " exists; weight files in " + componentDir + ": " + listSome(weights) +

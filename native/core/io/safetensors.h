@@ -43,9 +43,10 @@ struct SafetensorsHeader {
 /// Largest header accepted (safetensors itself refuses > 100 MB).
 constexpr uint64_t kMaxHeaderSize = 100ull * 1024 * 1024;
 /// Most JSON values (objects, arrays, strings, numbers...) a header may hold: a tensor entry takes
-/// about 10, so this admits ~400k tensors while bounding the parse memory of a hostile 100 MB
-/// header such as `[0,0,0,...]` (otherwise ~50M values, several GB).
-constexpr uint64_t kMaxHeaderValues = 4'000'000;
+/// about 8, so this admits ~100k tensors (real checkpoints hold a few thousand) while bounding the
+/// parse memory of a hostile 100 MB header such as `[0,0,0,...]` (~50M values, several GB) to
+/// about 150 MB.
+constexpr uint64_t kMaxHeaderValues = 1'000'000;
 
 /// Validates the first `size` bytes of a file (8-byte length, JSON header, data section) and
 /// returns the header. Pure function over memory: used by the reader and by the fuzz tests.
