@@ -32,3 +32,5 @@ export { createModel } from './create-model.js';
 export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';
 export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
 export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';
+export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer } from './checkpoint.js';
+export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, SafetensorsValidation } from './checkpoint.js';

@@ -9,4 +9,5 @@ void InitTextEncoder(Napi::Env env, Napi::Object exports);  // text_encoder.cc: 
 void InitVae(Napi::Env env, Napi::Object exports);       // vae.cc: AutoencoderKL load/encode/decode
 void InitUNet(Napi::Env env, Napi::Object exports);      // unet.cc: UNet2DConditionModel
 void InitSchedulers(Napi::Env env, Napi::Object exports);  // schedulers.cc: schedulers, CPU generators
+void InitCheckpoint(Napi::Env env, Napi::Object exports);  // checkpoint.cc: model_index, state dicts, single files
 }  // namespace sd::addon

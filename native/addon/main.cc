@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitVae(env, exports);
   sd::addon::InitUNet(env, exports);
   sd::addon::InitSchedulers(env, exports);
+  sd::addon::InitCheckpoint(env, exports);
   return exports;
 }
 }  // namespace

@@ -67,7 +67,7 @@ SafetensorsHeader parseSafetensorsHeader(const uint8_t* data, uint64_t size, con
   std::string_view text(reinterpret_cast<const char*>(data + 8), n);
   Json root;
   try {
-    root = Json::parse(text, where + " (header)");
+    root = Json::parse(text, where + " (header)", kMaxHeaderValues);
   } catch (const SdException& e) {
     fail(codes::kBadCheckpoint, e.what());
   }
@@ -165,11 +165,17 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   std::shared_ptr<void> mapping(addr, [size](void* p) {
     if (p) ::munmap(p, size);
   });
+  return fromMemory(std::move(mapping), static_cast<const uint8_t*>(addr), size, path);
+}
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::fromMemory(std::shared_ptr<void> owner, const uint8_t* data,
+                                                             uint64_t size, const std::string& where) {
+  if (!data && size > 0) fail(codes::kInvalidArgument, where + ": null data");
   auto file = std::shared_ptr<SafetensorsFile>(new SafetensorsFile());
-  file->path_ = path;
-  file->header_ = parseSafetensorsHeader(static_cast<const uint8_t*>(addr), size, path);
-  file->mapping_ = mapping;
-  file->base_ = static_cast<const uint8_t*>(addr) + 8 + file->header_.headerSize;
+  file->path_ = where;
+  file->header_ = parseSafetensorsHeader(data, size, where);
+  file->mapping_ = std::move(owner);
+  file->base_ = data + 8 + file->header_.headerSize;
   for (size_t i = 0; i < file->header_.tensors.size(); ++i) file->index_[file->header_.tensors[i].name] = i;
   return file;
 }

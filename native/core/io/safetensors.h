@@ -42,6 +42,11 @@ struct SafetensorsHeader {
 
 /// Largest header accepted (safetensors itself refuses > 100 MB).
 constexpr uint64_t kMaxHeaderSize = 100ull * 1024 * 1024;
+/// Most JSON values (objects, arrays, strings, numbers...) a header may hold: a tensor entry takes
+/// about 8, so this admits ~100k tensors (real checkpoints hold a few thousand) while bounding the
+/// parse memory of a hostile 100 MB header such as `[0,0,0,...]` (~50M values, several GB) to
+/// about 150 MB.
+constexpr uint64_t kMaxHeaderValues = 1'000'000;
 
 /// Validates the first `size` bytes of a file (8-byte length, JSON header, data section) and
 /// returns the header. Pure function over memory: used by the reader and by the fuzz tests.
@@ -55,6 +60,11 @@ class SafetensorsFile {
   /// Opens and validates `path`. E_MODEL_NOT_FOUND if it cannot be opened,
   /// E_BAD_CHECKPOINT if it is not a valid safetensors file.
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  /// Validates an in-memory safetensors image of `size` bytes at `data` (named `where` in errors).
+  /// `owner` keeps the bytes alive for as long as the object or any tensor view of it lives
+  /// (pass an empty pointer when the caller guarantees that). E_BAD_CHECKPOINT when invalid.
+  static std::shared_ptr<SafetensorsFile> fromMemory(std::shared_ptr<void> owner, const uint8_t* data, uint64_t size,
+                                                     const std::string& where);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;

@@ -18,7 +18,8 @@ constexpr int kMaxDepth = 64;
 
 class JsonParser {
  public:
-  JsonParser(std::string_view text, const std::string& where) : s_(text), where_(where) {}
+  JsonParser(std::string_view text, const std::string& where, uint64_t maxValues = 0)
+      : s_(text), where_(where), maxValues_(maxValues) {}
 
   Json parseDocument() {
     skipWs();
@@ -44,6 +45,7 @@ class JsonParser {
   }
   Json parseValue(int depth) {
     if (depth > kMaxDepth) error("nesting deeper than " + std::to_string(kMaxDepth));
+    if (maxValues_ && ++values_ > maxValues_) error("more than " + std::to_string(maxValues_) + " values");
     if (pos_ >= s_.size()) error("unexpected end of input");
     char c = s_[pos_];
     if (c == '{') return parseObject(depth);
@@ -222,10 +224,12 @@ class JsonParser {
   std::string_view s_;
   const std::string& where_;
   size_t pos_ = 0;
+  uint64_t maxValues_ = 0;  // 0: unbounded
+  uint64_t values_ = 0;
 };
 
-Json Json::parse(std::string_view text, const std::string& where) {
-  return JsonParser(text, where).parseDocument();
+Json Json::parse(std::string_view text, const std::string& where, uint64_t maxValues) {
+  return JsonParser(text, where, maxValues).parseDocument();
 }
 
 Json Json::parseFile(const std::string& path) {

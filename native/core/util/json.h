@@ -18,7 +18,8 @@ class Json {
   enum class Type { Null, Bool, Number, String, Array, Object };
 
   Json() = default;
-  static Json parse(std::string_view text, const std::string& where);
+  /// `maxValues` > 0 bounds the number of values (for untrusted input); exceeding it is an error.
+  static Json parse(std::string_view text, const std::string& where, uint64_t maxValues = 0);
   static Json parseFile(const std::string& path);  // E_MODEL_NOT_FOUND if missing, E_BAD_CONFIG if malformed
 
   Type type() const { return type_; }

@@ -1,0 +1,112 @@
+// Checkpoint loading: diffusers folders (model_index.json + one folder per component) and
+// original single-file checkpoints (the CompVis/Stability "LDM" layout that AUTOMATIC1111,
+// ComfyUI and civitai use), whose keys are mapped once, at load, to diffusers parameter names.
+//
+// Follows diffusers v0.30.3: pipelines/pipeline_utils.py (model_index.json, weight file and
+// variant selection), models/model_loading_utils.py (sharded index), and
+// loaders/single_file_utils.py (convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
+// convert_ldm_clip_checkpoint, convert_open_clip_checkpoint).
+//
+// Only safetensors files are read. Pickle files (.bin/.ckpt/.pt/.pth) are refused with
+// E_BAD_CHECKPOINT: unpickling can execute arbitrary code.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "nn/weights.h"
+
+namespace sd::io {
+
+// ---- diffusers folders -----------------------------------------------------------------------
+
+/// One entry of model_index.json: `"unet": ["diffusers", "UNet2DConditionModel"]`.
+/// `[null, null]` (e.g. a disabled safety_checker) is recorded with `present == false`.
+struct ModelIndexComponent {
+  bool present = false;
+  std::string library;    // "diffusers" | "transformers" | ...
+  std::string className;  // "UNet2DConditionModel" | "CLIPTextModel" | ...
+};
+
+/// A parsed model_index.json.
+struct ModelIndex {
+  std::string dir;                 // the pipeline folder
+  std::string className;           // `_class_name`, e.g. "StableDiffusionPipeline"
+  std::string diffusersVersion;    // `_diffusers_version` ("" if absent)
+  std::map<std::string, ModelIndexComponent> components;  // name → entry (metadata keys excluded)
+  std::optional<bool> forceZerosForEmptyPrompt;           // SDXL pipelines; absent → pipeline default
+  /// The component entry, or nullptr when absent or `[null, null]`.
+  const ModelIndexComponent* component(const std::string& name) const;
+};
+
+/// Reads `<dir>/model_index.json`. E_MODEL_NOT_FOUND naming the folder or the file when either is
+/// missing; E_BAD_CONFIG for malformed JSON, a missing `_class_name`, or a component entry that is
+/// not `[library, class]`. `requires_safety_checker` and unknown keys are ignored.
+ModelIndex readModelIndex(const std::string& dir);
+
+/// The weights base name diffusers uses in a component folder: "model" for a transformers model
+/// (config.json has "architectures" / no "_class_name", e.g. CLIPTextModel), else
+/// "diffusion_pytorch_model". E_MODEL_NOT_FOUND if the folder or its config.json is missing.
+std::string weightsBaseName(const std::string& componentDir);
+
+/// Loads the weights of one component folder by diffusers name (tensors are mmapped CPU views).
+///   `<base>.safetensors` (variant "") or `<base>.<variant>.safetensors` (e.g. variant "fp16"),
+///   or a sharded `<base>.safetensors.index.json` / `<base>.safetensors.index.<variant>.json`
+///   (`weight_map`: name → shard file in the same folder).
+/// Errors: E_MODEL_NOT_FOUND — folder missing, or no weight file (message names the file looked
+/// for and lists the weight files that exist, e.g. when the variant is missing);
+/// E_BAD_CHECKPOINT — only pickle files present (.bin/.ckpt/.pt/.pth: refused, with how to
+/// convert), an invalid safetensors file, an index that lies about its shards.
+nn::StateDict loadComponentWeights(const std::string& componentDir, const std::string& baseName,
+                                   const std::string& variant = "");
+
+// ---- original single-file checkpoints --------------------------------------------------------
+
+/// Families of original checkpoints, detected from the text-encoder keys.
+enum class CheckpointFamily {
+  SD1,   // cond_stage_model.transformer.text_model.* (OpenAI CLIP ViT-L/14)
+  SD2,   // cond_stage_model.model.* (OpenCLIP ViT-H/14, fused in_proj)
+  SDXL,  // conditioner.embedders.* (detected; not mapped yet → E_UNSUPPORTED_MODEL)
+};
+const char* familyName(CheckpointFamily f);
+
+/// A single-file checkpoint mapped to diffusers names, per component.
+struct SingleFileCheckpoint {
+  std::string path;
+  CheckpointFamily family = CheckpointFamily::SD1;
+  nn::StateDict unet;          // UNet2DConditionModel names (down_blocks.0.resnets.0.conv1.weight, ...)
+  nn::StateDict vae;           // AutoencoderKL names (encoder.down_blocks.0.resnets.0.norm1.weight, ...)
+  nn::StateDict textEncoder;   // CLIPTextModel names (text_model.encoder.layers.0.self_attn.q_proj.weight, ...)
+  std::vector<std::string> ignored;  // known-unused keys that were skipped (EMA copies, schedule buffers, ...)
+  std::map<std::string, std::string> metadata;  // the file's __metadata__
+  /// The StateDict of "unet" | "vae" | "text_encoder"; E_INVALID_ARGUMENT for another name.
+  const nn::StateDict& component(const std::string& name) const;
+};
+
+/// Detects the family of an original checkpoint from its keys. E_UNSUPPORTED_MODEL when it is not
+/// an SD 1.x / 2.x / XL checkpoint (e.g. a diffusers-named file, a LoRA, a Flux/SD3 file).
+CheckpointFamily detectFamily(const SafetensorsFile& file);
+
+/// Loads an original SD 1.x / 2.x `.safetensors` checkpoint and maps every key to its diffusers
+/// name. `configDir` is a diffusers pipeline folder whose unet/, vae/ and text_encoder/
+/// config.json fix the architecture (block types, layers per block, text-encoder layers and
+/// width); nothing is guessed from tensor shapes. The mapped tensors are views of the mapping
+/// (OpenCLIP's fused in_proj is split into q/k/v views; the VAE mid-attention 1x1 conv weights
+/// [C, C, 1, 1] become Linear [C, C] views).
+/// Errors: E_MODEL_NOT_FOUND (file or config missing); E_BAD_CHECKPOINT for pickle files (.ckpt,
+/// .pt, .pth, .bin: refused, with how to convert), an invalid safetensors file, or keys that map
+/// to nothing (listed; only known-unused keys are skipped: `model_ema.*`, the DDPM schedule
+/// buffers such as `alphas_cumprod`, CLIP's `position_ids`, OpenCLIP's `text_projection`,
+/// `logit_scale` and the unused last resblock); E_UNSUPPORTED_MODEL for SDXL and other families;
+/// E_BAD_CONFIG for a config lacking a needed field.
+SingleFileCheckpoint loadSingleFile(const std::string& path, const std::string& configDir);
+
+/// The message used when refusing a pickle checkpoint at `path` (also for folder weights).
+std::string pickleRefusalMessage(const std::string& path);
+
+}  // namespace sd::io
