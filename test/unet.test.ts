@@ -168,15 +168,15 @@ describe('reduced precision on CPU', () => {
     }
   });
 
-  it('float16: works within 1% of max|out|, or is refused up front with E_INVALID_ARGUMENT', async () => {
+  it('float16: works within 1% of max|out|, or is refused up front with E_UNSUPPORTED_MODEL', async () => {
     const g = await loadGolden('tiny-sd15', c().file);
     const r = await native(() => addon().loadUNet(modelDir('tiny-sd15'), { dtype: 'float16' })).then(
       (h) => ({ h }), (e) => ({ e }));
     if ('e' in r) {
       console.log(`float16 on CPU refused: ${(r.e as Error).message}`);
       expect(r.e).toBeInstanceOf(SdError);
-      expect((r.e as SdError).code).toBe('E_INVALID_ARGUMENT');
-      expect((r.e as SdError).message).toMatch(/Half.*not supported on cpu.*use float32 or bfloat16/);
+      expect((r.e as SdError).code).toBe('E_UNSUPPORTED_MODEL');
+      expect((r.e as SdError).message).toMatch(/float16 compute on cpu is not supported.*use float32 or bfloat16/);
     } else {
       handles.push(r.h);
       const t = c().params.timesteps[0];

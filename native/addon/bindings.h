@@ -10,4 +10,6 @@ void InitVae(Napi::Env env, Napi::Object exports);       // vae.cc: AutoencoderK
 void InitUNet(Napi::Env env, Napi::Object exports);      // unet.cc: UNet2DConditionModel
 void InitSchedulers(Napi::Env env, Napi::Object exports);  // schedulers.cc: schedulers, CPU generators
 void InitCheckpoint(Napi::Env env, Napi::Object exports);  // checkpoint.cc: model_index, state dicts, single files
+void InitPipeline(Napi::Env env, Napi::Object exports);    // pipeline.cc: StableDiffusion pipelines
+void InitModels(Napi::Env env, Napi::Object exports);      // models.cc: random weights (create-model)
 }  // namespace sd::addon

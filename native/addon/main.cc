@@ -11,6 +11,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitUNet(env, exports);
   sd::addon::InitSchedulers(env, exports);
   sd::addon::InitCheckpoint(env, exports);
+  sd::addon::InitPipeline(env, exports);
+  sd::addon::InitModels(env, exports);
   return exports;
 }
 }  // namespace

@@ -244,7 +244,7 @@ nn::StateDict loadSharded(const std::string& dir, const std::string& indexPath) 
 }  // namespace
 
 nn::StateDict loadComponentWeights(const std::string& componentDir, const std::string& baseName,
-                                   const std::string& variant) {
+                                   const std::string& variant, std::string* source) {
   if (!isDir(componentDir)) fail(codes::kModelNotFound, "component folder " + componentDir + " does not exist");
   for (char c : variant)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
@@ -255,12 +255,16 @@ nn::StateDict loadComponentWeights(const std::string& componentDir, const std::s
   const std::string singlePath = join(componentDir, single);
   const std::string indexPath = join(componentDir, index);
   if (isFile(singlePath)) {
+    if (source) *source = singlePath;
     auto f = openWeights(singlePath);
     nn::StateDict out;
     addAll(out, *f, singlePath);
     return out;
   }
-  if (isFile(indexPath)) return loadSharded(componentDir, indexPath);
+  if (isFile(indexPath)) {
+    if (source) *source = indexPath;
+    return loadSharded(componentDir, indexPath);
+  }
 
   // Nothing to load: say why, in the most useful order.
   const std::vector<std::string> files = listFiles(componentDir);

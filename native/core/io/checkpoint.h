@@ -62,8 +62,9 @@ std::string weightsBaseName(const std::string& componentDir);
 /// for and lists the weight files that exist, e.g. when the variant is missing);
 /// E_BAD_CHECKPOINT — only pickle files present (.bin/.ckpt/.pt/.pth: refused, with how to
 /// convert), an invalid safetensors file, an index that lies about its shards.
+/// `source`, when given, receives the file read (the .safetensors file or the shard index).
 nn::StateDict loadComponentWeights(const std::string& componentDir, const std::string& baseName,
-                                   const std::string& variant = "");
+                                   const std::string& variant = "", std::string* source = nullptr);
 
 // ---- original single-file checkpoints --------------------------------------------------------
 

@@ -1,6 +1,9 @@
 // diffusers v0.30.3 models/autoencoders/autoencoder_kl.py (AutoencoderKL, incl. slicing, tiled_encode/tiled_decode, blend_v/blend_h) and models/autoencoders/vae.py (Encoder, Decoder, DiagonalGaussianDistribution).
 #include "models/autoencoder_kl.h"
 
+#include "io/checkpoint.h"
+#include "runtime/dtype_support.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
@@ -19,29 +22,7 @@ namespace {
 
 constexpr double kVaeEps = 1e-6;  // resnet_eps / GroupNorm eps of every VAE norm
 
-std::string dtypeName(at::ScalarType t) { return c10::toString(t); }
-
-// Fails early (E_UNSUPPORTED_MODEL) when this libtorch has no CPU kernels for the ops the VAE
-// needs in `dtype` (libtorch 1.13 has no float16 conv2d / group_norm on CPU).
-void checkCpuDtype(at::Device device, at::ScalarType dtype) {
-  if (!device.is_cpu() || dtype == at::kFloat || dtype == at::kDouble) return;
-  try {
-    at::NoGradGuard noGrad;
-    at::Tensor x = at::ones({1, 2, 2, 2}, at::TensorOptions().dtype(dtype));
-    at::Tensor w = at::ones({2, 2, 1, 1}, at::TensorOptions().dtype(dtype));
-    at::Tensor b = at::ones({2}, at::TensorOptions().dtype(dtype));
-    at::Tensor y = at::conv2d(x, w, b);
-    y = at::group_norm(y, 1, b, b, kVaeEps);
-    y = at::silu(y);
-    at::Tensor q = y.flatten(2);                               // [1, 2, 4]
-    y = at::softmax(at::bmm(q.transpose(1, 2), q), -1, at::kFloat);
-  } catch (const c10::Error& e) {
-    fail(codes::kUnsupportedModel,
-         "vae: dtype " + dtypeName(dtype) + " is not supported on the CPU by this libtorch (" +
-             std::string(e.what_without_backtrace()).substr(0, 120) +
-             "); use float32 (or bfloat16) on the CPU, or float16 on CUDA");
-  }
-}
+using runtime::dtypeName;
 
 // diffusers AutoencoderKL.blend_v: linear blend of the last `extent` rows of `a` into the first
 // rows of `b`, in place on b (as diffusers, whose later blends see the already-blended tiles).
@@ -295,22 +276,10 @@ std::shared_ptr<AutoencoderKL> AutoencoderKL::fromPretrained(const std::string& 
   const fs::path dir(componentDir);
   AutoencoderKLConfig config = AutoencoderKLConfig::fromFile((dir / "config.json").string());
 
-  const std::string stem = "diffusion_pytorch_model" + (variant.empty() ? "" : "." + variant);
-  const fs::path file = dir / (stem + ".safetensors");
-  if (!fs::exists(file, ec)) {
-    const fs::path pickle = dir / (stem + ".bin");
-    if (fs::exists(pickle, ec))
-      fail(codes::kModelNotFound, "vae: " + file.string() + " not found; " + pickle.string() +
-                                      " is a pickle file, which sd-native does not load (it can run code); "
-                                      "convert it to safetensors");
-    fail(codes::kModelNotFound, "vae: weights file not found: " + file.string());
-  }
-  checkCpuDtype(device, dtype);
-
-  auto st = io::SafetensorsFile::open(file.string());
-  nn::StateDict tensors;
-  for (const auto& info : st->header().tensors) tensors.emplace(info.name, st->tensor(info));
-  auto model = std::make_shared<AutoencoderKL>(std::move(config), std::move(tensors), "vae (" + file.string() + ")");
+  runtime::checkDtypeSupported(device, dtype, "vae (" + componentDir + ")");
+  std::string source;
+  nn::StateDict tensors = io::loadComponentWeights(componentDir, "diffusion_pytorch_model", variant, &source);
+  auto model = std::make_shared<AutoencoderKL>(std::move(config), std::move(tensors), "vae (" + source + ")");
   model->to(device, dtype);
   return model;
 }
@@ -318,7 +287,7 @@ std::shared_ptr<AutoencoderKL> AutoencoderKL::fromPretrained(const std::string& 
 void AutoencoderKL::to(at::Device device, at::ScalarType dtype) {
   if (!at::isFloatingType(dtype))
     fail(codes::kInvalidArgument, "vae: dtype must be a floating-point type, got " + dtypeName(dtype));
-  checkCpuDtype(device, dtype);
+  runtime::checkDtypeSupported(device, dtype, weights_->component());
   weights_->to(device, dtype);
   device_ = device;
   dtype_ = dtype;

@@ -1,6 +1,9 @@
 // transformers v4.40 models/clip/modeling_clip.py: CLIPTextTransformer, CLIPTextModel, CLIPTextModelWithProjection.
 #include "models/clip_text_model.h"
 
+#include "io/checkpoint.h"
+#include "runtime/dtype_support.h"
+
 #include <ATen/Dispatch.h>
 #include <torch/version.h>
 
@@ -80,33 +83,6 @@ std::string dtypeName(at::ScalarType t) {
 }
 }  // namespace
 
-void checkDtypeSupported(at::Device device, at::ScalarType dtype, const std::string& what) {
-  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kDouble)
-    fail(codes::kInvalidArgument, what + ": compute dtype must be float32, float16 or bfloat16 (got " +
-                                      dtypeName(dtype) + ")");
-  if (device.is_cuda() && !at::hasCUDA())
-    fail(codes::kDeviceUnavailable, what + ": device " + device.str() + " requested but this build or machine has no CUDA");
-  // Run each op a transformer block uses once on a tiny input: libtorch builds differ in
-  // which kernels exist per dtype (libtorch 1.13 has no float16 addmm/layer_norm on CPU).
-  try {
-    const auto o = at::TensorOptions().device(device).dtype(dtype);
-    at::Tensor w = at::ones({4, 4}, o), b = at::zeros({4}, o);
-    at::Tensor x = at::embedding(w, at::zeros({1, 2}, at::TensorOptions().device(device).dtype(at::kLong)));  // [1, 2, 4]
-    x = at::linear(x, w, b);
-    x = at::layer_norm(x, {4}, b + 1, b, 1e-5);
-    x = at::gelu(x) + x * at::sigmoid(x);
-    at::Tensor s = at::baddbmm(at::zeros({1, 2, 2}, o), x, x.transpose(1, 2), 1, 0.5);  // [1, 2, 2]
-    at::Tensor p = at::softmax(s, -1, at::kFloat).to(dtype);
-    (void)at::bmm(p, x).sum().item<double>();
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    fail(codes::kUnsupportedModel, what + ": " + dtypeName(dtype) + " compute on " + device.str() +
-                                       " is not supported by this libtorch (" + TORCH_VERSION + "): " + msg +
-                                       (device.is_cpu() ? ". On CPU use float32 or bfloat16." : ""));
-  }
-}
-
 // ---- model -----------------------------------------------------------------------------------
 
 CLIPTextModel::CLIPTextModel(CLIPTextConfig config, nn::Weights weights)
@@ -149,7 +125,7 @@ void CLIPTextModel::build() {
 }
 
 void CLIPTextModel::to(at::Device device, at::ScalarType dtype) {
-  checkDtypeSupported(device, dtype, weights_->component());
+  runtime::checkDtypeSupported(device, dtype, weights_->component());
   std::unique_lock lock(mutex_);
   weights_->to(device, dtype);
   device_ = device;
@@ -284,84 +260,13 @@ void CLIPTextModel::setTokenEmbeddings(int64_t firstId, const at::Tensor& rows) 
 
 // ---- loading ---------------------------------------------------------------------------------
 
-namespace {
-
-void readSafetensors(const std::string& path, nn::StateDict& into) {
-  auto file = io::SafetensorsFile::open(path);
-  for (const auto& t : file->header().tensors) into[t.name] = file->tensor(t);
-}
-
-// Every tensor of a sharded checkpoint (`*.safetensors.index.json` with a "weight_map").
-nn::StateDict readShardedSafetensors(const fs::path& indexPath) {
-  const std::string where = indexPath.string();
-  Json index = Json::parseFile(where);
-  const Json* map = index.isObject() ? index.find("weight_map") : nullptr;
-  if (!map || !map->isObject()) fail(codes::kBadCheckpoint, where + ": no \"weight_map\" object");
-  std::map<std::string, std::vector<std::string>> byFile;
-  for (const auto& [name, file] : map->object()) {
-    if (!file.isString() || file.string().empty() || file.string().find('/') != std::string::npos ||
-        file.string().find('\\') != std::string::npos || file.string() == "." || file.string() == "..")
-      fail(codes::kBadCheckpoint, where + ": weight_map entry \"" + name + "\" must name a file in the same folder");
-    byFile[file.string()].push_back(name);
-  }
-  nn::StateDict out;
-  for (const auto& [file, names] : byFile) {
-    const std::string shard = (indexPath.parent_path() / file).string();
-    if (!fs::exists(shard)) fail(codes::kModelNotFound, where + " names shard " + file + ", which does not exist");
-    auto st = io::SafetensorsFile::open(shard);
-    for (const auto& name : names) {
-      if (!st->find(name)) fail(codes::kBadCheckpoint, shard + ": has no tensor \"" + name + "\" (listed in " + where + ")");
-      out[name] = st->tensor(name);
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-nn::StateDict loadComponentWeights(const std::string& componentDir, const std::string& stem, const std::string& variant,
-                                   std::string* source) {
-  const fs::path dir(componentDir);
-  const std::string suffix = variant.empty() ? "" : "." + variant;
-  const fs::path single = dir / (stem + suffix + ".safetensors");
-  const fs::path index = dir / (stem + suffix + ".safetensors.index.json");
-  nn::StateDict sd;
-  if (fs::is_regular_file(single)) {
-    if (source) *source = single.string();
-    readSafetensors(single.string(), sd);
-    return sd;
-  }
-  if (fs::is_regular_file(index)) {
-    if (source) *source = index.string();
-    return readShardedSafetensors(index);
-  }
-  // No safetensors: name a pickle if that is what the folder holds.
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string ext = entry.path().extension().string();
-    if (entry.is_regular_file() && (ext == ".bin" || ext == ".ckpt" || ext == ".pt" || ext == ".pth" || ext == ".pkl"))
-      fail(codes::kBadCheckpoint,
-           componentDir + " holds " + entry.path().filename().string() + " but no " + single.filename().string() +
-               ": that is a Python pickle, which sd-native does not load because unpickling can run arbitrary code. "
-               "Convert it to safetensors once, in a trusted Python environment, e.g. "
-               "`Model.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)` with the "
-               "transformers/diffusers class of this component, or "
-               "`safetensors.torch.save_file(torch.load(file, weights_only=True), \"" +
-               single.filename().string() + "\")`.");
-  }
-  std::string hint;
-  if (!variant.empty() && fs::is_regular_file(dir / (stem + ".safetensors")))
-    hint = " (variant \"" + variant + "\" requested; the folder has " + stem + ".safetensors: load without a variant)";
-  fail(codes::kModelNotFound, "weights not found: " + single.string() + hint);
-}
-
 std::shared_ptr<CLIPTextModel> CLIPTextModel::fromPretrained(const std::string& componentDir, at::Device device,
                                                              at::ScalarType dtype, const std::string& variant) {
   if (!fs::is_directory(componentDir)) fail(codes::kModelNotFound, "text encoder folder not found (or not a folder): " + componentDir);
-  checkDtypeSupported(device, dtype, "text encoder (" + componentDir + ")");  // before reading any weights
+  runtime::checkDtypeSupported(device, dtype, "text encoder (" + componentDir + ")");  // before reading any weights
   CLIPTextConfig config = CLIPTextConfig::fromFile((fs::path(componentDir) / "config.json").string());
   std::string source;
-  nn::StateDict sd = loadComponentWeights(componentDir, "model", variant, &source);
+  nn::StateDict sd = io::loadComponentWeights(componentDir, "model", variant, &source);
   auto model = std::make_shared<CLIPTextModel>(std::move(config), std::move(sd), "text_encoder (" + source + ")");
   model->to(device, dtype);
   return model;

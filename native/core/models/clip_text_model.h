@@ -133,18 +133,4 @@ class CLIPTextModel {
   nn::Linear textProjection_;
 };
 
-/// The tensors of a diffusers/transformers component folder: `<dir>/<stem>[.<variant>].safetensors`
-/// or a sharded `<stem>[.<variant>].safetensors.index.json` (stem "model" for transformers,
-/// "diffusion_pytorch_model" for diffusers). Tensors are CPU views of the memory-mapped files.
-/// `source` (optional) receives the file read. E_MODEL_NOT_FOUND naming the missing file;
-/// E_BAD_CHECKPOINT when the folder holds only a pickle (.bin/.ckpt/.pt/.pth/.pkl) or a shard
-/// index is inconsistent.
-nn::StateDict loadComponentWeights(const std::string& componentDir, const std::string& stem,
-                                   const std::string& variant = "", std::string* source = nullptr);
-
-/// Throws E_UNSUPPORTED_MODEL when this libtorch cannot run the ops of a transformer
-/// (linear, baddbmm, bmm, layer_norm, softmax, gelu, sigmoid) in `dtype` on `device`,
-/// e.g. float16 on CPU with libtorch 1.13. `what` names the model in the message.
-void checkDtypeSupported(at::Device device, at::ScalarType dtype, const std::string& what);
-
 }  // namespace sd::models

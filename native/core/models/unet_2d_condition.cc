@@ -2,6 +2,9 @@
 // modules), forward (time embedding, SDXL add_embedding, down/mid/up with skips, output head).
 #include "models/unet_2d_condition.h"
 
+#include "io/checkpoint.h"
+#include "runtime/dtype_support.h"
+
 #include <c10/util/Exception.h>
 
 #include <filesystem>
@@ -208,62 +211,6 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
   return c;
 }
 
-// ==== dtype support probe =====================================================================
-
-void checkDtypeSupported(at::Device device, at::ScalarType dtype, const std::string& what) {
-  if (!at::isFloatingType(dtype))
-    fail(codes::kInvalidArgument, what + ": dtype " + std::string(c10::toString(dtype)) + " is not a floating type");
-  static std::mutex mu;
-  static std::map<std::pair<int, int>, std::string> cache;  // (device type, dtype) → "" or the failure
-  std::string failure;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto key = std::make_pair(static_cast<int>(device.type()), static_cast<int>(dtype));
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-      std::string op;
-      try {
-        auto o = at::TensorOptions().device(device).dtype(dtype);
-        at::Tensor x = at::ones({1, 2, 4, 4}, o);
-        op = "conv2d";
-        at::Tensor y = at::conv2d(x, at::ones({2, 2, 3, 3}, o), at::ones({2}, o), {1, 1}, {1, 1});
-        op = "group_norm";
-        y = at::group_norm(y, 1, at::ones({2}, o), at::zeros({2}, o), 1e-5);
-        op = "silu";
-        y = at::silu(y);
-        op = "upsample_nearest2d";
-        (void)at::upsample_nearest2d(y.to(dtype == at::kBFloat16 ? at::kFloat : dtype), {8, 8});
-        at::Tensor t = y.reshape({1, 2, 16}).transpose(1, 2);  // [1, 16, 2]
-        op = "layer_norm";
-        t = at::layer_norm(t, {2}, at::ones({2}, o), at::zeros({2}, o), 1e-5);
-        op = "linear";
-        t = at::linear(t, at::ones({4, 2}, o), at::ones({4}, o));
-        op = "gelu";
-        t = at::gelu(t);
-        op = "baddbmm";
-        at::Tensor s = at::baddbmm(at::empty({1, 16, 16}, o), t, t.transpose(1, 2), 0, 0.5);
-        op = "softmax";
-        s = at::softmax(s, -1, at::kFloat).to(dtype);
-        op = "bmm";
-        (void)at::bmm(s, t);
-        op = "";
-      } catch (const c10::Error& e) {
-        std::string msg = e.what_without_backtrace();
-        if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-        failure = op + " failed: " + msg;
-      }
-      cache[key] = failure;
-    } else {
-      failure = it->second;
-    }
-  }
-  if (!failure.empty())
-    fail(codes::kInvalidArgument,
-         what + ": dtype " + std::string(c10::toString(dtype)) + " is not supported on " + device.str() +
-             " by this libtorch (" + failure + ")" +
-             (device.is_cpu() ? "; use float32 or bfloat16 on CPU, or float16 on CUDA" : ""));
-}
-
 // ==== model ===================================================================================
 
 UNet2DConditionModel::UNet2DConditionModel(UNet2DConditionConfig config, nn::StateDict tensors, std::string component)
@@ -360,7 +307,7 @@ UNet2DConditionModel::UNet2DConditionModel(UNet2DConditionConfig config, nn::Sta
 }
 
 void UNet2DConditionModel::to(at::Device device, at::ScalarType dtype) {
-  checkDtypeSupported(device, dtype, weights_->component());
+  runtime::checkDtypeSupported(device, dtype, weights_->component());
   weights_->to(device, dtype);
   device_ = device;
   dtype_ = dtype;
@@ -368,58 +315,16 @@ void UNet2DConditionModel::to(at::Device device, at::ScalarType dtype) {
 
 // ---- loading ---------------------------------------------------------------------------------
 
-namespace {
-
-nn::StateDict readSafetensorsInto(const std::string& path, nn::StateDict sd = {}) {
-  auto file = io::SafetensorsFile::open(path);
-  for (const auto& info : file->header().tensors) {
-    if (sd.count(info.name)) fail(codes::kBadCheckpoint, path + ": tensor \"" + info.name + "\" appears in two shards");
-    sd.emplace(info.name, file->tensor(info));  // mmap view; keeps the file mapped
-  }
-  return sd;
-}
-
-// diffusion_pytorch_model[.<variant>].safetensors, or its sharded index.
-std::pair<nn::StateDict, std::string> loadWeights(const fs::path& dir, const std::string& variant) {
-  const std::string stem = "diffusion_pytorch_model" + (variant.empty() ? "" : "." + variant);
-  const fs::path single = dir / (stem + ".safetensors");
-  const fs::path index = dir / (stem + ".safetensors.index.json");
-  if (fs::is_regular_file(single)) return {readSafetensorsInto(single.string()), single.string()};
-  if (fs::is_regular_file(index)) {
-    Json j = Json::parseFile(index.string());
-    const Json* map = j.isObject() ? j.find("weight_map") : nullptr;
-    if (!map || !map->isObject())
-      fail(codes::kBadCheckpoint, index.string() + ": missing the \"weight_map\" object");
-    std::set<std::string> shards;
-    for (const auto& [name, file] : map->object()) {
-      if (!file.isString() || file.string().find('/') != std::string::npos || file.string().find("..") != std::string::npos)
-        fail(codes::kBadCheckpoint, index.string() + ": weight_map[\"" + name + "\"] is not a file name in the folder");
-      shards.insert(file.string());
-    }
-    nn::StateDict sd;
-    for (const auto& shard : shards) sd = readSafetensorsInto((dir / shard).string(), std::move(sd));
-    return {std::move(sd), index.string()};
-  }
-  for (const char* ext : {".bin", ".ckpt"}) {
-    const fs::path pickle = dir / (stem + ext);
-    if (fs::exists(pickle))
-      fail(codes::kBadCheckpoint, pickle.string() + ": pickle checkpoints are refused (they can run code); "
-                                  "convert it to .safetensors");
-  }
-  fail(codes::kModelNotFound, dir.string() + ": no UNet weights (looked for " + single.filename().string() + " and " +
-                                  index.filename().string() + ")");
-}
-
-}  // namespace
 
 std::unique_ptr<UNet2DConditionModel> UNet2DConditionModel::fromPretrained(const std::string& componentDir,
                                                                            at::Device device, at::ScalarType dtype,
                                                                            const std::string& variant) {
   const fs::path dir(componentDir);
   if (!fs::is_directory(dir)) fail(codes::kModelNotFound, componentDir + ": UNet folder not found");
-  checkDtypeSupported(device, dtype, "unet (" + componentDir + ")");
+  runtime::checkDtypeSupported(device, dtype, "unet (" + componentDir + ")");
   UNet2DConditionConfig config = UNet2DConditionConfig::fromFile((dir / "config.json").string());
-  auto [tensors, source] = loadWeights(dir, variant);
+  std::string source;
+  nn::StateDict tensors = io::loadComponentWeights(componentDir, "diffusion_pytorch_model", variant, &source);
   auto model = std::make_unique<UNet2DConditionModel>(std::move(config), std::move(tensors), "unet (" + source + ")");
   model->to(device, dtype);
   return model;

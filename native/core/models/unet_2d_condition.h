@@ -157,8 +157,5 @@ class UNet2DConditionModel {
   nn::Conv2d convOut_;
 };
 
-/// Throws E_INVALID_ARGUMENT when this libtorch cannot run the UNet's ops in `dtype` on `device`
-/// (probed once per device type and dtype with tiny tensors).
-void checkDtypeSupported(at::Device device, at::ScalarType dtype, const std::string& what);
 
 }  // namespace sd::models

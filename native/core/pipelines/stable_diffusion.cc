@@ -247,7 +247,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
     at::Tensor initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
     if (batch > initLatents.size(0)) initLatents = initLatents.repeat({batch, 1, 1, 1});
     at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
-    latents = scheduler->addNoise(initLatents, noise, timesteps.slice(0, 0, 1).repeat({batch}));
+    latents = scheduler->addNoise(initLatents, noise, timesteps[0].item<double>());
   }
   result.initialLatents = latents.to(at::kFloat).cpu();
 
@@ -256,16 +256,17 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   const int64_t numSteps = timesteps.size(0);
   for (int64_t i = 0; i < numSteps; ++i) {
     if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
-    at::Tensor t = timesteps[i];
+    at::Tensor t = timesteps[i];  // 0-d, int64 or float32 as the scheduler made it
+    const double tValue = t.item<double>();
     at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
-    modelInput = scheduler->scaleModelInput(modelInput, t);
+    modelInput = scheduler->scaleModelInput(modelInput, tValue);
     at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr);  // [2B or B, C, h, w]
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
     }
-    latents = scheduler->step(noisePred, t, latents, &generator, req.eta);
-    result.timesteps.push_back(t.item<double>());
+    latents = scheduler->step(noisePred, tValue, latents, &generator, req.eta);
+    result.timesteps.push_back(tValue);
     if (onStep) onStep({i + 1, numSteps, result.timesteps.back()});
   }
   result.denoiseMs = msSince(tDenoise);
