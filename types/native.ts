@@ -376,6 +376,8 @@ export interface NativeAddon {
   ): Promise<NativeGenerateResult>;
   createAbortToken(): NativeHandle;
   abortToken(t: NativeHandle): void;
+  /** Native pipelines alive in this process (a pipeline's weights are freed with it). */
+  livePipelines(): number;
   disposePipeline(h: NativeHandle): void;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)

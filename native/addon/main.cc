@@ -1,10 +1,17 @@
 // The addon's entry point: registers every binding file's exports.
+#include <ATen/Parallel.h>
 #include <napi.h>
+
+#include <thread>
 
 #include "addon/bindings.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // libtorch's CPU intra-op pool defaults to what OpenMP reports, which can be 1 in containers;
+  // DESIGN.md: default to all cores (a pipeline's `threads` option overrides it at load).
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores > 0 && at::get_num_threads() < cores) at::set_num_threads(cores);
   sd::addon::InitIo(env, exports);
   sd::addon::InitTextEncoder(env, exports);
   sd::addon::InitVae(env, exports);

@@ -222,6 +222,10 @@ Napi::Value DisposePipeline(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value LivePipelines(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(StableDiffusionPipeline::liveCount()));
+}
+
 }  // namespace
 
 void InitPipeline(Napi::Env env, Napi::Object exports) {
@@ -231,6 +235,7 @@ void InitPipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("createAbortToken", Napi::Function::New(env, CreateAbortToken));
   exports.Set("abortToken", Napi::Function::New(env, AbortTokenFn));
   exports.Set("disposePipeline", Napi::Function::New(env, DisposePipeline));
+  exports.Set("livePipelines", Napi::Function::New(env, LivePipelines));
 }
 
 }  // namespace sd::addon

@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -57,7 +58,13 @@ at::Device parseDevice(const std::string& device) {
   invalid("device \"" + device + "\" is not supported (expected \"cpu\", \"cuda\" or \"cuda:N\")");
 }
 
-StableDiffusionPipeline::~StableDiffusionPipeline() = default;
+namespace {
+std::atomic<int64_t> liveInstances{0};
+}
+
+StableDiffusionPipeline::StableDiffusionPipeline() { ++liveInstances; }
+StableDiffusionPipeline::~StableDiffusionPipeline() { --liveInstances; }
+int64_t StableDiffusionPipeline::liveCount() { return liveInstances.load(); }
 
 void StableDiffusionPipeline::setAttentionOptions(const nn::AttentionOptions& options) {
   std::lock_guard<std::mutex> lock(mutex_);

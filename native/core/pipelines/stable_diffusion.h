@@ -109,6 +109,8 @@ class StableDiffusionPipeline {
   GenerateResult generate(const GenerateRequest& request, const StepCallback& onStep, const AbortCheck& aborted);
 
   const PipelineInfo& info() const { return info_; }
+  /// Pipelines alive in this process (their weights are freed with the last reference).
+  static int64_t liveCount();
   /// Attention path for every model of the pipeline (slicing, SDPA); applies from the next call.
   void setAttentionOptions(const nn::AttentionOptions& options);
   const nn::AttentionOptions& attentionOptions() const { return attention_; }
@@ -117,7 +119,7 @@ class StableDiffusionPipeline {
   models::CLIPTextModel& textEncoder() { return *textEncoder_; }
 
  private:
-  StableDiffusionPipeline() = default;
+  StableDiffusionPipeline();
   at::Tensor encodePrompt(const at::Tensor& ids, int64_t clipSkip, int64_t numImagesPerPrompt) const;
 
   std::shared_ptr<models::CLIPTextModel> textEncoder_;
