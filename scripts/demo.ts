@@ -30,7 +30,7 @@ const pipe = model.endsWith('.safetensors')
   : await StableDiffusionPipeline.fromPretrained(model);
 console.log(`loaded ${model} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 pipe.setScheduler('EulerAncestralDiscreteScheduler');
-const size = full ? 512 : 128;
+const size = full ? 512 : 64;
 const { images, seeds, timings } = await pipe.generate({
   prompt,
   negativePrompt: 'blurry',
