@@ -33,7 +33,7 @@ def race(path):
 
 def parity(path):
     if not os.path.exists(path):
-        print("\n(no parity.json: the parity phase did not finish)")
+        print("\n(no parity.json: the CUDA parity tests did not run or did not finish; see parity.log)")
         return
     p = json.load(open(path))
     print(f"\n## CUDA parity on {p.get('device')} (TF32 switched off: {p.get('tf32Off')}): largest error per dtype\n")
