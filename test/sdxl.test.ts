@@ -8,6 +8,10 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import {
   StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline, Generator,
 } from '../lib/index.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { addon } from '../lib/native.js';
 import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
@@ -147,6 +151,47 @@ describe('StableDiffusionXLPipeline parity: tiny-sdxl', () => {
     const c = await pipe.generate({ ...o, originalSize: [1024, 1024] });
     expect(maxAbsDiff(a.latents!, b.latents!)).toBe(0); // the defaults are (H, W), (0, 0), (H, W)
     expect(maxAbsDiff(a.latents!, c.latents!)).toBeGreaterThan(0);
+  });
+});
+
+describe('refiner-style model (requires_aesthetics_score, text_encoder_2 only)', () => {
+  it('runs with one tokenizer; aestheticScore enters add_time_ids', async () => {
+    // tiny-sdxl's components with the refiner's layout: no text_encoder/tokenizer, a UNet whose
+    // add_embedding takes 5 time ids (orig h, w, crop top, left, aesthetic score): 5·8 + 32 = 72
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sdxl-refiner-'));
+    try {
+      const src = fixture('models', 'tiny-sdxl');
+      for (const d of ['scheduler', 'text_encoder_2', 'tokenizer_2', 'vae']) fs.cpSync(path.join(src, d), path.join(tmp, d), { recursive: true });
+      const index = JSON.parse(fs.readFileSync(path.join(src, 'model_index.json'), 'utf8'));
+      index._class_name = 'StableDiffusionXLImg2ImgPipeline';
+      index.text_encoder = [null, null];
+      index.tokenizer = [null, null];
+      index.requires_aesthetics_score = true;
+      index.force_zeros_for_empty_prompt = false;
+      fs.writeFileSync(path.join(tmp, 'model_index.json'), JSON.stringify(index));
+      const unetCfg = JSON.parse(fs.readFileSync(path.join(src, 'unet', 'config.json'), 'utf8'));
+      unetCfg.cross_attention_dim = 32; // text_encoder_2 alone
+      unetCfg.projection_class_embeddings_input_dim = 72;
+      fs.mkdirSync(path.join(tmp, 'unet'));
+      fs.writeFileSync(path.join(tmp, 'unet', 'config.json'), JSON.stringify(unetCfg));
+      await addon().createRandomWeights({
+        component: 'unet', configPath: path.join(tmp, 'unet', 'config.json'), seed: 1,
+        out: path.join(tmp, 'unet', 'diffusion_pytorch_model.safetensors'),
+      });
+      await using refiner = await StableDiffusionXLImg2ImgPipeline.fromPretrained(tmp);
+      expect(refiner.info.tokenizerDirs.map((d) => path.basename(d))).toEqual(['tokenizer_2']);
+      expect(refiner.info.components.map((c) => c.name)).toEqual(['text_encoder_2', 'unet', 'vae']);
+      const latents = new Generator(9).randn([1, 4, 16, 16]);
+      const o = { prompt: 'a cat', image: latents, numInferenceSteps: 10, denoisingStart: 0.5, seed: 1, outputType: 'latent' as const };
+      const a = await refiner.generate(o);
+      const b = await refiner.generate({ ...o, aestheticScore: 6.0, negativeAestheticScore: 2.5 });
+      const c = await refiner.generate({ ...o, aestheticScore: 9.0 });
+      expect(a.timesteps.length).toBeGreaterThan(0);
+      expect(maxAbsDiff(a.latents!, b.latents!)).toBe(0); // diffusers' defaults 6.0 / 2.5
+      expect(maxAbsDiff(a.latents!, c.latents!)).toBeGreaterThan(0);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
 
