@@ -15,6 +15,8 @@ import { StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, type GenerateR
 import type { LoadOptions, StepProgress } from './options.js';
 import { SUPPORTED_SCHEDULERS } from './options.js';
 import { createModel } from './create-model.js';
+import { StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline } from './pipeline_xl.js';
+import { readFile } from 'node:fs/promises';
 import { addon } from './native.js';
 import type { PipelineDtype } from '../types/native.js';
 
@@ -117,14 +119,27 @@ interface GenerateCliOptions {
   out: string; progress: boolean;
 }
 
+/** True when `dir/model_index.json` names an SDXL pipeline class (the CLI then loads the SDXL classes). */
+async function isXlFolder(dir: string): Promise<boolean> {
+  try {
+    const index = JSON.parse(await readFile(path.join(dir, 'model_index.json'), 'utf8')) as { _class_name?: unknown };
+    return typeof index._class_name === 'string' && index._class_name.startsWith('StableDiffusionXL');
+  } catch {
+    return false; // the pipeline loader reports a missing or malformed model_index.json
+  }
+}
+
 async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const t0 = performance.now();
   const single = await isFile(o.model);
   const Cls = o.image !== undefined ? StableDiffusionImg2ImgPipeline : StableDiffusionPipeline;
   log(`Loading ${o.model} ...`);
-  const pipe = single
-    ? await Cls.fromSingleFile(o.model, loadOptionsOf(o))
-    : await Cls.fromPretrained(o.model, loadOptionsOf(o));
+  const xl = !single && await isXlFolder(o.model);
+  const pipe = xl
+    ? await (o.image !== undefined ? StableDiffusionXLImg2ImgPipeline : StableDiffusionXLPipeline).fromPretrained(o.model, loadOptionsOf(o))
+    : single
+      ? await Cls.fromSingleFile(o.model, loadOptionsOf(o))
+      : await Cls.fromPretrained(o.model, loadOptionsOf(o));
   const loadMs = performance.now() - t0;
   log(`Loaded ${pipe.info.className} (${pipe.info.family}) on ${pipe.info.device}, ${pipe.info.dtype} in ${(loadMs / 1000).toFixed(1)} s`);
 
@@ -161,7 +176,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     // Drop undefined fields so that defaults apply.
     const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
     let result: GenerateResult;
-    if (pipe instanceof StableDiffusionImg2ImgPipeline) {
+    if (pipe instanceof StableDiffusionImg2ImgPipeline || pipe instanceof StableDiffusionXLImg2ImgPipeline) {
       result = await pipe.generate(clean({ ...common, image: o.image!, strength: o.strength }));
     } else {
       if (o.strength !== undefined) throw new InvalidArgumentError('--strength needs --image (img2img)');
@@ -191,7 +206,9 @@ async function runInfo(model: string, o: { device?: string; dtype?: string; conf
   const single = await isFile(model);
   const pipe = single
     ? await StableDiffusionPipeline.fromSingleFile(model, loadOptionsOf(o))
-    : await StableDiffusionPipeline.fromPretrained(model, loadOptionsOf(o));
+    : await isXlFolder(model)
+      ? await StableDiffusionXLPipeline.fromPretrained(model, loadOptionsOf(o))
+      : await StableDiffusionPipeline.fromPretrained(model, loadOptionsOf(o));
   try {
     const info = pipe.info;
     if (o.json) {
@@ -229,9 +246,6 @@ async function runCreateModel(o: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tin
     throw new InvalidArgumentError(`--seed must be a non-negative integer; received ${o.seed}`);
   }
   const t0 = performance.now();
-  if (o.preset !== 'sd15') {
-    throw new InvalidArgumentError(`--preset ${o.preset} is not available yet; supported: sd15`);
-  }
   const r = await createModel({ preset: o.preset, scale: o.scale, seed: o.seed, out: path.resolve(o.out), dtype: o.dtype });
   process.stdout.write(`${r.path}\n`);
   const total = Object.values(r.parameters).reduce((a, b) => a + b, 0);

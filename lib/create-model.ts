@@ -9,8 +9,8 @@ import { addon } from './native.js';
 import { native, InvalidArgumentError } from './errors.js';
 
 /** Model family preset. */
-export type ModelPreset = 'sd15';
-/** `full` = the real architecture (SD 1.5: 860M-parameter UNet); `tiny` = a few-MB model of the same family. */
+export type ModelPreset = 'sd15' | 'sd21' | 'sdxl';
+/** `full` = the real architecture (SD 1.5: 860M-parameter UNet, SD 2.1: 865M, SDXL: 2.6B); `tiny` = a few-MB model of the same family. */
 export type ModelScale = 'tiny' | 'full';
 
 export interface CreateModelOptions {
@@ -105,6 +105,113 @@ function sd15Configs(scale: ModelScale) {
   return { unet, vae, textEncoder };
 }
 
+/** SD 2.1 (stabilityai/stable-diffusion-2-1): OpenCLIP-H text encoder (1024-d, 23 layers, gelu), v-prediction DDIM. */
+const SD21_SCHEDULER = {
+  _class_name: 'DDIMScheduler',
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  clip_sample: false,
+  num_train_timesteps: 1000,
+  prediction_type: 'v_prediction',
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  trained_betas: null,
+};
+
+function sd21Configs(scale: ModelScale) {
+  const full = scale === 'full';
+  const base = sd15Configs(scale);
+  const unet = {
+    ...base.unet,
+    attention_head_dim: full ? [5, 10, 20, 20] : [2, 4],
+    cross_attention_dim: full ? 1024 : 32,
+    sample_size: full ? 96 : 32,
+    use_linear_projection: true,
+    upcast_attention: full,
+  };
+  const vae = { ...base.vae, sample_size: full ? 768 : 64 };
+  const textEncoder = {
+    ...base.textEncoder,
+    hidden_act: 'gelu',
+    hidden_size: full ? 1024 : 32,
+    intermediate_size: full ? 4096 : 37,
+    num_attention_heads: full ? 16 : 4,
+    num_hidden_layers: full ? 23 : 4,
+    projection_dim: full ? 512 : 32,
+  };
+  return { unet, vae, textEncoder };
+}
+
+/** SDXL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0): EulerDiscreteScheduler, "leading". */
+const SDXL_SCHEDULER = {
+  _class_name: 'EulerDiscreteScheduler',
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  clip_sample: false,
+  interpolation_type: 'linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  sample_max_value: 1.0,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  trained_betas: null,
+  use_karras_sigmas: false,
+};
+
+function sdxlConfigs(scale: ModelScale) {
+  const full = scale === 'full';
+  const base = sd15Configs(scale);
+  const te1 = { ...base.textEncoder, num_hidden_layers: full ? 12 : 5 };
+  const te2 = {
+    ...base.textEncoder,
+    architectures: ['CLIPTextModelWithProjection'],
+    hidden_act: 'gelu',
+    hidden_size: full ? 1280 : 32,
+    intermediate_size: full ? 5120 : 45,
+    num_attention_heads: full ? 20 : 2,
+    num_hidden_layers: full ? 32 : 4,
+    projection_dim: full ? 1280 : 32,
+  };
+  const timeDim = full ? 256 : 8;
+  const unet = {
+    _class_name: 'UNet2DConditionModel',
+    act_fn: 'silu',
+    addition_embed_type: 'text_time',
+    addition_embed_type_num_heads: 64,
+    addition_time_embed_dim: timeDim,
+    attention_head_dim: full ? [5, 10, 20] : [2, 4],
+    block_out_channels: full ? [320, 640, 1280] : [32, 64],
+    center_input_sample: false,
+    cross_attention_dim: te1.hidden_size + te2.hidden_size, // 2048 = 768 + 1280
+    down_block_types: full
+      ? ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D']
+      : ['DownBlock2D', 'CrossAttnDownBlock2D'],
+    downsample_padding: 1,
+    flip_sin_to_cos: true,
+    freq_shift: 0,
+    in_channels: 4,
+    layers_per_block: 2,
+    mid_block_scale_factor: 1,
+    norm_eps: 1e-5,
+    norm_num_groups: 32,
+    out_channels: 4,
+    projection_class_embeddings_input_dim: 6 * timeDim + te2.projection_dim, // 2816 = 6·256 + 1280
+    sample_size: full ? 128 : 32,
+    transformer_layers_per_block: full ? [1, 2, 10] : [1, 2],
+    up_block_types: full
+      ? ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D']
+      : ['CrossAttnUpBlock2D', 'UpBlock2D'],
+    use_linear_projection: true,
+  };
+  const vae = { ...base.vae, sample_size: full ? 1024 : 64, scaling_factor: 0.13025, force_upcast: true };
+  return { unet, vae, textEncoder: te1, textEncoder2: te2 };
+}
+
 /** GPT-2/CLIP byte → printable unicode table, in CLIP's vocabulary order. */
 function byteUnicodeChars(): string[] {
   const bs: number[] = [];
@@ -128,7 +235,7 @@ function byteUnicodeChars(): string[] {
  * tokens at CLIP's ids (49406, 49407) and CLIP's conventions (lower-case, `</w>` word ends).
  * It stands in for the real CLIP vocabulary, which random-weight models do not need.
  */
-async function writeByteLevelTokenizer(dir: string): Promise<void> {
+async function writeByteLevelTokenizer(dir: string, padToken = '<|endoftext|>'): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   const chars = byteUnicodeChars();
   const vocab: Record<string, number> = {};
@@ -137,7 +244,7 @@ async function writeByteLevelTokenizer(dir: string): Promise<void> {
   vocab['<|startoftext|>'] = 49406;
   vocab['<|endoftext|>'] = 49407;
   const special = {
-    bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: '<|endoftext|>',
+    bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: padToken,
   };
   await fs.writeFile(path.join(dir, 'vocab.json'), JSON.stringify(vocab));
   await fs.writeFile(path.join(dir, 'merges.txt'), '#version: 0.2\n');
@@ -148,6 +255,20 @@ async function writeByteLevelTokenizer(dir: string): Promise<void> {
 }
 
 /**
+ * The config.json contents `createModel` writes for a preset (unet, vae, text encoder(s), scheduler).
+ * @throws InvalidArgumentError for an unknown preset.
+ */
+export function presetConfigs(preset: ModelPreset, scale: ModelScale): {
+  unet: Record<string, unknown>; vae: Record<string, unknown>; textEncoder: Record<string, unknown>;
+  textEncoder2?: Record<string, unknown>; scheduler: Record<string, unknown>;
+} {
+  if (preset === 'sd15') return { ...sd15Configs(scale), scheduler: SD15_SCHEDULER };
+  if (preset === 'sd21') return { ...sd21Configs(scale), scheduler: SD21_SCHEDULER };
+  if (preset === 'sdxl') return { ...sdxlConfigs(scale), scheduler: SDXL_SCHEDULER };
+  throw new InvalidArgumentError(`preset must be "sd15", "sd21" or "sdxl"; received "${String(preset)}"`);
+}
+
+/**
  * Writes a diffusers folder (model_index.json, scheduler/, tokenizer/, text_encoder/, unet/,
  * vae/) with random weights in the architecture of `preset` at `scale`.
  * @throws InvalidArgumentError for an unknown preset or scale.
@@ -155,32 +276,54 @@ async function writeByteLevelTokenizer(dir: string): Promise<void> {
  */
 export async function createModel(options: CreateModelOptions): Promise<CreatedModel> {
   const { preset, scale, out } = options;
-  if (preset !== 'sd15') throw new InvalidArgumentError(`preset must be "sd15"; received "${String(preset)}"`);
+  if (preset !== 'sd15' && preset !== 'sd21' && preset !== 'sdxl') {
+    throw new InvalidArgumentError(`preset must be "sd15", "sd21" or "sdxl"; received "${String(preset)}"`);
+  }
   if (scale !== 'tiny' && scale !== 'full') throw new InvalidArgumentError(`scale must be "tiny" or "full"; received "${String(scale)}"`);
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`seed must be a non-negative integer; received ${seed}`);
   const dtype = options.dtype ?? (scale === 'full' ? 'float16' : 'float32');
-  const cfg = sd15Configs(scale);
+  const xl = preset === 'sdxl';
+  const cfg = preset === 'sd15' ? sd15Configs(scale) : preset === 'sd21' ? sd21Configs(scale) : sdxlConfigs(scale);
+  const scheduler = preset === 'sd15' ? SD15_SCHEDULER : preset === 'sd21' ? SD21_SCHEDULER : SDXL_SCHEDULER;
   await fs.mkdir(out, { recursive: true });
-  await fs.writeFile(path.join(out, 'model_index.json'), JSON.stringify({
-    _class_name: 'StableDiffusionPipeline',
-    _diffusers_version: '0.30.3',
-    _sd_native: { preset, scale, seed, random_weights: true },
-    feature_extractor: [null, null],
-    requires_safety_checker: false,
-    safety_checker: [null, null],
-    scheduler: ['diffusers', 'PNDMScheduler'],
-    text_encoder: ['transformers', 'CLIPTextModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    unet: ['diffusers', 'UNet2DConditionModel'],
-    vae: ['diffusers', 'AutoencoderKL'],
-  }, null, 2));
+  const index: Record<string, unknown> = xl
+    ? {
+      _class_name: 'StableDiffusionXLPipeline',
+      _diffusers_version: '0.30.3',
+      _sd_native: { preset, scale, seed, random_weights: true },
+      force_zeros_for_empty_prompt: true,
+      scheduler: ['diffusers', scheduler._class_name],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      tokenizer_2: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae: ['diffusers', 'AutoencoderKL'],
+    }
+    : {
+      _class_name: 'StableDiffusionPipeline',
+      _diffusers_version: '0.30.3',
+      _sd_native: { preset, scale, seed, random_weights: true },
+      feature_extractor: [null, null],
+      requires_safety_checker: false,
+      safety_checker: [null, null],
+      scheduler: ['diffusers', scheduler._class_name],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae: ['diffusers', 'AutoencoderKL'],
+    };
+  await fs.writeFile(path.join(out, 'model_index.json'), JSON.stringify(index, null, 2));
   await fs.mkdir(path.join(out, 'scheduler'), { recursive: true });
-  await fs.writeFile(path.join(out, 'scheduler', 'scheduler_config.json'), JSON.stringify(SD15_SCHEDULER, null, 2));
-  await writeByteLevelTokenizer(path.join(out, 'tokenizer'));
+  await fs.writeFile(path.join(out, 'scheduler', 'scheduler_config.json'), JSON.stringify(scheduler, null, 2));
+  // SD 2.x's OpenCLIP tokenizer and SDXL's tokenizer_2 pad with "!" (id 0); SD 1.x / SDXL tokenizer with <|endoftext|>
+  await writeByteLevelTokenizer(path.join(out, 'tokenizer'), preset === 'sd21' ? '!' : '<|endoftext|>');
+  if (xl) await writeByteLevelTokenizer(path.join(out, 'tokenizer_2'), '!');
 
-  const components: Array<['text_encoder' | 'vae' | 'unet', object, string]> = [
+  const components: Array<['text_encoder' | 'text_encoder_2' | 'vae' | 'unet', object, string]> = [
     ['text_encoder', cfg.textEncoder, 'model.safetensors'],
+    ...('textEncoder2' in cfg ? [['text_encoder_2', cfg.textEncoder2, 'model.safetensors'] as ['text_encoder_2', object, string]] : []),
     ['vae', cfg.vae, 'diffusion_pytorch_model.safetensors'],
     ['unet', cfg.unet, 'diffusion_pytorch_model.safetensors'],
   ];

@@ -15,6 +15,8 @@ export {
   StableDiffusionPipeline, StableDiffusionImg2ImgPipeline,
 } from './pipeline.js';
 export type { PipelineInfo, SchedulerInfo, GenerateResult, GenerateTimings } from './pipeline.js';
+export { StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline } from './pipeline_xl.js';
+export type { XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions } from './pipeline_xl.js';
 export {
   SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, loadOptionsSchema,
   parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed,

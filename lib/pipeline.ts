@@ -94,7 +94,8 @@ interface Scheduler { name: string; config: Record<string, unknown> }
 // Shared native model: one handle, one call queue, reference-counted (fromPipeline shares it)
 // =============================================================================================
 
-class NativeModel {
+/** @internal One native pipeline handle (SD or SDXL), its call queue and references. */
+export class NativeModel {
   private refs = 1;
   private tail: Promise<unknown> = Promise.resolve();
   private released = false;
@@ -105,6 +106,8 @@ class NativeModel {
     readonly handle: NativeHandle,
     readonly info: PipelineInfo,
     readonly tokenizers: CLIPTokenizer[],
+    /** A StableDiffusionXLPipeline handle (pipeline_xl.cc bindings). */
+    readonly xl = false,
   ) {}
 
   /** Runs `job` after every call queued before it; a failed call does not break the queue. */
@@ -124,7 +127,7 @@ class NativeModel {
   release(): Promise<void> {
     if (--this.refs > 0 || this.released) return Promise.resolve();
     this.released = true;
-    const done = this.tail.then(() => nativeSync(() => addon().disposePipeline(this.handle)));
+    const done = this.tail.then(() => nativeSync(() => (this.xl ? addon().disposePipelineXl(this.handle) : addon().disposePipeline(this.handle))));
     this.tail = done.catch(() => undefined);
     return done;
   }
@@ -132,7 +135,10 @@ class NativeModel {
 
 const PICKLE_EXTENSIONS = new Set(['.ckpt', '.bin', '.pt', '.pth', '.pkl']);
 
-async function loadModel(location: string, options: LoadOptions | undefined, singleFile: boolean): Promise<NativeModel> {
+/** @internal Loads a pipeline handle and its tokenizers; `xl` picks the SDXL native pipeline. */
+export async function loadModel(
+  location: string, options: LoadOptions | undefined, singleFile: boolean, xl = false,
+): Promise<NativeModel> {
   // 1. arguments
   const what = singleFile ? 'file' : 'dir';
   if (typeof location !== 'string' || location.length === 0) {
@@ -160,15 +166,15 @@ async function loadModel(location: string, options: LoadOptions | undefined, sin
 
   // 3. native load, then tokenizers
   const a = addon();
-  if (typeof a.loadPipeline !== 'function') {
+  if (typeof (xl ? a.loadPipelineXl : a.loadPipeline) !== 'function') {
     throw new NativeLoadError('this build of the sd-native addon has no pipelines (loadPipeline is missing); rebuild it with `npx cmake-js compile`');
   }
-  const handle = await native(() => a.loadPipeline(path.resolve(location), {
+  const handle = await native(() => (xl ? a.loadPipelineXl : a.loadPipeline)(path.resolve(location), {
     device: o.device, dtype: o.dtype, variant: o.variant, singleFile,
     configDir: o.configDir === undefined ? undefined : path.resolve(o.configDir), threads: o.threads,
   }));
   try {
-    const raw = nativeSync(() => a.pipelineInfo(handle));
+    const raw = nativeSync(() => (xl ? a.pipelineXlInfo(handle) : a.pipelineInfo(handle)));
     const info: PipelineInfo = {
       ...raw,
       defaultWidth: raw.sampleSize * raw.vaeScaleFactor,
@@ -177,13 +183,13 @@ async function loadModel(location: string, options: LoadOptions | undefined, sin
     if (info.tokenizerDirs.length === 0) {
       throw new BadConfigError(`${location}: the model has no tokenizer folder${singleFile ? ' (pass configDir: a diffusers folder of the same family)' : ''}`);
     }
-    if (info.family === 'sdxl' && info.tokenizerDirs.length < 2) {
-      throw new BadConfigError(`${location}: an SDXL model needs two tokenizers (tokenizer, tokenizer_2); found ${info.tokenizerDirs.length}`);
+    if (info.family === 'sdxl' && info.tokenizerDirs.length < 1) {
+      throw new BadConfigError(`${location}: an SDXL model needs tokenizer_2 (and tokenizer with text_encoder)`);
     }
     const tokenizers = await Promise.all(info.tokenizerDirs.map((d) => CLIPTokenizer.fromPretrained(d)));
-    return new NativeModel(handle, info, tokenizers);
+    return new NativeModel(handle, info, tokenizers, xl);
   } catch (e) {
-    try { a.disposePipeline(handle); } catch { /* already failing */ }
+    try { if (xl) a.disposePipelineXl(handle); else a.disposePipeline(handle); } catch { /* already failing */ }
     throw toSdError(e);
   }
 }
@@ -214,7 +220,8 @@ function tokenize(tok: CLIPTokenizer, texts: string[], field: string): TensorDat
   return { data, shape: [texts.length, len] };
 }
 
-function abortError(signal: AbortSignal): AbortError {
+/** @internal */
+export function abortError(signal: AbortSignal): AbortError {
   const r: unknown = signal.reason;
   const why = r instanceof Error ? `: ${r.message}` : typeof r === 'string' ? `: ${r}` : '';
   return new AbortError(`generate was aborted${why}`, r === undefined ? undefined : { cause: r });
@@ -238,7 +245,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 // =============================================================================================
 
 /** What the two pipelines share: loading, scheduler, queue, disposal. Not constructed directly. */
-abstract class PipelineBase {
+export abstract class PipelineBase {
   /** @internal */
   protected readonly model: NativeModel;
   private disposed = false;
@@ -367,16 +374,16 @@ abstract class PipelineBase {
    */
   protected run(
     calledAt: number, sched: Scheduler, signal: AbortSignal | undefined,
-    prepare: Promise<{ o: ResolvedGenerateOptions; image?: DecodedImage }>,
+    prepare: Promise<{ o: ResolvedGenerateOptions; image?: DecodedImage; extra?: Partial<NativeGenerateRequest> }>,
   ): Promise<GenerateResult> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     let started = false;
     const job = this.model.enqueue(async () => {
       const reachedAt = performance.now();
-      const { o, image } = await prepare;
+      const { o, image, extra } = await prepare;
       if (signal?.aborted) throw abortError(signal);
       const t0 = performance.now();
-      const req = this.request(o, sched, image);
+      const req = { ...this.request(o, sched, image), ...extra };
       const tokenizeMs = performance.now() - t0;
       started = true;
       const startedAt = performance.now();
@@ -417,15 +424,16 @@ abstract class PipelineBase {
         : undefined,
       strength: image ? o.strength : undefined,
     };
-    if (info.family === 'sdxl') {
+    if (info.family === 'sdxl' && tokenizers.length > 1) {
       // diffusers SDXL: prompt_2 defaults to prompt, negative_prompt_2 to negative_prompt
       req.inputIds2 = tokenize(tokenizers[1], o.prompts2 ?? o.prompts, 'prompt2');
       if (cfg) {
         req.negativeInputIds2 = tokenize(tokenizers[1],
           o.negativePrompts2 ?? o.negativePrompts ?? o.prompts.map(() => ''), 'negativePrompt2');
       }
-      req.negativePromptIsNone = o.negativePrompts === undefined && o.negativePrompts2 === undefined;
     }
+    // diffusers: zero_out_negative_prompt = negative_prompt is None and force_zeros_for_empty_prompt
+    if (info.family === 'sdxl') req.negativePromptIsNone = o.negativePrompts === undefined;
     return req;
   }
 
@@ -453,7 +461,7 @@ abstract class PipelineBase {
       }
       : undefined;
     try {
-      const r = await native(() => a.generate(this.model.handle, req, onStep, token));
+      const r = await native(() => (this.model.xl ? a.generateXl : a.generate)(this.model.handle, req, onStep, token));
       if (callbackError) throw callbackError.e; // thrown on the last step, after the loop ended
       return r;
     } catch (e) {
@@ -677,6 +685,9 @@ function shareModel(pipe: AnyPipeline): NativeModel {
   }
   const p = pipe as unknown as { checkAlive(w: string): void; model: NativeModel };
   p.checkAlive('fromPipeline');
+  if (p.model.xl) {
+    throw new InvalidArgumentError('fromPipeline: this is an SDXL pipeline; use StableDiffusionXLPipeline.fromPipeline or StableDiffusionXLImg2ImgPipeline.fromPipeline');
+  }
   return p.model.acquire();
 }
 

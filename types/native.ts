@@ -311,6 +311,20 @@ export interface NativeGenerateRequest {
   image?: TensorData<Uint8Array>;
   /** img2img: in [0, 1]. */
   strength?: number;
+  /** SDXL (generateXl): add_time_ids parts in pixels; omitted = diffusers' defaults ((height, width), (0, 0), (height, width)). */
+  originalSize?: [number, number];
+  cropsCoordsTopLeft?: [number, number];
+  targetSize?: [number, number];
+  /** SDXL refiner (requires_aesthetics_score): defaults 6.0 / 2.5. */
+  aestheticScore?: number;
+  negativeAestheticScore?: number;
+  /** SDXL: fractions in (0, 1) splitting the schedule between base (end) and refiner (start). */
+  denoisingEnd?: number;
+  denoisingStart?: number;
+  /** SDXL img2img: init latents `[batch or 1, 4, h, w]` used as the image (e.g. a base run's outputType 'latent'). */
+  imageLatents?: TensorData;
+  /** SDXL: run StableDiffusionXLImg2ImgPipeline (image or imageLatents required). */
+  img2img?: boolean;
 }
 
 /** What `generate` resolves to. */
@@ -328,7 +342,7 @@ export interface NativeGenerateResult {
 
 /** Options of `createRandomWeights`: one component's random weights from its config.json. */
 export interface NativeRandomWeightsOptions {
-  component: 'unet' | 'vae' | 'text_encoder';
+  component: 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
   configPath: string;
   seed: number;
   /** The .safetensors file to write. */
@@ -379,6 +393,17 @@ export interface NativeAddon {
   /** Native pipelines alive in this process (a pipeline's weights are freed with it). */
   livePipelines(): number;
   disposePipeline(h: NativeHandle): void;
+  // pipeline_xl.cc: StableDiffusionXLPipeline (same request/result shapes as generate, plus the SDXL fields)
+  loadPipelineXl(path: string, opts: NativeLoadOptions): Promise<NativeHandle>;
+  pipelineXlInfo(h: NativeHandle): NativePipelineInfo & { forceZerosForEmptyPrompt: boolean; requiresAestheticsScore: boolean };
+  generateXl(
+    h: NativeHandle,
+    req: NativeGenerateRequest,
+    onStep: ((s: NativeStepInfo) => void) | undefined,
+    abort: NativeHandle | undefined,
+  ): Promise<NativeGenerateResult>;
+  disposePipelineXl(h: NativeHandle): void;
+  livePipelinesXl(): number;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)
   schedulerNames(): string[];

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "addon/bindings.h"
+#include "addon/pipeline_common.h"
 #include "addon/util.h"
 #include "pipelines/stable_diffusion.h"
 
@@ -11,14 +12,6 @@ namespace sd::addon {
 namespace {
 
 using pipelines::StableDiffusionPipeline;
-using AbortFlag = std::atomic<bool>;
-
-at::ScalarType parseDtype(Napi::Env env, const std::string& s) {
-  if (s == "float32") return at::kFloat;
-  if (s == "float16") return at::kHalf;
-  if (s == "bfloat16") return at::kBFloat16;
-  throwInvalid(env, "dtype must be \"float32\", \"float16\" or \"bfloat16\"; received \"" + s + "\"");
-}
 
 Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -39,139 +32,11 @@ Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
       [](Napi::Env env, std::shared_ptr<StableDiffusionPipeline>& p) { return wrapHandle(env, p); });
 }
 
-Napi::Value JsonToJs(Napi::Env env, const Json& j) {
-  Napi::Object JSON = env.Global().Get("JSON").As<Napi::Object>();
-  return JSON.Get("parse").As<Napi::Function>().Call(JSON, {Napi::String::New(env, j.dump())});
-}
-
 Napi::Value PipelineInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
-  const auto& i = p->info();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("family", i.family);
-  o.Set("className", i.className);
-  o.Set("modelPath", i.modelPath);
-  o.Set("vaeScaleFactor", Napi::Number::New(env, static_cast<double>(i.vaeScaleFactor)));
-  o.Set("sampleSize", Napi::Number::New(env, static_cast<double>(i.sampleSize)));
-  Napi::Array dirs = Napi::Array::New(env, i.tokenizerDirs.size());
-  for (size_t k = 0; k < i.tokenizerDirs.size(); ++k) dirs.Set(static_cast<uint32_t>(k), i.tokenizerDirs[k]);
-  o.Set("tokenizerDirs", dirs);
-  o.Set("schedulerName", i.schedulerName);
-  o.Set("schedulerConfig", JsonToJs(env, i.schedulerConfig));
-  o.Set("device", i.device);
-  o.Set("dtype", i.dtype);
-  Napi::Array comps = Napi::Array::New(env, i.components.size());
-  for (size_t k = 0; k < i.components.size(); ++k) {
-    const auto& c = i.components[k];
-    Napi::Object co = Napi::Object::New(env);
-    co.Set("name", c.name);
-    co.Set("className", c.className);
-    co.Set("dtype", c.dtype);
-    co.Set("parameters", Napi::Number::New(env, static_cast<double>(c.parameters)));
-    co.Set("bytes", Napi::Number::New(env, static_cast<double>(c.bytes)));
-    comps.Set(static_cast<uint32_t>(k), co);
-  }
-  o.Set("components", comps);
-  return o;
+  return pipelineInfoObject(env, p->info());
 }
-
-Json JsToJson(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  Napi::Object JSON = env.Global().Get("JSON").As<Napi::Object>();
-  Napi::Value s = JSON.Get("stringify").As<Napi::Function>().Call(JSON, {v});
-  if (!s.IsString()) throwInvalid(env, what + " must be a JSON-serialisable object");
-  return Json::parse(s.As<Napi::String>().Utf8Value(), what);
-}
-
-class GenerateWorker : public Napi::AsyncWorker {
- public:
-  GenerateWorker(Napi::Env env, std::shared_ptr<StableDiffusionPipeline> pipe, pipelines::GenerateRequest req,
-                 std::shared_ptr<AbortFlag> abort, Napi::Value onStep)
-      : Napi::AsyncWorker(env, "sd-native:generate"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        pipe_(std::move(pipe)),
-        req_(std::move(req)),
-        abort_(std::move(abort)) {
-    if (onStep.IsFunction()) {
-      tsfn_ = Napi::ThreadSafeFunction::New(env, onStep.As<Napi::Function>(), "sd-native:onStep", 0, 1);
-      hasTsfn_ = true;
-    }
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    auto onStep = [this](const pipelines::StepInfo& s) {
-      if (!hasTsfn_) return;
-      auto* copy = new pipelines::StepInfo(s);
-      tsfn_.NonBlockingCall(copy, [](Napi::Env env, Napi::Function cb, pipelines::StepInfo* d) {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("step", Napi::Number::New(env, static_cast<double>(d->step)));
-        o.Set("numSteps", Napi::Number::New(env, static_cast<double>(d->numSteps)));
-        o.Set("timestep", Napi::Number::New(env, d->timestep));
-        delete d;
-        try {
-          cb.Call({o});
-        } catch (const Napi::Error&) {
-          // A throwing onStep must not take the process down; the generation continues.
-        }
-      });
-    };
-    auto aborted = [this] { return abort_ && abort_->load(); };
-    try {
-      result_ = pipe_->generate(req_, onStep, aborted);
-    } catch (...) {
-      describeCurrentException(code_, message_);
-      failed_ = true;
-    }
-    req_ = {};  // free inputs on the worker thread
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    release();
-    if (failed_) {
-      deferred_.Reject(makeError(env, code_, message_).Value());
-      return;
-    }
-    Napi::Object o = Napi::Object::New(env);
-    if (result_.images.defined()) o.Set("images", fromTensor(env, result_.images));
-    o.Set("latents", fromTensor(env, result_.latents));
-    o.Set("initialLatents", fromTensor(env, result_.initialLatents));
-    Napi::Array ts = Napi::Array::New(env, result_.timesteps.size());
-    for (size_t i = 0; i < result_.timesteps.size(); ++i) ts.Set(static_cast<uint32_t>(i), result_.timesteps[i]);
-    o.Set("timesteps", ts);
-    Napi::Object timings = Napi::Object::New(env);
-    timings.Set("encodeMs", result_.encodeMs);
-    timings.Set("denoiseMs", result_.denoiseMs);
-    timings.Set("decodeMs", result_.decodeMs);
-    timings.Set("totalMs", result_.totalMs);
-    o.Set("timings", timings);
-    result_ = {};
-    deferred_.Resolve(o);
-  }
-  void OnError(const Napi::Error& e) override {
-    release();
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  void release() {
-    if (hasTsfn_) {
-      tsfn_.Release();
-      hasTsfn_ = false;
-    }
-  }
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<StableDiffusionPipeline> pipe_;
-  pipelines::GenerateRequest req_;
-  std::shared_ptr<AbortFlag> abort_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool hasTsfn_ = false;
-  pipelines::GenerateResult result_;
-  bool failed_ = false;
-  std::string code_, message_;
-};
 
 Napi::Value Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -179,29 +44,11 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "generate(pipeline, request, onStep?, abort?)");
   Napi::Object r = info[1].As<Napi::Object>();
   pipelines::GenerateRequest req;
-  req.inputIds = toTensor(env, r.Get("inputIds"), "inputIds");
-  if (r.Has("negativeInputIds") && !r.Get("negativeInputIds").IsUndefined())
-    req.negativeInputIds = toTensor(env, r.Get("negativeInputIds"), "negativeInputIds");
-  req.numImagesPerPrompt = static_cast<int64_t>(getNumber(r, "numImagesPerPrompt", 1));
-  req.numInferenceSteps = static_cast<int64_t>(getNumber(r, "numInferenceSteps", 50));
-  req.guidanceScale = getNumber(r, "guidanceScale", 7.5);
-  req.height = static_cast<int64_t>(getNumber(r, "height", 0));
-  req.width = static_cast<int64_t>(getNumber(r, "width", 0));
-  const double seed = getNumber(r, "seed", 0);
-  if (!(seed >= 0) || seed > 9007199254740991.0) throwInvalid(env, "seed must be a non-negative safe integer");
-  req.seed = static_cast<uint64_t>(seed);
-  if (r.Has("latents") && !r.Get("latents").IsUndefined()) req.latents = toTensor(env, r.Get("latents"), "latents");
-  req.clipSkip = static_cast<int64_t>(getNumber(r, "clipSkip", 0));
-  req.eta = getNumber(r, "eta", 0);
-  req.outputLatent = getString(r, "outputType", "image") == "latent";
-  req.schedulerName = getString(r, "schedulerName", "");
-  req.schedulerConfig = JsToJson(env, r.Get("schedulerConfig"), "schedulerConfig");
-  if (r.Has("image") && !r.Get("image").IsUndefined()) req.image = toTensor(env, r.Get("image"), "image");
-  req.strength = getNumber(r, "strength", 0.8);
+  readGenerateRequest(env, r, req);
 
   std::shared_ptr<AbortFlag> abort;
   if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");
-  auto* w = new GenerateWorker(env, pipe, std::move(req), abort, info.Length() > 2 ? info[2] : env.Undefined());
+  auto* w = new GenerateWorker<StableDiffusionPipeline, pipelines::GenerateRequest>(env, pipe, std::move(req), abort, info.Length() > 2 ? info[2] : env.Undefined());
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

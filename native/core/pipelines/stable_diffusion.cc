@@ -16,6 +16,7 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/attention.h"
+#include "pipelines/pipeline_common.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 
@@ -100,7 +101,8 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
   io::ModelIndex index = io::readModelIndex(root);
   if (index.className == "StableDiffusionXLPipeline" || index.className == "StableDiffusionXLImg2ImgPipeline")
     fail(codes::kUnsupportedModel, root + " is an SDXL model (" + index.className +
-                                       "); StableDiffusionPipeline runs SD 1.x and 2.x");
+                                       "); StableDiffusionPipeline runs SD 1.x and 2.x: load it with StableDiffusionXLPipeline "
+                                       "(or StableDiffusionXLImg2ImgPipeline)");
   if (index.className == "StableDiffusionInpaintPipeline")
     fail(codes::kUnsupportedModel, root + " is an inpainting model (9-channel UNet); inpainting is not supported yet");
 
@@ -260,22 +262,8 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 7. Denoising loop
   auto tDenoise = std::chrono::steady_clock::now();
-  const int64_t numSteps = timesteps.size(0);
-  for (int64_t i = 0; i < numSteps; ++i) {
-    if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
-    at::Tensor t = timesteps[i];  // 0-d, int64 or float32 as the scheduler made it
-    const double tValue = t.item<double>();
-    at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
-    modelInput = scheduler->scaleModelInput(modelInput, tValue);
-    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr);  // [2B or B, C, h, w]
-    if (cfg) {
-      auto chunks = noisePred.chunk(2, 0);
-      noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
-    }
-    latents = scheduler->step(noisePred, tValue, latents, &generator, req.eta);
-    result.timesteps.push_back(tValue);
-    if (onStep) onStep({i + 1, numSteps, result.timesteps.back()});
-  }
+  latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, nullptr, req.guidanceScale, generator,
+                            req.eta, onStep, aborted, result.timesteps);
   result.denoiseMs = msSince(tDenoise);
   result.latents = latents.to(at::kFloat).cpu();
   if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
@@ -283,14 +271,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // 8. Decode
   if (!req.outputLatent) {
     auto tDecode = std::chrono::steady_clock::now();
-    at::Tensor z = latents / vae_->scalingFactor();
-    at::Tensor image = vae_->decode(z.to(vaeDtype_)).to(at::kFloat);  // [B, 3, H, W]
-    if (!at::isfinite(image).all().item<bool>())
-      fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype "
-                              "\"bfloat16\" or \"float32\")");
-    // postprocess: (x / 2 + 0.5).clamp(0, 1) → NHWC → round(x · 255) as uint8
-    image = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
-    result.images = image.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
+    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_);  // [B, H, W, 3]
     result.decodeMs = msSince(tDecode);
   }
   result.totalMs = msSince(t0);

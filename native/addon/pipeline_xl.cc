@@ -1,0 +1,119 @@
+// Bindings for native/core/pipelines/stable_diffusion_xl (diffusers' StableDiffusionXLPipeline /
+// StableDiffusionXLImg2ImgPipeline): load, info, generate (thread pool, onStep TSFN, abort token
+// from createAbortToken), dispose.
+#include <cmath>
+#include <limits>
+
+#include "addon/bindings.h"
+#include "addon/pipeline_common.h"
+#include "addon/util.h"
+#include "pipelines/stable_diffusion_xl.h"
+
+namespace sd::addon {
+
+namespace {
+
+using pipelines::StableDiffusionXLPipeline;
+
+Napi::Value LoadPipelineXl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, "loadPipelineXl(path, options): path must be a string");
+  pipelines::LoadOptions opts;
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    opts.device = getString(o, "device", "cpu");
+    opts.dtype = parseDtype(env, getString(o, "dtype", "float32"));
+    opts.variant = getString(o, "variant", "");
+    opts.singleFile = getBool(o, "singleFile", false);
+    opts.configDir = getString(o, "configDir", "");
+    opts.threads = static_cast<int>(getNumber(o, "threads", 0));
+  }
+  return runAsync<std::shared_ptr<StableDiffusionXLPipeline>>(
+      env, [path, opts] { return StableDiffusionXLPipeline::load(path, opts); },
+      [](Napi::Env env, std::shared_ptr<StableDiffusionXLPipeline>& p) { return wrapHandle(env, p); });
+}
+
+Napi::Value PipelineXlInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto p = unwrapHandle<StableDiffusionXLPipeline>(env, info[0], "pipeline");
+  const auto& i = p->info();
+  Napi::Object o = pipelineInfoObject(env, i);
+  o.Set("forceZerosForEmptyPrompt", Napi::Boolean::New(env, i.forceZerosForEmptyPrompt));
+  o.Set("requiresAestheticsScore", Napi::Boolean::New(env, i.requiresAestheticsScore));
+  return o;
+}
+
+std::vector<double> pairField(Napi::Env env, const Napi::Object& r, const char* key) {
+  if (!r.Has(key) || r.Get(key).IsUndefined()) return {};
+  Napi::Value v = r.Get(key);
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != 2)
+    throwInvalid(env, std::string(key) + " must be an array of two numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t k = 0; k < 2; ++k) {
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber()) throwInvalid(env, std::string(key) + " must be an array of two numbers");
+    out.push_back(e.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+double optionalNumber(const Napi::Object& r, const char* key) {
+  if (!r.Has(key) || r.Get(key).IsUndefined() || r.Get(key).IsNull()) return std::numeric_limits<double>::quiet_NaN();
+  return getNumber(r, key, std::numeric_limits<double>::quiet_NaN());
+}
+
+Napi::Value GenerateXl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto pipe = unwrapHandle<StableDiffusionXLPipeline>(env, info[0], "pipeline");
+  if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "generateXl(pipeline, request, onStep?, abort?)");
+  Napi::Object r = info[1].As<Napi::Object>();
+  pipelines::XLGenerateRequest req;
+  readGenerateRequest(env, r, req);
+  req.strength = getNumber(r, "strength", 0.3);
+  auto tensorField = [&](const char* key, at::Tensor& out) {
+    if (r.Has(key) && !r.Get(key).IsUndefined()) out = toTensor(env, r.Get(key), key);
+  };
+  tensorField("inputIds2", req.inputIds2);
+  tensorField("negativeInputIds2", req.negativeInputIds2);
+  tensorField("imageLatents", req.imageLatents);
+  req.negativePromptIsNone = getBool(r, "negativePromptIsNone", false);
+  req.originalSize = pairField(env, r, "originalSize");
+  req.cropsCoordsTopLeft = pairField(env, r, "cropsCoordsTopLeft");
+  req.targetSize = pairField(env, r, "targetSize");
+  req.aestheticScore = getNumber(r, "aestheticScore", 6.0);
+  req.negativeAestheticScore = getNumber(r, "negativeAestheticScore", 2.5);
+  req.denoisingEnd = optionalNumber(r, "denoisingEnd");
+  req.denoisingStart = optionalNumber(r, "denoisingStart");
+  req.img2img = getBool(r, "img2img", false);
+
+  std::shared_ptr<AbortFlag> abort;
+  if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");
+  auto* w = new GenerateWorker<StableDiffusionXLPipeline, pipelines::XLGenerateRequest>(
+      env, pipe, std::move(req), abort, info.Length() > 2 ? info[2] : env.Undefined());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value DisposePipelineXl(const Napi::CallbackInfo& info) {
+  disposeHandle<StableDiffusionXLPipeline>(info[0]);
+  return info.Env().Undefined();
+}
+
+Napi::Value LivePipelinesXl(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(StableDiffusionXLPipeline::liveCount()));
+}
+
+}  // namespace
+
+void InitPipelineXl(Napi::Env env, Napi::Object exports) {
+  exports.Set("loadPipelineXl", Napi::Function::New(env, LoadPipelineXl));
+  exports.Set("pipelineXlInfo", Napi::Function::New(env, PipelineXlInfo));
+  exports.Set("generateXl", Napi::Function::New(env, GenerateXl));
+  exports.Set("disposePipelineXl", Napi::Function::New(env, DisposePipelineXl));
+  exports.Set("livePipelinesXl", Napi::Function::New(env, LivePipelinesXl));
+}
+
+}  // namespace sd::addon

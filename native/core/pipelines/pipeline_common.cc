@@ -1,0 +1,47 @@
+// diffusers v0.30.3 StableDiffusionPipeline.__call__ / StableDiffusionXLPipeline.__call__: the
+// shared denoising loop (step 7 / 8) and the decode + VaeImageProcessor.postprocess.
+#include "pipelines/pipeline_common.h"
+
+#include "models/autoencoder_kl.h"
+#include "models/unet_2d_condition.h"
+#include "schedulers/scheduler.h"
+#include "util/error.h"
+
+namespace sd::pipelines::detail {
+
+at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
+                   const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
+                   const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
+                   const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran) {
+  const bool cfg = guidanceScale > 1.0;
+  const int64_t numSteps = timesteps.size(0);
+  for (int64_t i = 0; i < numSteps; ++i) {
+    if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
+    at::Tensor t = timesteps[i];  // 0-d, int64 or float32 as the scheduler made it
+    const double tValue = t.item<double>();
+    at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
+    modelInput = scheduler.scaleModelInput(modelInput, tValue);
+    at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added);  // [2B or B, C, h, w]
+    if (cfg) {
+      auto chunks = noisePred.chunk(2, 0);
+      noisePred = chunks[0] + guidanceScale * (chunks[1] - chunks[0]);
+    }
+    latents = scheduler.step(noisePred, tValue, latents, &generator, eta);
+    ran.push_back(tValue);
+    if (onStep) onStep({i + 1, numSteps, ran.back()});
+  }
+  return latents;
+}
+
+at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype) {
+  at::Tensor z = latents / vae.scalingFactor();
+  at::Tensor image = vae.decode(z.to(vaeDtype)).to(at::kFloat);  // [B, 3, H, W]
+  if (!at::isfinite(image).all().item<bool>())
+    fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype "
+                            "\"bfloat16\" or \"float32\")");
+  // postprocess: (x / 2 + 0.5).clamp(0, 1) → NHWC → round(x · 255) as uint8
+  image = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
+  return image.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
+}
+
+}  // namespace sd::pipelines::detail

@@ -1,0 +1,36 @@
+// Internal helpers shared by the Stable Diffusion pipelines (SD 1.x/2.x and SDXL): the denoising
+// loop and the VAE decode + postprocess of diffusers v0.30.3 (pipeline_stable_diffusion.py and
+// pipeline_stable_diffusion_xl.py, `__call__` steps "Denoising loop" and the decode that follows).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "pipelines/stable_diffusion.h"
+
+namespace sd::models {
+struct UNetAddedCond;
+}
+namespace sd::schedulers {
+class Scheduler;
+}
+
+namespace sd::pipelines::detail {
+
+/// The denoising loop over `timesteps` (0-d entries, int64 or float32 as the scheduler made them):
+/// x_in = cat([latents]·2) when guidanceScale > 1, scale_model_input, unet(x_in, t,
+/// encoderHiddenStates, added), CFG (uncond first), scheduler.step(…, generator, eta).
+/// latents [B, C, h, w]; encoderHiddenStates [2B or B, 77, D]; added (SDXL) rows as the batch.
+/// Appends each timestep run to `ran` and calls onStep after each step; `aborted` is polled
+/// before each step (E_ABORTED). Returns the final latents.
+at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
+                   const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
+                   const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
+                   const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran);
+
+/// vae.decode(latents / scaling_factor) in `vaeDtype`, then (x / 2 + 0.5).clamp(0, 1) → NHWC →
+/// round(x · 255) as uint8 [B, H, W, 3] on the CPU. E_NUMERICAL when the decode has NaN/inf.
+at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype);
+
+}  // namespace sd::pipelines::detail

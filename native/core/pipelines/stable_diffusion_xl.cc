@@ -1,0 +1,386 @@
+// diffusers v0.30.3 StableDiffusionXLPipeline.__call__ / encode_prompt / _get_add_time_ids and
+// StableDiffusionXLImg2ImgPipeline.__call__ / get_timesteps / prepare_latents
+// (pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl{,_img2img}.py), numbered as there.
+#include "pipelines/stable_diffusion_xl.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "io/checkpoint.h"
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
+#include "pipelines/pipeline_common.h"
+#include "schedulers/scheduler.h"
+#include "util/error.h"
+
+namespace sd::pipelines {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int64_t> liveXl{0};
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string dtypeName(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    default: return c10::toString(t);
+  }
+}
+
+[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
+
+bool validFraction(double v) { return std::isfinite(v) && v > 0.0 && v < 1.0; }
+
+std::vector<double> pairOr(const std::vector<double>& v, double a, double b, const char* field) {
+  if (v.empty()) return {a, b};
+  if (v.size() != 2 || !std::isfinite(v[0]) || !std::isfinite(v[1]))
+    invalid(std::string(field) + " must be two finite numbers");
+  return v;
+}
+
+}  // namespace
+
+int64_t discreteTimestepCutoff(double fraction, int64_t numTrainTimesteps) {
+  const double t = static_cast<double>(numTrainTimesteps);
+  return static_cast<int64_t>(std::nearbyint(t - fraction * t));  // Python round(): half to even
+}
+
+StableDiffusionXLPipeline::StableDiffusionXLPipeline() { ++liveXl; }
+StableDiffusionXLPipeline::~StableDiffusionXLPipeline() { --liveXl; }
+int64_t StableDiffusionXLPipeline::liveCount() { return liveXl.load(); }
+
+void StableDiffusionXLPipeline::setAttentionOptions(const nn::AttentionOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  unet_->setAttentionOptions(options);
+  *vae_->attentionOptions() = options;
+  if (textEncoder_) *textEncoder_->attentionOptions() = options;
+  *textEncoder2_->attentionOptions() = options;
+}
+
+std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const std::string& path,
+                                                                           const LoadOptions& options) {
+  if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
+    invalid("dtype must be float32, float16 or bfloat16");
+  const at::Device device = parseDevice(options.device);
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
+  if (options.singleFile)
+    fail(codes::kUnsupportedModel, path + ": SDXL single-file checkpoints are not supported yet; use a diffusers folder");
+  if (!fs::exists(path)) fail(codes::kModelNotFound, "model not found: " + path);
+  if (!fs::is_directory(path)) fail(codes::kModelNotFound, "model folder not found: " + path);
+
+  io::ModelIndex index = io::readModelIndex(path);
+  if (index.className != "StableDiffusionXLPipeline" && index.className != "StableDiffusionXLImg2ImgPipeline") {
+    if (index.className == "StableDiffusionPipeline" || index.className == "StableDiffusionImg2ImgPipeline")
+      fail(codes::kUnsupportedModel, path + " is an SD 1.x/2.x model (" + index.className +
+                                         "); load it with StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline)");
+    fail(codes::kUnsupportedModel, path + ": model_index.json _class_name \"" + index.className +
+                                       "\" is not an SDXL pipeline (StableDiffusionXLPipeline)");
+  }
+  if (!index.component("text_encoder_2") || !index.component("unet") || !index.component("vae"))
+    fail(codes::kBadConfig, path + "/model_index.json: an SDXL pipeline needs text_encoder_2, unet and vae");
+  const bool hasTe1 = index.component("text_encoder") != nullptr;
+
+  auto pipe = std::shared_ptr<StableDiffusionXLPipeline>(new StableDiffusionXLPipeline());
+  pipe->device_ = device;
+  pipe->dtype_ = options.dtype;
+  const fs::path root(path);
+
+  const auto unetConfig = models::UNet2DConditionConfig::fromFile((root / "unet" / "config.json").string());
+  if (unetConfig.additionEmbedType != "text_time")
+    fail(codes::kBadConfig, (root / "unet" / "config.json").string() +
+                                ": addition_embed_type must be \"text_time\" for an SDXL UNet");
+  const auto vaeConfig = models::AutoencoderKLConfig::fromFile((root / "vae" / "config.json").string());
+  const auto clip2Config = models::CLIPTextConfig::fromFile((root / "text_encoder_2" / "config.json").string());
+  if (!clip2Config.withProjection)
+    fail(codes::kBadConfig, (root / "text_encoder_2" / "config.json").string() +
+                                ": text_encoder_2 must be CLIPTextModelWithProjection (architectures)");
+
+  auto loadW = [&](const char* comp, const char* base) {
+    return io::loadComponentWeights((root / comp).string(), base, options.variant);
+  };
+  pipe->unet_ = std::make_shared<models::UNet2DConditionModel>(unetConfig, loadW("unet", "diffusion_pytorch_model"),
+                                                               "unet (" + path + "/unet)");
+  pipe->vae_ = std::make_shared<models::AutoencoderKL>(vaeConfig, loadW("vae", "diffusion_pytorch_model"),
+                                                       "vae (" + path + "/vae)");
+  pipe->textEncoder2_ = std::make_shared<models::CLIPTextModel>(clip2Config, loadW("text_encoder_2", "model"),
+                                                                "text_encoder_2 (" + path + "/text_encoder_2)");
+  if (hasTe1) {
+    const auto clipConfig = models::CLIPTextConfig::fromFile((root / "text_encoder" / "config.json").string());
+    pipe->textEncoder_ = std::make_shared<models::CLIPTextModel>(clipConfig, loadW("text_encoder", "model"),
+                                                                 "text_encoder (" + path + "/text_encoder)");
+  }
+  pipe->unet_->to(device, options.dtype);
+  pipe->textEncoder2_->to(device, options.dtype);
+  if (pipe->textEncoder_) pipe->textEncoder_->to(device, options.dtype);
+  // force_upcast: the VAE stays float32 under float16 (diffusers' upcast_vae before decoding).
+  pipe->vaeDtype_ = (options.dtype == at::kHalf && pipe->vae_->forceUpcast()) ? at::kFloat : options.dtype;
+  pipe->vae_->to(device, pipe->vaeDtype_);
+
+  XLPipelineInfo& info = pipe->info_;
+  info.family = "sdxl";
+  info.className = index.className;
+  info.modelPath = path;
+  info.vaeScaleFactor = pipe->vae_->vaeScaleFactor();
+  info.sampleSize = unetConfig.sampleSize;
+  if (hasTe1) info.tokenizerDirs.push_back((root / "tokenizer").string());
+  info.tokenizerDirs.push_back((root / "tokenizer_2").string());
+  info.forceZerosForEmptyPrompt = index.forceZerosForEmptyPrompt.value_or(true);
+  const Json modelIndex = Json::parseFile((root / "model_index.json").string());
+  if (const Json* r = modelIndex.find("requires_aesthetics_score"); r && r->isBool()) info.requiresAestheticsScore = r->boolean();
+  info.hasTextEncoder = hasTe1;
+  const fs::path schedFile = root / "scheduler" / "scheduler_config.json";
+  info.schedulerConfig = Json::parseFile(schedFile.string());
+  const Json* cls = info.schedulerConfig.find("_class_name");
+  if (!cls || !cls->isString()) fail(codes::kBadConfig, schedFile.string() + ": field \"_class_name\" is required");
+  info.schedulerName = cls->string();
+  info.device = device.str();
+  info.dtype = dtypeName(options.dtype);
+  auto component = [&](const std::string& name, const std::string& c, const nn::Weights& w, at::ScalarType t) {
+    info.components.push_back({name, c, dtypeName(t), w.numel(), w.nbytes()});
+  };
+  if (pipe->textEncoder_) component("text_encoder", "CLIPTextModel", pipe->textEncoder_->weights(), options.dtype);
+  component("text_encoder_2", "CLIPTextModelWithProjection", pipe->textEncoder2_->weights(), options.dtype);
+  component("unet", "UNet2DConditionModel", pipe->unet_->weights(), options.dtype);
+  component("vae", "AutoencoderKL", pipe->vae_->weights(), pipe->vaeDtype_);
+  return pipe;
+}
+
+StableDiffusionXLPipeline::Encoded StableDiffusionXLPipeline::encodePrompt(const at::Tensor& ids1, const at::Tensor& ids2,
+                                                                           int64_t clipSkip, int64_t n) const {
+  // encode_prompt: hidden_states[-2] (clip_skip k: hidden_states[-(k + 2)]) of each encoder, no
+  // final LN, concatenated; pooled = text_encoder_2(...)[0] = text_embeds.
+  auto penultimate = [clipSkip](const models::CLIPTextOutput& out, const char* which) {
+    const int64_t count = static_cast<int64_t>(out.hiddenStates.size());  // L + 1
+    const int64_t idx = count - 2 - clipSkip;
+    if (idx < 0)
+      invalid("clipSkip " + std::to_string(clipSkip) + " is larger than " + which + " allows (at most " +
+              std::to_string(count - 2) + ")");
+    return out.hiddenStates[static_cast<size_t>(idx)];  // [P, 77, D]
+  };
+  std::vector<at::Tensor> parts;
+  if (textEncoder_) parts.push_back(penultimate(textEncoder_->forward(ids1.to(device_), true), "text_encoder"));
+  models::CLIPTextOutput out2 = textEncoder2_->forward((textEncoder_ ? ids2 : ids1).to(device_), true);
+  parts.push_back(penultimate(out2, "text_encoder_2"));
+  Encoded e;
+  e.embeds = at::cat(parts, -1).to(dtype_).repeat_interleave(n, 0);  // [P·n, 77, D1 + D2]: p0, p0, p1, p1
+  e.pooled = out2.textEmbeds.to(dtype_).repeat_interleave(n, 0);     // [P·n, projection_dim]
+  return e;
+}
+
+GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req, const StepCallback& onStep,
+                                                   const AbortCheck& aborted) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto t0 = std::chrono::steady_clock::now();
+  at::NoGradGuard noGrad;
+  at::InferenceMode inference;
+  GenerateResult result;
+  const int64_t f = info_.vaeScaleFactor;
+  const bool img2img = req.img2img;
+  const bool fromLatents = req.imageLatents.defined();
+
+  // 1. Check inputs
+  auto checkIds = [](const at::Tensor& t, const char* what) {
+    if (!t.defined() || t.dim() != 2 || t.scalar_type() != at::kLong)
+      invalid(std::string(what) + " must be an int64 tensor [numPrompts, 77]");
+  };
+  checkIds(req.inputIds, "inputIds");
+  if (textEncoder_) {
+    checkIds(req.inputIds2, "inputIds2");
+    if (req.inputIds2.sizes() != req.inputIds.sizes()) invalid("inputIds2 must match inputIds [numPrompts, 77]");
+  }
+  const int64_t numPrompts = req.inputIds.size(0);
+  if (numPrompts < 1) invalid("at least one prompt is required");
+  if (req.numInferenceSteps < 1) invalid("numInferenceSteps must be >= 1; received " + std::to_string(req.numInferenceSteps));
+  if (req.numImagesPerPrompt < 1) invalid("numImagesPerPrompt must be >= 1");
+  if (!std::isfinite(req.guidanceScale)) invalid("guidanceScale must be a finite number");
+  const bool cfg = req.guidanceScale > 1.0;
+  const bool zeroUncond = cfg && req.negativePromptIsNone && info_.forceZerosForEmptyPrompt;
+  if (cfg && !zeroUncond) {
+    if (!req.negativeInputIds.defined() || req.negativeInputIds.sizes() != req.inputIds.sizes())
+      invalid("negativeInputIds must match inputIds [numPrompts, 77] when guidanceScale > 1");
+    if (textEncoder_ && (!req.negativeInputIds2.defined() || req.negativeInputIds2.sizes() != req.inputIds.sizes()))
+      invalid("negativeInputIds2 must match inputIds [numPrompts, 77] when guidanceScale > 1");
+  }
+  if (!std::isnan(req.denoisingEnd) && !validFraction(req.denoisingEnd))
+    invalid("denoisingEnd must be in (0, 1); received " + std::to_string(req.denoisingEnd));
+  if (!std::isnan(req.denoisingStart)) {
+    if (!img2img) invalid("denoisingStart is for the img2img / refiner pipeline");
+    if (!validFraction(req.denoisingStart)) invalid("denoisingStart must be in (0, 1); received " + std::to_string(req.denoisingStart));
+    if (!std::isnan(req.denoisingEnd) && req.denoisingStart >= req.denoisingEnd)
+      invalid("denoisingStart " + std::to_string(req.denoisingStart) + " must be smaller than denoisingEnd " +
+              std::to_string(req.denoisingEnd));
+  }
+  if (img2img && !(req.strength >= 0.0 && req.strength <= 1.0)) invalid("strength must be in [0, 1]");
+  if (img2img && !fromLatents && !req.image.defined()) invalid("img2img needs image or imageLatents");
+  const int64_t channels = unet_->config().inChannels;
+  int64_t height = req.height, width = req.width;
+  if (fromLatents) {
+    if (req.imageLatents.dim() != 4 || req.imageLatents.size(1) != channels)
+      invalid("imageLatents must be float [batch, " + std::to_string(channels) + ", h, w]");
+    height = req.imageLatents.size(2) * f;
+    width = req.imageLatents.size(3) * f;
+  } else if (img2img) {
+    if (req.image.dim() != 3 || req.image.size(2) != 3) invalid("image must be uint8 [height, width, 3]");
+    height = req.image.size(0);
+    width = req.image.size(1);
+  }
+  if (height <= 0 || width <= 0 || height % f != 0 || width % f != 0)
+    invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
+            std::to_string(width) + "x" + std::to_string(height));
+
+  // 2. Define call parameters
+  const int64_t batch = numPrompts * req.numImagesPerPrompt;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+
+  // 3. Encode input prompt
+  auto tEncode = std::chrono::steady_clock::now();
+  Encoded cond = encodePrompt(req.inputIds, req.inputIds2, req.clipSkip, req.numImagesPerPrompt);
+  at::Tensor promptEmbeds = cond.embeds, addTextEmbeds = cond.pooled;
+  Encoded uncond;
+  if (zeroUncond) {
+    uncond.embeds = at::zeros_like(cond.embeds);
+    uncond.pooled = at::zeros_like(cond.pooled);
+  } else if (cfg) {
+    // negative embeds always use hidden_states[-2] (clip_skip applies to the prompt only)
+    uncond = encodePrompt(req.negativeInputIds, req.negativeInputIds2, 0, req.numImagesPerPrompt);
+  }
+  result.encodeMs = msSince(tEncode);
+
+  // 4. Prepare timesteps (img2img: get_timesteps with strength or denoising_start)
+  auto scheduler = schedulers::createScheduler(req.schedulerName, req.schedulerConfig);
+  scheduler->setTimesteps(req.numInferenceSteps);
+  at::Tensor timesteps = scheduler->timesteps();
+  const int64_t T = scheduler->numTrainTimesteps();
+  if (img2img) {
+    if (std::isnan(req.denoisingStart)) {
+      const int64_t initTimestep =
+          std::min<int64_t>(static_cast<int64_t>(req.numInferenceSteps * req.strength), req.numInferenceSteps);
+      const int64_t tStart = std::max<int64_t>(req.numInferenceSteps - initTimestep, 0);
+      timesteps = timesteps.slice(0, tStart * scheduler->order());
+    } else {
+      const int64_t cutoff = discreteTimestepCutoff(req.denoisingStart, T);
+      int64_t n = timesteps.lt(static_cast<double>(cutoff)).sum().item<int64_t>();
+      if (scheduler->order() == 2 && n % 2 == 0) n += 1;  // end after a 2nd-order step
+      n = std::min<int64_t>(n, timesteps.size(0));
+      timesteps = timesteps.slice(0, timesteps.size(0) - n);  // timesteps[-n:]
+    }
+    // diffusers 0.30.3's SDXL img2img does not call set_begin_index: the scheduler finds its
+    // step index from the first timestep, as it does here without setBeginIndex().
+  }
+  if (!std::isnan(req.denoisingEnd)) {
+    // 8.1 Apply denoising_end: keep the timesteps >= cutoff
+    const int64_t cutoff = discreteTimestepCutoff(req.denoisingEnd, T);
+    const int64_t n = timesteps.ge(static_cast<double>(cutoff)).sum().item<int64_t>();
+    timesteps = timesteps.slice(0, 0, n);
+  }
+  if (timesteps.size(0) == 0)
+    invalid("the options leave no denoising step (strength " + std::to_string(req.strength) + ", " +
+            std::to_string(req.numInferenceSteps) + " steps); raise strength or numInferenceSteps");
+
+  // 5. Prepare latent variables
+  const std::vector<int64_t> latentShape = {batch, channels, height / f, width / f};
+  at::Tensor latents;
+  if (!img2img) {
+    if (req.latents.defined()) {
+      if (req.latents.sizes() != at::IntArrayRef(latentShape))
+        invalid("latents must have shape [" + std::to_string(batch) + ", " + std::to_string(channels) + ", " +
+                std::to_string(height / f) + ", " + std::to_string(width / f) + "]");
+      latents = req.latents.to(at::kFloat);
+    } else {
+      latents = at::randn(latentShape, generator, at::TensorOptions().dtype(at::kFloat));  // CPU draw
+    }
+    latents = latents.to(device_, dtype_) * scheduler->initNoiseSigma();
+  } else {
+    at::Tensor initLatents;
+    if (fromLatents) {
+      initLatents = req.imageLatents.to(device_, dtype_);  // a 4-channel image is used as is
+    } else {
+      at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
+      image = image.to(device_, vaeDtype_);
+      initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
+    }
+    if (batch > initLatents.size(0)) {
+      if (batch % initLatents.size(0) != 0)
+        invalid("cannot repeat " + std::to_string(initLatents.size(0)) + " init latents to a batch of " + std::to_string(batch));
+      initLatents = initLatents.repeat({batch / initLatents.size(0), 1, 1, 1});  // torch.cat([x] * k)
+    } else if (initLatents.size(0) != batch) {
+      invalid("imageLatents has " + std::to_string(initLatents.size(0)) + " rows; expected 1 or " + std::to_string(batch));
+    }
+    if (std::isnan(req.denoisingStart)) {  // add_noise only without denoising_start
+      at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
+      latents = scheduler->addNoise(initLatents, noise, timesteps[0].item<double>());
+    } else {
+      latents = initLatents;
+    }
+  }
+  result.initialLatents = latents.to(at::kFloat).cpu();
+
+  // 7. Prepare added time ids & embeddings
+  const auto& uc = unet_->config();
+  const auto orig = pairOr(req.originalSize, double(height), double(width), "originalSize");
+  const auto crop = pairOr(req.cropsCoordsTopLeft, 0.0, 0.0, "cropsCoordsTopLeft");
+  const auto target = pairOr(req.targetSize, double(height), double(width), "targetSize");
+  std::vector<double> ids, negIds;
+  if (img2img && info_.requiresAestheticsScore) {
+    ids = {orig[0], orig[1], crop[0], crop[1], req.aestheticScore};
+    negIds = {orig[0], orig[1], crop[0], crop[1], req.negativeAestheticScore};
+  } else {
+    ids = {orig[0], orig[1], crop[0], crop[1], target[0], target[1]};
+    negIds = ids;
+  }
+  const int64_t projDim = cond.pooled.size(1);
+  const int64_t passed = uc.additionTimeEmbedDim * static_cast<int64_t>(ids.size()) + projDim;
+  if (passed != uc.projectionClassEmbeddingsInputDim)
+    fail(codes::kBadConfig, "the UNet expects an added time embedding vector of length " +
+                                std::to_string(uc.projectionClassEmbeddingsInputDim) + " but " + std::to_string(ids.size()) +
+                                " time ids give " + std::to_string(passed) +
+                                (img2img ? " (check requires_aesthetics_score in model_index.json)" : ""));
+  auto row = [](const std::vector<double>& v) {
+    return at::tensor(std::vector<float>(v.begin(), v.end()), at::kFloat).unsqueeze(0);  // [1, k]
+  };
+  at::Tensor addTimeIds;
+  if (img2img) {
+    addTimeIds = row(ids).repeat({batch, 1});  // [B, k]
+    if (cfg) addTimeIds = at::cat({row(negIds).repeat({batch, 1}), addTimeIds}, 0);  // [2B, k]
+  } else {
+    addTimeIds = cfg ? at::cat({row(negIds), row(ids)}, 0) : row(ids);
+    addTimeIds = addTimeIds.repeat({batch, 1});  // [2B or B, 6] (diffusers' repeat order)
+  }
+  if (cfg) {
+    promptEmbeds = at::cat({uncond.embeds, promptEmbeds}, 0);    // [2B, 77, D]
+    addTextEmbeds = at::cat({uncond.pooled, addTextEmbeds}, 0);  // [2B, P2]
+  }
+  models::UNetAddedCond added{addTextEmbeds, addTimeIds.to(device_, dtype_)};
+
+  // 8. Denoising loop
+  auto tDenoise = std::chrono::steady_clock::now();
+  latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, &added, req.guidanceScale, generator,
+                            req.eta, onStep, aborted, result.timesteps);
+  result.denoiseMs = msSince(tDenoise);
+  result.latents = latents.to(at::kFloat).cpu();
+  if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
+
+  if (!req.outputLatent) {
+    auto tDecode = std::chrono::steady_clock::now();
+    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_);  // [B, H, W, 3]
+    result.decodeMs = msSince(tDecode);
+  }
+  result.totalMs = msSince(t0);
+  return result;
+}
+
+}  // namespace sd::pipelines
