@@ -23,7 +23,7 @@ export {
 } from './options.js';
 export type {
   GenerateOptions, Img2ImgOptions, LoadOptions, ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults,
-  PromptInput, ImageInput, RawImageInput, LatentsInput, StepProgress, SchedulerName,
+  PromptInput, ImageInput, RawImageInput, LatentsInput, StepProgress,
 } from './options.js';
 export {
   GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,

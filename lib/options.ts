@@ -10,6 +10,7 @@ import { randomInt } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidArgumentError } from './errors.js';
 import type { ModelFamily, PipelineDtype } from '../types/native.js';
+import { SCHEDULER_NAMES, type SchedulerName } from './schedulers.js';
 
 // =============================================================================================
 // Public types
@@ -447,18 +448,6 @@ export function finishGenerateOptions(
 // Schedulers
 // =============================================================================================
 
-/** The diffusers scheduler classes sd-native implements. */
-export const SUPPORTED_SCHEDULERS = [
-  'DDIMScheduler',
-  'PNDMScheduler',
-  'LMSDiscreteScheduler',
-  'EulerDiscreteScheduler',
-  'EulerAncestralDiscreteScheduler',
-  'DPMSolverMultistepScheduler',
-  'HeunDiscreteScheduler',
-  'UniPCMultistepScheduler',
-  'LCMScheduler',
-] as const;
-
-/** A diffusers scheduler class name sd-native implements. */
-export type SchedulerName = (typeof SUPPORTED_SCHEDULERS)[number];
+/** The diffusers scheduler class names sd-native implements (one list: lib/schedulers.ts). */
+export const SUPPORTED_SCHEDULERS = SCHEDULER_NAMES;
+export type { SchedulerName };

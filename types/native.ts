@@ -75,6 +75,8 @@ export interface TextEncoderInfo {
   projectionDim?: number;
   dtype: string;
   device: string;
+}
+
 /** What `schedulerState` reports (tensors on the CPU; timesteps etc. only after setTimesteps). */
 export interface NativeSchedulerState {
   name: string;
@@ -85,6 +87,8 @@ export interface NativeSchedulerState {
   timesteps?: TensorData<BigInt64Array | Float32Array | Float64Array>;
   initNoiseSigma?: number;
   sigmas?: TensorData<Float32Array>;
+}
+
 /** model_index.json of a diffusers pipeline folder. */
 export interface ModelIndex {
   dir: string;
