@@ -7,6 +7,8 @@ export { readSafetensorsHeader, readSafetensors, writeSafetensors } from './safe
 export type { SafetensorsHeader, SafetensorsTensorInfo } from './safetensors.js';
 export type { TensorData } from '../types/native.js';
 export { buildInfo } from './info.js';
+export { backends } from './backends.js';
+export type { CudnnBackend, CudaBackend } from './backends.js';
 export { CLIPTokenizer } from './tokenizer.js';
 export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
 export { AutoencoderKL } from './autoencoder_kl.js';
@@ -29,7 +31,7 @@ export {
   GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,
 } from './image.js';
 export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
-export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo } from '../types/native.js';
+export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo, NativeOptimizations as PipelineOptimizations } from '../types/native.js';
 export { createModel } from './create-model.js';
 export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';
 export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';

@@ -12,7 +12,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { addon } from './native.js';
 import {
-  AbortError, BadCheckpointError, BadConfigError, DisposedError, InternalError, InvalidArgumentError, ModelNotFoundError, NativeLoadError,
+  AbortError, BadCheckpointError, BadConfigError, DeviceUnavailableError, DisposedError, InternalError, InvalidArgumentError, ModelNotFoundError, NativeLoadError,
   UnsupportedModelError, native, nativeSync, toSdError,
 } from './errors.js';
 import {
@@ -23,7 +23,7 @@ import {
 import { GeneratedImage, loadInputImage, samplerName, type DecodedImage, type GenerationParameters } from './image.js';
 import { CLIPTokenizer } from './tokenizer.js';
 import type {
-  NativeGenerateRequest, NativeGenerateResult, NativeHandle, NativePipelineInfo, TensorData,
+  NativeGenerateRequest, NativeGenerateResult, NativeHandle, NativeOptimizations, NativePipelineInfo, TensorData,
 } from '../types/native.js';
 
 // =============================================================================================
@@ -101,6 +101,10 @@ export class NativeModel {
   private released = false;
   /** Calls accepted and not finished. */
   pending = 0;
+  /** The speed/memory toggles (shared by pipelines sharing this model); snapshotted per call. */
+  optimizations: NativeOptimizations = {
+    sliceSize: 0, sdpa: false, vaeSlicing: false, vaeTiling: false, channelsLast: false, fp8: '', offload: '',
+  };
 
   constructor(
     readonly handle: NativeHandle,
@@ -267,7 +271,11 @@ export abstract class PipelineBase {
    */
   get info(): PipelineInfo {
     this.checkAlive('info');
-    return structuredClone(this.model.info);
+    const info = structuredClone(this.model.info);
+    const a = addon();
+    // bytes held now (fp8 storage, from the first call after enableFp8Storage)
+    if (typeof a.pipelineComponents === 'function') info.components = nativeSync(() => a.pipelineComponents(this.model.handle));
+    return info;
   }
 
   /**
@@ -333,6 +341,190 @@ export abstract class PipelineBase {
     return this;
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Speed/memory toggles (diffusers' enable_* / disable_* methods). Each applies to calls made
+  // after it (calls already queued keep the settings they were made with) and may be changed
+  // between calls; the settings belong to the native model, so pipelines sharing it through
+  // fromPipeline share them. The work a toggle implies (fp8 rounding, channels-last layout,
+  // moving weights) happens at the start of the next generate on the worker thread.
+  // ---------------------------------------------------------------------------------------------
+
+  /** The toggles in effect for the next call (a copy). */
+  get optimizations(): Readonly<NativeOptimizations> {
+    this.checkAlive('optimizations');
+    return { ...this.model.optimizations };
+  }
+
+  /**
+   * Sliced attention (diffusers `enable_attention_slicing`): attention scores are computed a
+   * few heads at a time instead of all at once. Same result (float32 round-off), lower peak
+   * memory for large images, somewhat slower. Takes precedence over memory-efficient attention.
+   * @param sliceSize - 'auto' (default: half the heads of each layer), 'max' (one head at a time)
+   *   or a positive integer: batch·heads rows per slice
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another value.
+   */
+  enableAttentionSlicing(sliceSize: 'auto' | 'max' | number = 'auto'): this {
+    this.checkAlive('enableAttentionSlicing');
+    if (!(sliceSize === 'auto' || sliceSize === 'max' || (Number.isInteger(sliceSize) && (sliceSize as number) > 0))) {
+      throw new InvalidArgumentError(`sliceSize must be 'auto', 'max' or a positive integer; received ${describeValue(sliceSize)}`);
+    }
+    return this.toggle({ sliceSize });
+  }
+
+  /** Back to unsliced attention (diffusers `disable_attention_slicing`). */
+  disableAttentionSlicing(): this {
+    this.checkAlive('disableAttentionSlicing');
+    return this.toggle({ sliceSize: 0 });
+  }
+
+  /**
+   * Memory-efficient attention (diffusers `enable_xformers_memory_efficient_attention` /
+   * `AttnProcessor2_0`): `scaled_dot_product_attention`, whose flash / memory-efficient CUDA
+   * kernels never materialise the N×N score matrix. Faster and much leaner on GPUs; same result
+   * within float round-off. Ignored while attention slicing is on.
+   * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) when the addon's libtorch is older than 2.0.
+   */
+  enableMemoryEfficientAttention(): this {
+    this.checkAlive('enableMemoryEfficientAttention');
+    const b = nativeSync(() => addon().buildInfo());
+    if (!b.sdpa) {
+      throw new UnsupportedModelError(`enableMemoryEfficientAttention needs scaled_dot_product_attention (libtorch >= 2.0); ` +
+        `this build uses libtorch ${b.libtorchVersion}. Use enableAttentionSlicing() to bound attention memory instead`);
+    }
+    return this.toggle({ sdpa: true });
+  }
+
+  /** Back to the plain (math) attention. */
+  disableMemoryEfficientAttention(): this {
+    this.checkAlive('disableMemoryEfficientAttention');
+    return this.toggle({ sdpa: false });
+  }
+
+  /**
+   * VAE slicing (diffusers `enable_vae_slicing`): a batch of latents is decoded (and encoded)
+   * one image at a time. Identical images, peak VAE memory of a batch of one.
+   */
+  enableVaeSlicing(): this {
+    this.checkAlive('enableVaeSlicing');
+    return this.toggle({ vaeSlicing: true });
+  }
+
+  disableVaeSlicing(): this {
+    this.checkAlive('disableVaeSlicing');
+    return this.toggle({ vaeSlicing: false });
+  }
+
+  /**
+   * VAE tiling (diffusers `enable_vae_tiling`): images larger than the VAE's sample_size are
+   * decoded and encoded in overlapping tiles (overlap 1/4) blended linearly, so very large images
+   * decode in bounded memory. Not bit-identical: each tile's GroupNorm sees only its tile, so
+   * tiles differ slightly from the whole-image decode (small, smooth differences, no seams).
+   */
+  enableVaeTiling(): this {
+    this.checkAlive('enableVaeTiling');
+    return this.toggle({ vaeTiling: true });
+  }
+
+  disableVaeTiling(): this {
+    this.checkAlive('disableVaeTiling');
+    return this.toggle({ vaeTiling: false });
+  }
+
+  /**
+   * channels_last memory format for the UNet and VAE (`unet.to(memory_format=torch.channels_last)`):
+   * 4-d weights and the activations entering the models are laid out NHWC, which many GPU and
+   * oneDNN convolution kernels prefer. Same result within float round-off; the speed-up depends
+   * on the device (often none on CPU).
+   */
+  enableChannelsLast(): this {
+    this.checkAlive('enableChannelsLast');
+    return this.toggle({ channelsLast: true });
+  }
+
+  disableChannelsLast(): this {
+    this.checkAlive('disableChannelsLast');
+    return this.toggle({ channelsLast: false });
+  }
+
+  /**
+   * 8-bit weight storage for the UNet (AUTOMATIC1111's "FP8 weight"): every UNet weight with
+   * two or more dimensions (Linear and Conv kernels, ≈ all UNet parameters) is rounded to an
+   * 8-bit float and stored in 1 byte instead of 4 (float32) or 2; each layer decodes its weight
+   * to the compute dtype when it runs. Norms and biases stay. Trade: ~¼ of the float32 UNet
+   * weight memory (½ of float16) for a small decode cost per layer and the rounding error of
+   * the weights (relative 2⁻⁴ for e4m3fn, 2⁻³ for e5m2): images change slightly.
+   * Where libtorch has no float8 dtype (< 2.1) the 8-bit codes are kept as bytes and decoded by
+   * sd-native. The float weights are not kept: {@link disableFp8Storage} re-reads them from the
+   * model file.
+   * @param options - `format`: 'e4m3fn' (default: 3 mantissa bits, range ±448) or 'e5m2'
+   *   (2 mantissa bits, range ±57344)
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another format.
+   */
+  enableFp8Storage(options: { format?: 'e4m3fn' | 'e5m2' } = {}): this {
+    this.checkAlive('enableFp8Storage');
+    const format = options?.format ?? 'e4m3fn';
+    if (format !== 'e4m3fn' && format !== 'e5m2') {
+      throw new InvalidArgumentError(`fp8 format must be 'e4m3fn' or 'e5m2'; received ${describeValue(format)}`);
+    }
+    return this.toggle({ fp8: format });
+  }
+
+  /** Back to full-precision UNet weights, re-read from the model file at the next call. */
+  disableFp8Storage(): this {
+    this.checkAlive('disableFp8Storage');
+    return this.toggle({ fp8: '' });
+  }
+
+  /**
+   * Model CPU offload (diffusers `enable_model_cpu_offload`, CUDA only): weights wait in pinned
+   * host memory and each model (text encoder, UNet, VAE) moves to the GPU as a whole while it
+   * runs. Peak GPU memory ≈ the largest model plus activations, at the cost of one host→device
+   * copy of each model per call.
+   * @throws DeviceUnavailableError (`E_DEVICE_UNAVAILABLE`) on a pipeline that is not on a CUDA device.
+   */
+  enableModelCpuOffload(): this {
+    this.checkAlive('enableModelCpuOffload');
+    this.checkCuda('enableModelCpuOffload');
+    return this.toggle({ offload: 'model' });
+  }
+
+  /**
+   * Sequential CPU offload (diffusers `enable_sequential_cpu_offload`, CUDA only): UNet and VAE
+   * weights stay in pinned host memory and each layer's weights are copied to the GPU when the
+   * layer runs (the text encoder moves as a whole). Minimal GPU memory, much slower.
+   * @throws DeviceUnavailableError (`E_DEVICE_UNAVAILABLE`) on a pipeline that is not on a CUDA device.
+   */
+  enableSequentialCpuOffload(): this {
+    this.checkAlive('enableSequentialCpuOffload');
+    this.checkCuda('enableSequentialCpuOffload');
+    return this.toggle({ offload: 'sequential' });
+  }
+
+  /** Weights back on the pipeline's device for good. */
+  disableCpuOffload(): this {
+    this.checkAlive('disableCpuOffload');
+    return this.toggle({ offload: '' });
+  }
+
+  private checkCuda(what: string): void {
+    const device = this.model.info.device;
+    if (!device.startsWith('cuda')) {
+      throw new DeviceUnavailableError(`${what} moves weights between host memory and a CUDA GPU; this pipeline runs on ${device} ` +
+        `(load it with { device: 'cuda' })`);
+    }
+  }
+
+  private toggle(change: Partial<NativeOptimizations>): this {
+    Object.assign(this.model.optimizations, change);
+    return this;
+  }
+
+  /** @internal Hands a call's toggles to the native pipeline right before its generate. */
+  private applyOptimizations(o: NativeOptimizations): void {
+    const a = addon();
+    if (typeof a.pipelineSetOptimizations === 'function') nativeSync(() => a.pipelineSetOptimizations(this.model.handle, o));
+  }
+
   /**
    * Frees the native model once the calls already queued have finished (shared models: when the
    * last pipeline using it is disposed). Idempotent. Any later call throws DisposedError.
@@ -377,6 +569,7 @@ export abstract class PipelineBase {
     prepare: Promise<{ o: ResolvedGenerateOptions; image?: DecodedImage; extra?: Partial<NativeGenerateRequest> }>,
   ): Promise<GenerateResult> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
+    const optimizations = { ...this.model.optimizations }; // toggles at call time, like the scheduler
     let started = false;
     const job = this.model.enqueue(async () => {
       const reachedAt = performance.now();
@@ -386,6 +579,7 @@ export abstract class PipelineBase {
       const req = { ...this.request(o, sched, image), ...extra };
       const tokenizeMs = performance.now() - t0;
       started = true;
+      this.applyOptimizations(optimizations);
       const startedAt = performance.now();
       const r = await this.invoke(req, o, signal, startedAt);
       return this.toResult(r, o, sched, { queueMs: reachedAt - calledAt, tokenizeMs, wallMs: performance.now() - calledAt });

@@ -3,6 +3,7 @@
  *   npm run bench                          # tiny SD 1.5-family model: phases and it/s at 64² and 128²
  *   npm run bench -- --full [--steps 3]    # the real SD 1.5 architecture (random weights), 512², CFG 7.5
  *   npm run bench -- --model <dir>         # any diffusers folder
+ *   npm run bench -- --toggles [--size 128] # one row per optimization toggle (scripts/bench-toggles.ts)
  * On a shared 2-core machine compare rows of one run (ratios); absolute times count on the GPU.
  */
 import fs from 'node:fs';
@@ -11,6 +12,10 @@ import path from 'node:path';
 import { StableDiffusionPipeline, createModel, buildInfo } from '../lib/index.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--toggles')) {
+  await import('./bench-toggles.js'); // one row per speed/memory toggle (docs/BENCHMARKS.md)
+  process.exit(0);
+}
 const arg = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const full = args.includes('--full');
 const steps = Number(arg('--steps') ?? (full ? 3 : 10));

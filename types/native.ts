@@ -354,6 +354,21 @@ export interface NativeRandomWeightsOptions {
   dtype?: 'float32' | 'float16' | 'bfloat16';
 }
 
+/** The speed/memory toggles of a pipeline (`pipelineSetOptimizations`; applied at the next generate). */
+export interface NativeOptimizations {
+  /** Attention slicing: 0 off, 'auto' (half the heads), 'max' (one head at a time) or n heads·batch per slice. */
+  sliceSize: number | 'auto' | 'max';
+  /** at::scaled_dot_product_attention (libtorch >= 2.0). */
+  sdpa: boolean;
+  vaeSlicing: boolean;
+  vaeTiling: boolean;
+  channelsLast: boolean;
+  /** '' off, or the 8-bit format of the UNet Linear/Conv weights. */
+  fp8: '' | 'e4m3fn' | 'e5m2';
+  /** '' off, 'model' or 'sequential' CPU offload (CUDA pipelines). */
+  offload: '' | 'model' | 'sequential';
+}
+
 export interface NativeAddon {
   readSafetensorsHeader(path: string): Promise<SafetensorsHeader>;
   readSafetensors(path: string): Promise<Record<string, TensorData<any>>>;
@@ -408,6 +423,17 @@ export interface NativeAddon {
   ): Promise<NativeGenerateResult>;
   disposePipelineXl(h: NativeHandle): void;
   livePipelinesXl(): number;
+  /** Validates and records the toggles (E_UNSUPPORTED_MODEL, E_DEVICE_UNAVAILABLE, E_INVALID_ARGUMENT); applied at the next generate. */
+  pipelineSetOptimizations(h: NativeHandle, opts: NativeOptimizations): void;
+  /** Components with the bytes their weights hold now (fp8 storage shows here after a generate). */
+  pipelineComponents(h: NativeHandle): NativeComponentInfo[];
+  // backends.cc: torch.backends flags
+  getCudnnBenchmark(): boolean;
+  setCudnnBenchmark(on: boolean): void;
+  getCudaMatmulAllowTf32(): boolean;
+  setCudaMatmulAllowTf32(on: boolean): void;
+  getCudnnAllowTf32(): boolean;
+  setCudnnAllowTf32(on: boolean): void;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)
   schedulerNames(): string[];

@@ -13,4 +13,5 @@ void InitCheckpoint(Napi::Env env, Napi::Object exports);  // checkpoint.cc: mod
 void InitPipeline(Napi::Env env, Napi::Object exports);    // pipeline.cc: StableDiffusion pipelines
 void InitModels(Napi::Env env, Napi::Object exports);      // models.cc: random weights (create-model)
 void InitPipelineXl(Napi::Env env, Napi::Object exports);  // pipeline_xl.cc: StableDiffusionXL pipelines
+void InitBackends(Napi::Env env, Napi::Object exports);    // backends.cc: torch.backends flags
 }  // namespace sd::addon

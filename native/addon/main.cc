@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitPipeline(env, exports);
   sd::addon::InitModels(env, exports);
   sd::addon::InitPipelineXl(env, exports);
+  sd::addon::InitBackends(env, exports);
   return exports;
 }
 }  // namespace

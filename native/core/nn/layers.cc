@@ -1,12 +1,14 @@
 // torch.nn layer semantics over by-name weights (torch.nn.functional equivalents).
 #include "nn/layers.h"
 
+#include "nn/weight_storage.h"
 #include "util/error.h"
 
 namespace sd::nn {
 
 at::Tensor castLike(const at::Tensor& w, const at::Tensor& x) {
   if (w.scalar_type() == x.scalar_type() && w.device() == x.device()) return w;
+  if (isFp8Storage(w)) return decodeFp8Storage(w, x.device(), x.scalar_type());  // enableFp8Storage
   return w.to(x.device(), x.scalar_type());
 }
 

@@ -12,7 +12,8 @@
 
 namespace sd::nn {
 
-/// Weight `w` in x's dtype and device (no copy when they already match).
+/// Weight `w` in x's dtype and device (no copy when they already match). 8-bit float storage
+/// (nn/weight_storage.h, enableFp8Storage) is decoded here, one layer at a time.
 at::Tensor castLike(const at::Tensor& w, const at::Tensor& x);
 
 /// torch.nn.Linear: y = x W^T + b. weight [out, in], bias [out]. x [..., in] → [..., out].

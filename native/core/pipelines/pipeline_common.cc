@@ -12,7 +12,8 @@ namespace sd::pipelines::detail {
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
-                   const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran) {
+                   const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
+                   bool channelsLast) {
   const bool cfg = guidanceScale > 1.0;
   const int64_t numSteps = timesteps.size(0);
   for (int64_t i = 0; i < numSteps; ++i) {
@@ -21,7 +22,9 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
     const double tValue = t.item<double>();
     at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
     modelInput = scheduler.scaleModelInput(modelInput, tValue);
+    if (channelsLast) modelInput = modelInput.contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added);  // [2B or B, C, h, w]
+    if (channelsLast) noisePred = noisePred.contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + guidanceScale * (chunks[1] - chunks[0]);
@@ -33,9 +36,11 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
   return latents;
 }
 
-at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype) {
-  at::Tensor z = latents / vae.scalingFactor();
-  at::Tensor image = vae.decode(z.to(vaeDtype)).to(at::kFloat);  // [B, 3, H, W]
+at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
+                          bool channelsLast) {
+  at::Tensor z = (latents / vae.scalingFactor()).to(vaeDtype);
+  if (channelsLast) z = z.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor image = vae.decode(z).to(at::kFloat).contiguous();  // [B, 3, H, W]
   if (!at::isfinite(image).all().item<bool>())
     fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype "
                             "\"bfloat16\" or \"float32\")");

@@ -23,14 +23,18 @@ namespace sd::pipelines::detail {
 /// encoderHiddenStates, added), CFG (uncond first), scheduler.step(…, generator, eta).
 /// latents [B, C, h, w]; encoderHiddenStates [2B or B, 77, D]; added (SDXL) rows as the batch.
 /// Appends each timestep run to `ran` and calls onStep after each step; `aborted` is polled
-/// before each step (E_ABORTED). Returns the final latents.
+/// before each step (E_ABORTED). `channelsLast` converts the UNet input to channels_last
+/// (enableChannelsLast). Returns the final latents.
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
-                   const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran);
+                   const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
+                   bool channelsLast = false);
 
 /// vae.decode(latents / scaling_factor) in `vaeDtype`, then (x / 2 + 0.5).clamp(0, 1) → NHWC →
 /// round(x · 255) as uint8 [B, H, W, 3] on the CPU. E_NUMERICAL when the decode has NaN/inf.
-at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype);
+/// `channelsLast`: feed the models NHWC-strided activations (enableChannelsLast).
+at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
+                          bool channelsLast = false);
 
 }  // namespace sd::pipelines::detail

@@ -16,9 +16,11 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/attention.h"
+#include "nn/weight_storage.h"
 #include "pipelines/pipeline_common.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
+#include "util/torch_compat.h"
 
 namespace sd::pipelines {
 
@@ -40,6 +42,32 @@ std::string dtypeString(at::ScalarType t) {
 }
 
 [[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
+
+/// Model CPU offload (diffusers enable_model_cpu_offload): while alive, a model's weights are on
+/// the GPU; release() (or the destructor, also on errors) sends them back to pinned host memory.
+class OnDevice {
+ public:
+  OnDevice(nn::Weights* w, at::Device device, bool active) : w_(active ? w : nullptr) {
+    if (w_) nn::moveTo(*w_, device);
+  }
+  ~OnDevice() {
+    try {
+      release();
+    } catch (...) {  // never throw from a destructor; the weights stay where they are
+    }
+  }
+  void release() {
+    if (!w_) return;
+    nn::Weights* w = w_;
+    w_ = nullptr;
+    nn::offloadToPinnedCpu(*w);
+  }
+  OnDevice(const OnDevice&) = delete;
+  OnDevice& operator=(const OnDevice&) = delete;
+
+ private:
+  nn::Weights* w_;
+};
 
 }  // namespace
 
@@ -69,6 +97,10 @@ int64_t StableDiffusionPipeline::liveCount() { return liveInstances.load(); }
 
 void StableDiffusionPipeline::setAttentionOptions(const nn::AttentionOptions& options) {
   std::lock_guard<std::mutex> lock(mutex_);
+  {
+    std::lock_guard<std::mutex> optLock(optMutex_);  // keep the pending toggles in step
+    pending_.attention = options;
+  }
   attention_ = options;
   unet_->setAttentionOptions(options);
   *vae_->attentionOptions() = options;
@@ -154,6 +186,9 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
   component("text_encoder", "CLIPTextModel", pipe->textEncoder_->weights());
   component("unet", "UNet2DConditionModel", pipe->unet_->weights());
   component("vae", "AutoencoderKL", pipe->vae_->weights());
+  pipe->components_ = info.components;
+  pipe->loadPath_ = path;
+  pipe->loadOptions_ = options;
   return pipe;
 }
 
@@ -180,6 +215,9 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
                                                  const AbortCheck& aborted) {
   std::lock_guard<std::mutex> lock(mutex_);  // one generation at a time per pipeline
   const auto t0 = std::chrono::steady_clock::now();
+  applyOptimizations();  // toggles set since the last call
+  const bool channelsLast = applied_.channelsLast;
+  const bool modelOffload = applied_.offload == "model";
   at::NoGradGuard noGrad;
   at::InferenceMode inference;
   GenerateResult result;
@@ -208,6 +246,9 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 3. Encode input prompt: [uncond…, cond…]
   auto tEncode = std::chrono::steady_clock::now();
+  // Offload (either mode): the text encoder visits the GPU as a whole (its embedding lookup reads
+  // the table directly). const_cast: the pipeline owns this encoder and holds mutex_.
+  OnDevice clipOnDevice(const_cast<nn::Weights*>(&textEncoder_->weights()), device_, !applied_.offload.empty());
   at::Tensor promptEmbeds = encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
   if (cfg) {
     // diffusers' encode_prompt applies clip_skip to the prompt only: the negative embeds are
@@ -215,6 +256,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
     at::Tensor negative = encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt);
     promptEmbeds = at::cat({negative, promptEmbeds}, 0);  // [2B, 77, D]
   }
+  clipOnDevice.release();
   result.encodeMs = msSince(tEncode);
 
   // 4. Prepare timesteps
@@ -253,6 +295,8 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
       invalid("image must be uint8 [height, width, 3] at the requested size");
     at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
     image = image.to(device_, vaeDtype_);
+    if (channelsLast) image = image.contiguous(at::MemoryFormat::ChannelsLast);
+    OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
     at::Tensor initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
     if (batch > initLatents.size(0)) initLatents = initLatents.repeat({batch, 1, 1, 1});
     at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
@@ -262,8 +306,11 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 7. Denoising loop
   auto tDenoise = std::chrono::steady_clock::now();
-  latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, nullptr, req.guidanceScale, generator,
-                            req.eta, onStep, aborted, result.timesteps);
+  {
+    OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
+    latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, nullptr, req.guidanceScale,
+                              generator, req.eta, onStep, aborted, result.timesteps, channelsLast);
+  }
   result.denoiseMs = msSince(tDenoise);
   result.latents = latents.to(at::kFloat).cpu();
   if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
@@ -271,11 +318,117 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // 8. Decode
   if (!req.outputLatent) {
     auto tDecode = std::chrono::steady_clock::now();
-    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_);  // [B, H, W, 3]
+    OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
+    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, channelsLast);  // [B, H, W, 3]
+    vaeOnDevice.release();
     result.decodeMs = msSince(tDecode);
   }
   result.totalMs = msSince(t0);
   return result;
+}
+
+}  // namespace sd::pipelines
+
+// ---- Optimizations (diffusers enable_* toggles) -----------------------------------------------
+
+namespace sd::pipelines {
+
+void StableDiffusionPipeline::setOptimizations(const Optimizations& next) {
+  const int64_t slice = next.attention.sliceSize;
+  if (slice < 0 && slice != nn::AttentionOptions::kSliceAuto && slice != nn::AttentionOptions::kSliceMax)
+    invalid("attention slice size must be 'auto', 'max' or a positive integer; received " + std::to_string(slice));
+  if (next.attention.useSdpa && !nn::sdpaAvailable())
+    fail(codes::kUnsupportedModel,
+         "enableMemoryEfficientAttention needs at::scaled_dot_product_attention (libtorch >= 2.0); this build uses "
+         "libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+             ". Use enableAttentionSlicing() to bound attention memory instead");
+  if (!next.fp8Format.empty()) nn::fp8StorageDtype(next.fp8Format);  // E_INVALID_ARGUMENT for other formats
+  if (!next.offload.empty()) {
+    if (next.offload != "model" && next.offload != "sequential")
+      invalid("offload must be \"model\" or \"sequential\"; received \"" + next.offload + "\"");
+    if (!device_.is_cuda())
+      fail(codes::kDeviceUnavailable,
+           std::string(next.offload == "model" ? "enableModelCpuOffload" : "enableSequentialCpuOffload") +
+               " moves weights between host memory and a CUDA GPU; this pipeline runs on " + device_.str() +
+               " (load it with device \"cuda\")");
+  }
+  std::lock_guard<std::mutex> lock(optMutex_);
+  pending_ = next;
+}
+
+Optimizations StableDiffusionPipeline::optimizations() const {
+  std::lock_guard<std::mutex> lock(optMutex_);
+  return pending_;
+}
+
+std::vector<ComponentInfo> StableDiffusionPipeline::components() const {
+  std::lock_guard<std::mutex> lock(optMutex_);
+  return components_;
+}
+
+void StableDiffusionPipeline::reloadUnetWeights(const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  nn::StateDict fresh;
+  if (loadOptions_.singleFile)
+    fresh = std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
+  else
+    fresh = io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
+                                     loadOptions_.variant);
+  auto& store = unet_->weights().tensors();
+  for (const auto& name : names) {
+    auto it = fresh.find(name);
+    if (it == fresh.end())
+      fail(codes::kBadCheckpoint, "disableFp8Storage re-reads the UNet weights from " + loadPath_ + " but \"" + name +
+                                      "\" is no longer there");
+    at::Tensor& t = store.at(name);
+    t = it->second.to(t.device(), dtype_);
+  }
+}
+
+void StableDiffusionPipeline::applyOptimizations() {
+  Optimizations want;
+  {
+    std::lock_guard<std::mutex> lock(optMutex_);
+    want = pending_;
+  }
+  Optimizations& have = applied_;
+  // Attention and VAE flags are plain switches: set them every call.
+  attention_ = want.attention;
+  unet_->setAttentionOptions(want.attention);
+  *vae_->attentionOptions() = want.attention;
+  *textEncoder_->attentionOptions() = want.attention;
+  vae_->setSlicing(want.vaeSlicing);
+  if (want.vaeTiling != vae_->tiling()) vae_->setTiling(want.vaeTiling);
+
+  const bool fp8Changed = want.fp8Format != have.fp8Format;
+  if (fp8Changed) {
+    if (!have.fp8Format.empty()) reloadUnetWeights(nn::fp8StoredNames(unet_->weights()));  // exact floats back
+    have.fp8Format.clear();
+    if (!want.fp8Format.empty()) nn::storeFp8(unet_->weights(), want.fp8Format);
+    have.fp8Format = want.fp8Format;
+  }
+  if (fp8Changed || want.channelsLast != have.channelsLast) {
+    const auto format = want.channelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    nn::setMemoryFormat(unet_->weights(), format);
+    nn::setMemoryFormat(vae_->weights(), format);
+    have.channelsLast = want.channelsLast;
+  }
+  if (want.offload != have.offload) {
+    auto& clip = const_cast<nn::Weights&>(textEncoder_->weights());
+    for (nn::Weights* w : {&unet_->weights(), &vae_->weights(), &clip}) {
+      if (want.offload.empty())
+        nn::moveTo(*w, device_);
+      else
+        nn::offloadToPinnedCpu(*w);
+    }
+  }
+  have = want;
+
+  std::lock_guard<std::mutex> lock(optMutex_);
+  for (auto& c : components_) {
+    const nn::Weights& w = c.name == "unet" ? unet_->weights() : c.name == "vae" ? vae_->weights() : textEncoder_->weights();
+    c.bytes = w.nbytes();
+  }
 }
 
 }  // namespace sd::pipelines

@@ -89,6 +89,24 @@ struct PipelineInfo {
   std::vector<ComponentInfo> components;
 };
 
+/// The speed/memory toggles of a pipeline (diffusers' enable_* methods). Set with
+/// setOptimizations(); they take effect at the start of the next generate() call.
+struct Optimizations {
+  /// enable_attention_slicing / enable_xformers_memory_efficient_attention (SDPA here).
+  nn::AttentionOptions attention;
+  bool vaeSlicing = false;    // enable_vae_slicing: decode a batch one image at a time
+  bool vaeTiling = false;     // enable_vae_tiling: overlapping tiles, blended
+  bool channelsLast = false;  // UNet and VAE 4-d weights and activations in channels_last
+  /// "" = off, "e4m3fn" | "e5m2": UNet weights with >= 2 dims stored in 8 bits, decoded to the
+  /// compute dtype layer by layer (AUTOMATIC1111 fp8). Turning it off re-reads the UNet weights
+  /// from the model file (the float values are not kept in memory).
+  std::string fp8Format;
+  /// "" = off, "model" (enable_model_cpu_offload: each model moves to the GPU while it runs) or
+  /// "sequential" (enable_sequential_cpu_offload: weights stay in pinned host memory and each
+  /// layer's weights are copied to the GPU when it runs). CUDA pipelines only.
+  std::string offload;
+};
+
 /// Called after every denoising step (on the computing thread).
 using StepCallback = std::function<void(const StepInfo&)>;
 /// Polled at least once per denoising step; true aborts with E_ABORTED.
@@ -114,6 +132,13 @@ class StableDiffusionPipeline {
   /// Attention path for every model of the pipeline (slicing, SDPA); applies from the next call.
   void setAttentionOptions(const nn::AttentionOptions& options);
   const nn::AttentionOptions& attentionOptions() const { return attention_; }
+  /// Validates and records the toggles; they apply at the start of the next generate() (never
+  /// during one). Errors: E_UNSUPPORTED_MODEL (SDPA on libtorch < 2.0), E_DEVICE_UNAVAILABLE
+  /// (offload on a non-CUDA pipeline), E_INVALID_ARGUMENT (fp8 format, slice size, offload mode).
+  void setOptimizations(const Optimizations& next);
+  Optimizations optimizations() const;
+  /// Components (name, class, dtype, parameters, bytes held now: fp8 storage shows here).
+  std::vector<ComponentInfo> components() const;
   models::UNet2DConditionModel& unet() { return *unet_; }
   models::AutoencoderKL& vae() { return *vae_; }
   models::CLIPTextModel& textEncoder() { return *textEncoder_; }
@@ -131,6 +156,15 @@ class StableDiffusionPipeline {
   at::ScalarType vaeDtype_ = at::kFloat;
   PipelineInfo info_;
   std::mutex mutex_;
+  // Optimizations: pending_ (set from any thread under optMutex_) is applied by generate()
+  // under mutex_ into applied_. loadPath_/loadOptions_ let disabling fp8 re-read the UNet.
+  void applyOptimizations();
+  void reloadUnetWeights(const std::vector<std::string>& names);
+  mutable std::mutex optMutex_;
+  Optimizations pending_, applied_;
+  std::vector<ComponentInfo> components_;
+  std::string loadPath_;
+  LoadOptions loadOptions_;
 };
 
 /// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.
