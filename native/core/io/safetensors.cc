@@ -343,7 +343,7 @@ at::Tensor encodeFp8(const at::Tensor& values, const std::string& format) {
   for (int c = 0; c <= maxCode; ++c) grid.push_back(fp8ToFloat(static_cast<uint8_t>(c), e4m3));
   at::Tensor gridT = at::tensor(grid, at::kFloat);
   at::Tensor mids = (gridT.slice(0, 1) + gridT.slice(0, 0, -1)) / 2;  // [maxCode]
-  at::Tensor x = values.to(at::kFloat).cpu();
+  at::Tensor x = values.to(at::kFloat).cpu().reshape({-1});  // index_select below needs 1-d indices
   at::Tensor mag = x.abs().clamp_max(grid.back());                    // saturate
   // right=false: code c satisfies mids[c-1] < mag <= mids[c], so a value exactly on a midpoint
   // gets the lower code of the pair; ties go to the code with an even last bit instead.
@@ -355,7 +355,7 @@ at::Tensor encodeFp8(const at::Tensor& values, const std::string& format) {
   at::Tensor out = code + sign.to(at::kLong) * 128;
   at::Tensor nan = x.isnan();
   out = at::where(nan, at::full_like(out, e4m3 ? 0x7F : 0x7E), out);
-  return out.to(at::kByte).to(values.device());
+  return out.to(at::kByte).reshape(values.sizes()).to(values.device());
 }
 
 }  // namespace sd::io
