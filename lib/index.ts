@@ -34,3 +34,5 @@ export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
 export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';
 export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer } from './checkpoint.js';
 export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, SafetensorsValidation } from './checkpoint.js';
+export { extractLoraTags, maybeConvertPrompt } from './lora.js';
+export type { LoadLoraOptions, LoraLoadResult, LoadTextualInversionOptions, LoraTag } from './lora.js';

@@ -77,6 +77,8 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** DDIM's η, finite and ≥ 0 (default 0; other schedulers ignore it). */
   eta?: number;
+  /** Scale of the loaded LoRA adapters for this call, UNet and text encoder (diffusers' `cross_attention_kwargs={"scale": s}`; default 1). */
+  loraScale?: number;
   /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */
   outputType?: 'image' | 'latent';
   /** Called on the JS thread after every denoising step. */
@@ -232,6 +234,7 @@ const generateShape = {
   latents: latentsSchema.optional(),
   clipSkip: intIn(1, 1000, 'must be an integer ≥ 1').optional(),
   eta: finiteAtLeast(0).default(0),
+  loraScale: z.number(msg('must be a finite number')).finite('must be a finite number').optional(),
   outputType: z.enum(['image', 'latent'], { errorMap: () => ({ message: "must be 'image' or 'latent'" }) }).default('image'),
   onStep: z.custom<(p: StepProgress) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' }).optional(),
@@ -303,6 +306,8 @@ export interface ResolvedGenerateOptions {
   latents?: LatentsInput;
   clipSkip?: number;
   eta: number;
+  /** LoRA scale of the call (diffusers' cross_attention_kwargs scale); undefined = 1. */
+  loraScale?: number;
   outputType: 'image' | 'latent';
   onStep?: (p: StepProgress) => void;
   signal?: AbortSignal;
@@ -435,6 +440,7 @@ export function finishGenerateOptions(
     latents: o.latents,
     clipSkip: o.clipSkip,
     eta: o.eta,
+    loraScale: o.loraScale,
     outputType: o.outputType,
     onStep: o.onStep,
     signal: o.signal,

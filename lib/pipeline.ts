@@ -22,6 +22,10 @@ import {
 } from './options.js';
 import { GeneratedImage, loadInputImage, samplerName, type DecodedImage, type GenerationParameters } from './image.js';
 import { CLIPTokenizer } from './tokenizer.js';
+import {
+  checkLoraArgs, loadLora, loadTextualInversion, maybeConvertPrompt,
+  type LoadTextualInversionOptions, type LoadLoraOptions, type LoraLoadResult,
+} from './lora.js';
 import type {
   NativeGenerateRequest, NativeGenerateResult, NativeHandle, NativePipelineInfo, TensorData,
 } from '../types/native.js';
@@ -327,6 +331,97 @@ abstract class PipelineBase {
   }
 
   /**
+   * Loads a LoRA (`.safetensors`, kohya-ss / AUTOMATIC1111 `lora_unet_…`/`lora_te_…` keys or
+   * diffusers / PEFT `unet.…lora.down.weight`, `lora_A`/`lora_B`, `lora_linear_layer` keys; Linear,
+   * 1×1 and k×k conv LoRA) into the UNet and text encoder, unfused: each targeted layer computes
+   * `base(x) + weight·loraScale·(alpha/rank)·up(down(x))` (alpha missing ⇒ alpha = rank), so the base
+   * weights are untouched and `generate({ loraScale })` changes the strength per call. diffusers:
+   * `pipe.load_lora_weights(path, adapter_name=…)`. Queued behind earlier calls; shared by
+   * pipelines made with `fromPipeline`.
+   * @param file - the LoRA file
+   * @param options - `adapterName` (default `default_<n>`), `weight` (set_adapters weight, default 1)
+   * @returns the adapter name and the number of modules it targets per model
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) listing keys that match no module of this model,
+   *   or naming a key and both shapes when a LoRA does not fit (made for another model family);
+   *   nothing is loaded then.
+   * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the file does not exist.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for a taken adapter name or while a LoRA is fused.
+   * @example await pipe.loadLoraWeights('./loras/pixel-art.safetensors', { adapterName: 'pixel', weight: 0.8 });
+   */
+  loadLoraWeights(file: string, options?: LoadLoraOptions): Promise<LoraLoadResult> {
+    this.checkAlive('loadLoraWeights');
+    const a = checkLoraArgs(file, options);
+    return this.model.enqueue(() => loadLora(this.model.handle, a.file, a.adapterName, a.weight));
+  }
+
+  /**
+   * diffusers `set_adapters(names, weights)`: only the named adapters stay active, each with its weight.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for an unknown name, mismatched lengths or while fused.
+   */
+  setAdapters(names: string | string[], weights?: number | number[]): Promise<void> {
+    this.checkAlive('setAdapters');
+    const n = typeof names === 'string' ? [names] : names;
+    const w = weights === undefined ? n.map(() => 1) : typeof weights === 'number' ? n.map(() => weights) : weights;
+    if (!Array.isArray(n) || !n.every((x) => typeof x === 'string') || !Array.isArray(w) || !w.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new InvalidArgumentError('setAdapters(names, weights): names must be strings and weights finite numbers');
+    }
+    if (n.length !== w.length) throw new InvalidArgumentError(`setAdapters: ${n.length} names but ${w.length} weights`);
+    return this.model.enqueue(() => native(() => addon().setLoraAdapters(this.model.handle, n, w)));
+  }
+
+  /** Names of the loaded LoRA adapters, in load order. */
+  getAdapters(): Promise<string[]> {
+    this.checkAlive('getAdapters');
+    return this.model.enqueue(() => native(() => addon().loraAdapters(this.model.handle)));
+  }
+
+  /**
+   * diffusers `fuse_lora(lora_scale)`: merges the active adapters into the weights,
+   * `W += loraScale·weight·(alpha/rank)·(up @ down)` (the base weights are kept for {@link unfuseLora}).
+   * @returns the number of layers fused
+   */
+  fuseLora(options: { loraScale?: number } = {}): Promise<number> {
+    this.checkAlive('fuseLora');
+    const s = options.loraScale ?? 1;
+    if (typeof s !== 'number' || !Number.isFinite(s)) throw new InvalidArgumentError(`fuseLora: loraScale must be a finite number; received ${describeValue(s)}`);
+    return this.model.enqueue(() => native(() => addon().fuseLora(this.model.handle, s)));
+  }
+
+  /** diffusers `unfuse_lora()`: restores the exact base weights of fused layers. @returns layers restored */
+  unfuseLora(): Promise<number> {
+    this.checkAlive('unfuseLora');
+    return this.model.enqueue(() => native(() => addon().unfuseLora(this.model.handle)));
+  }
+
+  /**
+   * diffusers `unload_lora_weights()` (every adapter) or `delete_adapters(name)`: removes adapters
+   * (unfusing first); the pipeline then computes exactly as before loading.
+   */
+  unloadLoraWeights(adapterName?: string): Promise<void> {
+    this.checkAlive('unloadLoraWeights');
+    if (adapterName !== undefined && typeof adapterName !== 'string') {
+      throw new InvalidArgumentError(`unloadLoraWeights: adapterName must be a string; received ${describeValue(adapterName)}`);
+    }
+    return this.model.enqueue(() => native(() => addon().unloadLora(this.model.handle, adapterName)));
+  }
+
+  /**
+   * diffusers `load_textual_inversion(path, token=…)`: an embedding file of n vectors adds the
+   * tokens `token`, `token_1` … `token_{n−1}` to the tokenizer and their vectors to the text
+   * encoder; prompts are rewritten so `token` stands for all n (maybe_convert_prompt).
+   * Files: AUTOMATIC1111 (`emb_params`; token defaults to the file name) and diffusers
+   * (`{"<token>": [n, D]}`; token defaults to the key).
+   * @returns the tokens added
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) when the vectors' width is not the text encoder's hidden size, or the file is no embedding.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when the token is already known.
+   * @example await pipe.loadTextualInversion('./embeddings/my-style.safetensors', { token: '<my-style>' });
+   */
+  loadTextualInversion(file: string, options?: LoadTextualInversionOptions): Promise<string[]> {
+    this.checkAlive('loadTextualInversion');
+    return this.model.enqueue(() => loadTextualInversion(this.model.handle, this.model.tokenizers[0], file, options));
+  }
+
+  /**
    * Frees the native model once the calls already queued have finished (shared models: when the
    * last pipeline using it is disposed). Idempotent. Any later call throws DisposedError.
    * @example pipe.dispose();
@@ -396,10 +491,12 @@ abstract class PipelineBase {
     const { info, tokenizers } = this.model;
     // diffusers: negative prompt "" when none is given; nothing is encoded without CFG
     const cfg = o.guidanceScale > 1;
+    // diffusers' maybe_convert_prompt (textual-inversion tokens → all their vectors' tokens)
+    const conv = (ps: string[]) => ps.map((p) => maybeConvertPrompt(tokenizers[0], p));
     const req: NativeGenerateRequest = {
-      inputIds: tokenize(tokenizers[0], o.prompts, 'prompt'),
+      inputIds: tokenize(tokenizers[0], conv(o.prompts), 'prompt'),
       negativeInputIds: cfg
-        ? tokenize(tokenizers[0], o.negativePrompts ?? o.prompts.map(() => ''), 'negativePrompt') : undefined,
+        ? tokenize(tokenizers[0], conv(o.negativePrompts ?? o.prompts.map(() => '')), 'negativePrompt') : undefined,
       numImagesPerPrompt: o.numImagesPerPrompt,
       numInferenceSteps: o.numInferenceSteps,
       guidanceScale: o.guidanceScale,
@@ -416,6 +513,7 @@ abstract class PipelineBase {
         ? { data: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), shape: [image.height, image.width, 3] }
         : undefined,
       strength: image ? o.strength : undefined,
+      loraScale: o.loraScale,
     };
     if (info.family === 'sdxl') {
       // diffusers SDXL: prompt_2 defaults to prompt, negative_prompt_2 to negative_prompt

@@ -311,6 +311,8 @@ export interface NativeGenerateRequest {
   image?: TensorData<Uint8Array>;
   /** img2img: in [0, 1]. */
   strength?: number;
+  /** LoRA scale of the call (default 1). */
+  loraScale?: number;
 }
 
 /** What `generate` resolves to. */
@@ -379,6 +381,18 @@ export interface NativeAddon {
   /** Native pipelines alive in this process (a pipeline's weights are freed with it). */
   livePipelines(): number;
   disposePipeline(h: NativeHandle): void;
+  // lora.cc
+  loadLora(h: NativeHandle, path: string, opts: { adapterName?: string; weight?: number }):
+    Promise<{ adapter: string; unetModules: number; textEncoderModules: number }>;
+  setLoraAdapters(h: NativeHandle, names: string[], weights: number[]): Promise<void>;
+  fuseLora(h: NativeHandle, scale: number): Promise<number>;
+  unfuseLora(h: NativeHandle): Promise<number>;
+  unloadLora(h: NativeHandle, adapterName?: string): Promise<void>;
+  loraAdapters(h: NativeHandle): Promise<string[]>;
+  /** A copy of a component's weight (float32). */
+  pipelineWeight(h: NativeHandle, component: 'unet' | 'text_encoder' | 'vae', name: string): Promise<TensorData>;
+  /** Textual inversion rows; resolves to the new vocabulary size. */
+  setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData): Promise<number>;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)
   schedulerNames(): string[];

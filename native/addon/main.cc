@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitCheckpoint(env, exports);
   sd::addon::InitPipeline(env, exports);
   sd::addon::InitModels(env, exports);
+  sd::addon::InitLora(env, exports);
   return exports;
 }
 }  // namespace

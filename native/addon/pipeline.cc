@@ -198,6 +198,7 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   req.schedulerConfig = JsToJson(env, r.Get("schedulerConfig"), "schedulerConfig");
   if (r.Has("image") && !r.Get("image").IsUndefined()) req.image = toTensor(env, r.Get("image"), "image");
   req.strength = getNumber(r, "strength", 0.8);
+  req.loraScale = getNumber(r, "loraScale", 1.0);
 
   std::shared_ptr<AbortFlag> abort;
   if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");

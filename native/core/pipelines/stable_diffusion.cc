@@ -183,6 +183,14 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   GenerateResult result;
   const bool img2img = req.image.defined();
   const int64_t f = info_.vaeScaleFactor;
+  if (!std::isfinite(req.loraScale)) invalid("loraScale must be a finite number");
+  // LoRA scale of this call (diffusers scale_lora_layers … unscale_lora_layers), reset on exit
+  struct LoraScale {
+    double* a;
+    double* b;
+    ~LoraScale() { *a = *b = 1.0; }
+  } loraScale{&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()};
+  *loraScale.a = *loraScale.b = req.loraScale;
 
   // 1. Check inputs
   if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)

@@ -55,6 +55,7 @@ struct GenerateRequest {
   Json schedulerConfig;         // scheduler_config.json merged with overrides
   at::Tensor image;             // img2img: uint8 [H, W, 3] RGB, already at height×width
   double strength = 0.8;        // img2img
+  double loraScale = 1.0;       // LoRA scale of this call, UNet and text encoder (cross_attention_kwargs scale)
 };
 
 struct StepInfo {
@@ -118,6 +119,36 @@ class StableDiffusionPipeline {
   models::AutoencoderKL& vae() { return *vae_; }
   models::CLIPTextModel& textEncoder() { return *textEncoder_; }
 
+  // ---- LoRA and textual inversion (stable_diffusion_lora.cc; nn/lora.h) ----
+  struct LoraLoadInfo {
+    std::string adapter;
+    int64_t unetModules = 0, textEncoderModules = 0;
+  };
+  /// Adds the LoRA file `path` as adapter `adapter` (active, set_adapters weight `weight`) to the
+  /// UNet and text encoder, unfused. E_BAD_CHECKPOINT listing keys that match no module, or naming
+  /// a key and both shapes on a mismatch (nothing is attached then); E_INVALID_ARGUMENT when the
+  /// name is taken or a LoRA is fused.
+  LoraLoadInfo loadLora(const std::string& path, const std::string& adapter, double weight);
+  /// diffusers set_adapters: only `names` are active, with `weights` (same length). E_INVALID_ARGUMENT
+  /// for an unknown name or while fused.
+  void setLoraAdapters(const std::vector<std::string>& names, const std::vector<double>& weights);
+  /// Merges the active adapters into the weights at `scale` (fuse_lora); returns the layers fused.
+  int64_t fuseLora(double scale);
+  /// Restores the exact base weights of fused layers; returns the layers restored.
+  int64_t unfuseLora();
+  /// Removes adapter `adapter`, or all when empty (unfusing first). E_INVALID_ARGUMENT for an unknown name.
+  void unloadLora(const std::string& adapter);
+  /// Adapter names in load order.
+  std::vector<std::string> loraAdapters();
+  /// A copy of weight `name` of component "unet" | "text_encoder" | "vae" (float32, CPU).
+  /// E_INVALID_ARGUMENT when absent.
+  at::Tensor componentWeight(const std::string& component, const std::string& name);
+  /// Textual inversion: token embedding rows firstId… := rows [n, D] (float). E_INVALID_ARGUMENT
+  /// when D is not the text encoder's hidden size or firstId is past the vocabulary.
+  void setTokenEmbeddings(int64_t firstId, const at::Tensor& rows);
+  /// Rows of the text encoder's token embedding table.
+  int64_t vocabSize();
+
  private:
   StableDiffusionPipeline();
   at::Tensor encodePrompt(const at::Tensor& ids, int64_t clipSkip, int64_t numImagesPerPrompt) const;
@@ -131,6 +162,7 @@ class StableDiffusionPipeline {
   at::ScalarType vaeDtype_ = at::kFloat;
   PipelineInfo info_;
   std::mutex mutex_;
+  std::vector<std::string> loraAdapters_;
 };
 
 /// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.
