@@ -190,3 +190,59 @@ export function extractLoraTags(prompt: string): { prompt: string; tags: LoraTag
   });
   return { prompt: out, tags: [...tags].map(([name, weight]) => ({ name, weight })) };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Adapter bookkeeping (mirrors the native state so a call's <lora:…> tags can be undone)
+// ---------------------------------------------------------------------------------------------
+
+type AdapterMap = Map<string, { weight: number; active: boolean }>;
+const adapterStates = new WeakMap<object, AdapterMap>();
+
+/** The adapters of one native model (keyed by the shared model object). */
+export function adapterState(model: object): AdapterMap {
+  let s = adapterStates.get(model);
+  if (!s) { s = new Map(); adapterStates.set(model, s); }
+  return s;
+}
+
+/** Records `setAdapters(names, weights)`. */
+export function recordSetAdapters(model: object, names: string[], weights: number[]): void {
+  const s = adapterState(model);
+  for (const [k, v] of s) {
+    const i = names.indexOf(k);
+    s.set(k, i >= 0 ? { weight: weights[i], active: true } : { ...v, active: false });
+  }
+}
+
+/**
+ * Runs `job` with the `<lora:name:weight>` tags of `prompts` applied: each tag's adapter (the file
+ * `<loraDir>/<name>.safetensors`, loaded once and kept under the adapter name `name`) is active
+ * with its weight and no other adapter is, for this call only; the tags are removed from the
+ * prompts `job` receives. Without tags, `job` runs on the prompts unchanged.
+ */
+export async function withLoraTags<T>(
+  handle: NativeHandle, model: object, loraDir: string, prompts: string[], job: (prompts: string[]) => Promise<T>,
+): Promise<T> {
+  const all = new Map<string, number>();
+  const stripped = prompts.map((p) => {
+    const r = extractLoraTags(p);
+    for (const t of r.tags) all.set(t.name, t.weight);
+    return r.prompt;
+  });
+  if (all.size === 0) return job(prompts);
+  const state = adapterState(model);
+  for (const name of all.keys()) {
+    if (state.has(name)) continue;
+    if (/[\\/]|^\.\.?$/.test(name)) throw new InvalidArgumentError(`<lora:${name}>: a LoRA name must be a file name in loraDir, not a path`);
+    const file = path.resolve(loraDir, `${name}.safetensors`);
+    await loadLora(handle, file, name, 1);
+    state.set(name, { weight: 1, active: false });
+  }
+  const previous = [...state].filter(([, v]) => v.active);
+  await native(() => addon().setLoraAdapters(handle, [...all.keys()], [...all.values()]));
+  try {
+    return await job(stripped);
+  } finally {
+    await native(() => addon().setLoraAdapters(handle, previous.map(([k]) => k), previous.map(([, v]) => v.weight)));
+  }
+}

@@ -79,6 +79,12 @@ export interface GenerateOptions {
   eta?: number;
   /** Scale of the loaded LoRA adapters for this call, UNet and text encoder (diffusers' `cross_attention_kwargs={"scale": s}`; default 1). */
   loraScale?: number;
+  /**
+   * Folder of LoRA files for AUTOMATIC1111 prompt tags: `<lora:name:weight>` in the prompt loads
+   * `<loraDir>/<name>.safetensors` (once, as adapter `name`) and applies it with `weight` for this
+   * call only; the tags are removed before tokenization. Without `loraDir` tags stay plain text.
+   */
+  loraDir?: string;
   /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */
   outputType?: 'image' | 'latent';
   /** Called on the JS thread after every denoising step. */
@@ -235,6 +241,7 @@ const generateShape = {
   clipSkip: intIn(1, 1000, 'must be an integer ≥ 1').optional(),
   eta: finiteAtLeast(0).default(0),
   loraScale: z.number(msg('must be a finite number')).finite('must be a finite number').optional(),
+  loraDir: z.string({ invalid_type_error: 'must be a folder path' }).min(1, 'must be a folder path').optional(),
   outputType: z.enum(['image', 'latent'], { errorMap: () => ({ message: "must be 'image' or 'latent'" }) }).default('image'),
   onStep: z.custom<(p: StepProgress) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' }).optional(),
@@ -308,6 +315,8 @@ export interface ResolvedGenerateOptions {
   eta: number;
   /** LoRA scale of the call (diffusers' cross_attention_kwargs scale); undefined = 1. */
   loraScale?: number;
+  /** Folder of `<name>.safetensors` LoRAs for `<lora:name:weight>` prompt tags. */
+  loraDir?: string;
   outputType: 'image' | 'latent';
   onStep?: (p: StepProgress) => void;
   signal?: AbortSignal;
@@ -441,6 +450,7 @@ export function finishGenerateOptions(
     clipSkip: o.clipSkip,
     eta: o.eta,
     loraScale: o.loraScale,
+    loraDir: o.loraDir,
     outputType: o.outputType,
     onStep: o.onStep,
     signal: o.signal,

@@ -23,7 +23,7 @@ import {
 import { GeneratedImage, loadInputImage, samplerName, type DecodedImage, type GenerationParameters } from './image.js';
 import { CLIPTokenizer } from './tokenizer.js';
 import {
-  checkLoraArgs, loadLora, loadTextualInversion, maybeConvertPrompt,
+  adapterState, checkLoraArgs, loadLora, loadTextualInversion, maybeConvertPrompt, recordSetAdapters, withLoraTags,
   type LoadTextualInversionOptions, type LoadLoraOptions, type LoraLoadResult,
 } from './lora.js';
 import type {
@@ -351,7 +351,11 @@ abstract class PipelineBase {
   loadLoraWeights(file: string, options?: LoadLoraOptions): Promise<LoraLoadResult> {
     this.checkAlive('loadLoraWeights');
     const a = checkLoraArgs(file, options);
-    return this.model.enqueue(() => loadLora(this.model.handle, a.file, a.adapterName, a.weight));
+    return this.model.enqueue(async () => {
+      const r = await loadLora(this.model.handle, a.file, a.adapterName, a.weight);
+      adapterState(this.model).set(r.adapter, { weight: a.weight, active: true });
+      return r;
+    });
   }
 
   /**
@@ -366,7 +370,10 @@ abstract class PipelineBase {
       throw new InvalidArgumentError('setAdapters(names, weights): names must be strings and weights finite numbers');
     }
     if (n.length !== w.length) throw new InvalidArgumentError(`setAdapters: ${n.length} names but ${w.length} weights`);
-    return this.model.enqueue(() => native(() => addon().setLoraAdapters(this.model.handle, n, w)));
+    return this.model.enqueue(async () => {
+      await native(() => addon().setLoraAdapters(this.model.handle, n, w));
+      recordSetAdapters(this.model, n, w);
+    });
   }
 
   /** Names of the loaded LoRA adapters, in load order. */
@@ -402,7 +409,10 @@ abstract class PipelineBase {
     if (adapterName !== undefined && typeof adapterName !== 'string') {
       throw new InvalidArgumentError(`unloadLoraWeights: adapterName must be a string; received ${describeValue(adapterName)}`);
     }
-    return this.model.enqueue(() => native(() => addon().unloadLora(this.model.handle, adapterName)));
+    return this.model.enqueue(async () => {
+      await native(() => addon().unloadLora(this.model.handle, adapterName));
+      if (adapterName === undefined) adapterState(this.model).clear(); else adapterState(this.model).delete(adapterName);
+    });
   }
 
   /**
@@ -471,12 +481,16 @@ abstract class PipelineBase {
       const { o, image } = await prepare;
       if (signal?.aborted) throw abortError(signal);
       const t0 = performance.now();
-      const req = this.request(o, sched, image);
-      const tokenizeMs = performance.now() - t0;
-      started = true;
-      const startedAt = performance.now();
-      const r = await this.invoke(req, o, signal, startedAt);
-      return this.toResult(r, o, sched, { queueMs: reachedAt - calledAt, tokenizeMs, wallMs: performance.now() - calledAt });
+      const call = async (prompts: string[]) => {
+        const req = this.request(prompts === o.prompts ? o : { ...o, prompts }, sched, image);
+        const tokenizeMs = performance.now() - t0;
+        started = true;
+        const startedAt = performance.now();
+        const r = await this.invoke(req, o, signal, startedAt);
+        return this.toResult(r, o, sched, { queueMs: reachedAt - calledAt, tokenizeMs, wallMs: performance.now() - calledAt });
+      };
+      // A1111 <lora:name:weight> prompt tags (with loraDir): applied for this call only
+      return o.loraDir === undefined ? call(o.prompts) : withLoraTags(this.model.handle, this.model, o.loraDir, o.prompts, call);
     });
     return new Promise<GenerateResult>((resolve, reject) => {
       prepare.catch(reject); // bad options / undecodable image: at once

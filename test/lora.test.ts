@@ -190,6 +190,27 @@ describe('LoRA: tiny-sd15', () => {
     expect(await pipe.getAdapters()).toEqual([]);
   });
 
+  it('<lora:name:weight> tags with loraDir apply the file for that call only', async () => {
+    pipe.setScheduler('DDIMScheduler');
+    fs.copyFileSync(loraFiles.kohya, path.join(tmp, 'tiny.safetensors'));
+    const opts = { negativePrompt: 'blurry', numInferenceSteps: 2, height: 32, width: 32, seed: 5, outputType: 'latent' as const };
+    const base = await pipe.generate({ ...opts, prompt: 'a red car' });
+    const tagged = await pipe.generate({ ...opts, prompt: 'a red car <lora:tiny:0.6>', loraDir: tmp });
+    expect(await pipe.getAdapters()).toEqual(['tiny']);
+    await pipe.setAdapters([]);
+    await pipe.loadLoraWeights(loraFiles.kohya, { adapterName: 'same' });
+    const byScale = await pipe.generate({ ...opts, prompt: 'a red car', loraScale: 0.6 });
+    expect(maxAbsDiff(tagged.latents!, byScale.latents!)).toBe(0);
+    // the tag's adapter was switched off again after its call; 'same' stayed active
+    await pipe.setAdapters([]);
+    expect(maxAbsDiff((await pipe.generate({ ...opts, prompt: 'a red car' })).latents!, base.latents!)).toBe(0);
+    // without loraDir a tag is plain prompt text
+    const plain = await pipe.generate({ ...opts, prompt: 'a red car <lora:tiny:0.6>' });
+    expect(maxAbsDiff(plain.latents!, base.latents!)).toBeGreaterThan(0);
+    await expect(pipe.generate({ ...opts, prompt: 'x <lora:missing:1>', loraDir: tmp })).rejects.toMatchObject({ code: 'E_MODEL_NOT_FOUND' });
+    await pipe.unloadLoraWeights();
+  });
+
   it('bad arguments', async () => {
     expect(() => pipe.loadLoraWeights('')).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
     expect(() => pipe.loadLoraWeights(loraFiles.kohya, { weight: NaN })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
