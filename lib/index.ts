@@ -12,8 +12,9 @@ export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
 export { AutoencoderKL } from './autoencoder_kl.js';
 export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';
 export {
-  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline,
+  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
 } from './pipeline.js';
+export type { InpaintOptions } from './pipeline.js';
 export type { PipelineInfo, SchedulerInfo, GenerateResult, GenerateTimings } from './pipeline.js';
 export {
   SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, loadOptionsSchema,

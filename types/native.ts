@@ -313,6 +313,8 @@ export interface NativeGenerateRequest {
   strength?: number;
   /** LoRA scale of the call (default 1). */
   loraScale?: number;
+  /** Inpainting: the mask `[height, width]` uint8 grayscale (white = repaint), with `image`. */
+  mask?: TensorData<Uint8Array>;
 }
 
 /** What `generate` resolves to. */

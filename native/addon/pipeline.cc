@@ -199,6 +199,7 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   if (r.Has("image") && !r.Get("image").IsUndefined()) req.image = toTensor(env, r.Get("image"), "image");
   req.strength = getNumber(r, "strength", 0.8);
   req.loraScale = getNumber(r, "loraScale", 1.0);
+  if (r.Has("mask") && !r.Get("mask").IsUndefined()) req.mask = toTensor(env, r.Get("mask"), "mask");
 
   std::shared_ptr<AbortFlag> abort;
   if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");

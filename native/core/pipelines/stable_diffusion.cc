@@ -101,8 +101,6 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
   if (index.className == "StableDiffusionXLPipeline" || index.className == "StableDiffusionXLImg2ImgPipeline")
     fail(codes::kUnsupportedModel, root + " is an SDXL model (" + index.className +
                                        "); StableDiffusionPipeline runs SD 1.x and 2.x");
-  if (index.className == "StableDiffusionInpaintPipeline")
-    fail(codes::kUnsupportedModel, root + " is an inpainting model (9-channel UNet); inpainting is not supported yet");
 
   const auto unetConfig = models::UNet2DConditionConfig::fromFile((fs::path(root) / "unet" / "config.json").string());
   const auto vaeConfig = models::AutoencoderKLConfig::fromFile((fs::path(root) / "vae" / "config.json").string());
@@ -176,6 +174,7 @@ at::Tensor StableDiffusionPipeline::encodePrompt(const at::Tensor& ids, int64_t 
 
 GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, const StepCallback& onStep,
                                                  const AbortCheck& aborted) {
+  if (req.mask.defined()) return inpaint(req, onStep, aborted);  // stable_diffusion_inpaint.cc
   std::lock_guard<std::mutex> lock(mutex_);  // one generation at a time per pipeline
   const auto t0 = std::chrono::steady_clock::now();
   at::NoGradGuard noGrad;
@@ -241,6 +240,8 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 5. Prepare latent variables
   const int64_t channels = unet_->config().inChannels;
+  if (channels == 9)
+    invalid("this is an inpainting model (9-channel UNet): use StableDiffusionInpaintPipeline with an image and a mask");
   const std::vector<int64_t> latentShape = {batch, channels, req.height / f, req.width / f};
   at::Tensor latents;
   if (!img2img) {

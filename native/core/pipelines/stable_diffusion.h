@@ -56,6 +56,7 @@ struct GenerateRequest {
   at::Tensor image;             // img2img: uint8 [H, W, 3] RGB, already at height×width
   double strength = 0.8;        // img2img
   double loraScale = 1.0;       // LoRA scale of this call, UNet and text encoder (cross_attention_kwargs scale)
+  at::Tensor mask;              // inpainting: uint8 [H, W] (white ≥ 128 = repaint), with `image`; strength default 1
 };
 
 struct StepInfo {
@@ -148,6 +149,12 @@ class StableDiffusionPipeline {
   void setTokenEmbeddings(int64_t firstId, const at::Tensor& rows);
   /// Rows of the text encoder's token embedding table.
   int64_t vocabSize();
+
+  /// StableDiffusionInpaintPipeline.__call__ (stable_diffusion_inpaint.cc): request.image and
+  /// request.mask; 9-channel UNets get [latents, mask, masked_image_latents], 4-channel UNets
+  /// blend the re-noised image latents outside the mask after every step. generate() forwards here
+  /// when request.mask is defined.
+  GenerateResult inpaint(const GenerateRequest& request, const StepCallback& onStep, const AbortCheck& aborted);
 
  private:
   StableDiffusionPipeline();
