@@ -37,3 +37,5 @@ export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsB
 export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, SafetensorsValidation } from './checkpoint.js';
 export { extractLoraTags, maybeConvertPrompt } from './lora.js';
 export type { LoadLoraOptions, LoraLoadResult, LoadTextualInversionOptions, LoraTag } from './lora.js';
+export { parsePromptAttention, promptChunks, weightedTokens } from './prompt-weighting.js';
+export type { PromptChunk } from './prompt-weighting.js';

@@ -85,6 +85,13 @@ export interface GenerateOptions {
    * call only; the tags are removed before tokenization. Without `loraDir` tags stay plain text.
    */
   loraDir?: string;
+  /**
+   * 'none' (default, diffusers-exact) or 'a1111': AUTOMATIC1111 emphasis — `(word)` ×1.1,
+   * `((word))` ×1.21, `(word:1.3)`, `[word]` ÷1.1, `\\(` literal, `BREAK` — with prompts longer
+   * than 75 tokens encoded as 77-token chunks and concatenated instead of truncated; weights
+   * multiply the text encoder's hidden states and the original mean is restored.
+   */
+  promptWeighting?: 'none' | 'a1111';
   /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */
   outputType?: 'image' | 'latent';
   /** Called on the JS thread after every denoising step. */
@@ -242,6 +249,7 @@ const generateShape = {
   eta: finiteAtLeast(0).default(0),
   loraScale: z.number(msg('must be a finite number')).finite('must be a finite number').optional(),
   loraDir: z.string({ invalid_type_error: 'must be a folder path' }).min(1, 'must be a folder path').optional(),
+  promptWeighting: z.enum(['none', 'a1111'], { errorMap: () => ({ message: "must be 'none' or 'a1111'" }) }).optional(),
   outputType: z.enum(['image', 'latent'], { errorMap: () => ({ message: "must be 'image' or 'latent'" }) }).default('image'),
   onStep: z.custom<(p: StepProgress) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' }).optional(),
@@ -317,6 +325,7 @@ export interface ResolvedGenerateOptions {
   loraScale?: number;
   /** Folder of `<name>.safetensors` LoRAs for `<lora:name:weight>` prompt tags. */
   loraDir?: string;
+  promptWeighting?: 'none' | 'a1111';
   outputType: 'image' | 'latent';
   onStep?: (p: StepProgress) => void;
   signal?: AbortSignal;
@@ -451,6 +460,7 @@ export function finishGenerateOptions(
     eta: o.eta,
     loraScale: o.loraScale,
     loraDir: o.loraDir,
+    promptWeighting: o.promptWeighting,
     outputType: o.outputType,
     onStep: o.onStep,
     signal: o.signal,

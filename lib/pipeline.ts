@@ -26,6 +26,7 @@ import {
   adapterState, checkLoraArgs, loadLora, loadTextualInversion, maybeConvertPrompt, recordSetAdapters, withLoraTags,
   type LoadTextualInversionOptions, type LoadLoraOptions, type LoraLoadResult,
 } from './lora.js';
+import { weightedTokens } from './prompt-weighting.js';
 import type {
   NativeGenerateRequest, NativeGenerateResult, NativeHandle, NativePipelineInfo, TensorData,
 } from '../types/native.js';
@@ -508,10 +509,20 @@ abstract class PipelineBase {
     const cfg = o.guidanceScale > 1;
     // diffusers' maybe_convert_prompt (textual-inversion tokens → all their vectors' tokens)
     const conv = (ps: string[]) => ps.map((p) => maybeConvertPrompt(tokenizers[0], p));
+    // AUTOMATIC1111 emphasis and 75-token chunks (lib/prompt-weighting.ts)
+    let weighted: ReturnType<typeof weightedTokens> | undefined;
+    if (o.promptWeighting === 'a1111') {
+      if (info.family === 'sdxl') throw new InvalidArgumentError("promptWeighting 'a1111' is not supported for SDXL yet");
+      const groups = [conv(o.prompts)];
+      if (cfg) groups.push(conv(o.negativePrompts ?? o.prompts.map(() => '')));
+      weighted = weightedTokens(tokenizers[0], groups);
+    }
     const req: NativeGenerateRequest = {
-      inputIds: tokenize(tokenizers[0], conv(o.prompts), 'prompt'),
-      negativeInputIds: cfg
+      inputIds: weighted ? weighted[0].ids : tokenize(tokenizers[0], conv(o.prompts), 'prompt'),
+      negativeInputIds: weighted ? weighted[1]?.ids : cfg
         ? tokenize(tokenizers[0], conv(o.negativePrompts ?? o.prompts.map(() => '')), 'negativePrompt') : undefined,
+      promptWeights: weighted?.[0].weights,
+      negativePromptWeights: weighted?.[1]?.weights,
       numImagesPerPrompt: o.numImagesPerPrompt,
       numInferenceSteps: o.numInferenceSteps,
       guidanceScale: o.guidanceScale,

@@ -315,6 +315,9 @@ export interface NativeGenerateRequest {
   loraScale?: number;
   /** Inpainting: the mask `[height, width]` uint8 grayscale (white = repaint), with `image`. */
   mask?: TensorData<Uint8Array>;
+  /** A1111 prompt weighting: token weights `[P, 77·k]` matching `inputIds` (then `[P, 77·k]` too). */
+  promptWeights?: TensorData<Float32Array>;
+  negativePromptWeights?: TensorData<Float32Array>;
 }
 
 /** What `generate` resolves to. */
@@ -395,6 +398,8 @@ export interface NativeAddon {
   pipelineWeight(h: NativeHandle, component: 'unet' | 'text_encoder' | 'vae', name: string): Promise<TensorData>;
   /** Textual inversion rows; resolves to the new vocabulary size. */
   setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData): Promise<number>;
+  /** The prompt embeddings of generate(): ids [P, 77·k], optional A1111 weights [P, 77·k] → [P, 77·k, D]. */
+  encodeText(h: NativeHandle, ids: TensorData<BigInt64Array>, weights?: TensorData<Float32Array>, clipSkip?: number): Promise<TensorData>;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)
   schedulerNames(): string[];

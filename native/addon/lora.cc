@@ -135,6 +135,20 @@ Napi::Value SetTokenEmbeddings(const Napi::CallbackInfo& info) {
       [](Napi::Env env, int64_t& n) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(n)); });
 }
 
+// encodeText(pipeline, ids [P, 77·k] int64, weights? [P, 77·k] float32, clipSkip?) → Promise<[P, 77·k, D]>
+Napi::Value EncodeText(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  if (info.Length() < 2) throwInvalid(env, "encodeText(pipeline, ids, weights?, clipSkip?)");
+  at::Tensor ids = toTensor(env, info[1], "ids");
+  at::Tensor weights;
+  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) weights = toTensor(env, info[2], "weights");
+  const int64_t clipSkip = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : 0;
+  return runAsync<at::Tensor>(
+      env, [p, ids, weights, clipSkip] { return p->encodeText(ids, weights, clipSkip); },
+      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
+}
+
 }  // namespace
 
 void InitLora(Napi::Env env, Napi::Object exports) {
@@ -146,6 +160,7 @@ void InitLora(Napi::Env env, Napi::Object exports) {
   exports.Set("loraAdapters", Napi::Function::New(env, LoraAdapters));
   exports.Set("pipelineWeight", Napi::Function::New(env, PipelineWeight));
   exports.Set("setTokenEmbeddings", Napi::Function::New(env, SetTokenEmbeddings));
+  exports.Set("encodeText", Napi::Function::New(env, EncodeText));
 }
 
 }  // namespace sd::addon

@@ -200,6 +200,9 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   req.strength = getNumber(r, "strength", 0.8);
   req.loraScale = getNumber(r, "loraScale", 1.0);
   if (r.Has("mask") && !r.Get("mask").IsUndefined()) req.mask = toTensor(env, r.Get("mask"), "mask");
+  if (r.Has("promptWeights") && !r.Get("promptWeights").IsUndefined()) req.promptWeights = toTensor(env, r.Get("promptWeights"), "promptWeights");
+  if (r.Has("negativePromptWeights") && !r.Get("negativePromptWeights").IsUndefined())
+    req.negativePromptWeights = toTensor(env, r.Get("negativePromptWeights"), "negativePromptWeights");
 
   std::shared_ptr<AbortFlag> abort;
   if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");

@@ -213,11 +213,15 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 3. Encode input prompt: [uncond…, cond…]
   auto tEncode = std::chrono::steady_clock::now();
-  at::Tensor promptEmbeds = encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
+  at::Tensor promptEmbeds = req.promptWeights.defined()
+                               ? encodePromptWeighted(req.inputIds, req.promptWeights, req.clipSkip, req.numImagesPerPrompt)
+                               : encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
   if (cfg) {
     // diffusers' encode_prompt applies clip_skip to the prompt only: the negative embeds are
     // always the text encoder's last_hidden_state.
-    at::Tensor negative = encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt);
+    at::Tensor negative = req.negativePromptWeights.defined()
+                              ? encodePromptWeighted(req.negativeInputIds, req.negativePromptWeights, 0, req.numImagesPerPrompt)
+                              : encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt);
     promptEmbeds = at::cat({negative, promptEmbeds}, 0);  // [2B, 77, D]
   }
   result.encodeMs = msSince(tEncode);

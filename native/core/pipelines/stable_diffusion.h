@@ -57,6 +57,10 @@ struct GenerateRequest {
   double strength = 0.8;        // img2img
   double loraScale = 1.0;       // LoRA scale of this call, UNet and text encoder (cross_attention_kwargs scale)
   at::Tensor mask;              // inpainting: uint8 [H, W] (white ≥ 128 = repaint), with `image`; strength default 1
+  // A1111 prompt weighting (opt-in): inputIds / negativeInputIds are then [P, 77·k] (k chunks of 77
+  // encoded separately and concatenated) and these float32 [P, 77·k] token weights multiply the
+  // hidden states of each chunk, whose mean is then restored (A1111 "Original" emphasis).
+  at::Tensor promptWeights, negativePromptWeights;
 };
 
 struct StepInfo {
@@ -149,6 +153,9 @@ class StableDiffusionPipeline {
   void setTokenEmbeddings(int64_t firstId, const at::Tensor& rows);
   /// Rows of the text encoder's token embedding table.
   int64_t vocabSize();
+  /// The prompt embeddings generate() uses: ids int64 [P, 77·k]; weights float [P, 77·k] or
+  /// undefined (plain diffusers encoding, k = 1) → float32 [P, 77·k, D] on the CPU.
+  at::Tensor encodeText(const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip);
 
   /// StableDiffusionInpaintPipeline.__call__ (stable_diffusion_inpaint.cc): request.image and
   /// request.mask; 9-channel UNets get [latents, mask, masked_image_latents], 4-channel UNets
@@ -159,6 +166,9 @@ class StableDiffusionPipeline {
  private:
   StableDiffusionPipeline();
   at::Tensor encodePrompt(const at::Tensor& ids, int64_t clipSkip, int64_t numImagesPerPrompt) const;
+  /// A1111 chunked + weighted encoding (stable_diffusion_weighting.cc); ids and weights [P, 77·k] → [P·n, 77·k, D].
+  at::Tensor encodePromptWeighted(const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip,
+                                  int64_t numImagesPerPrompt) const;
 
   std::shared_ptr<models::CLIPTextModel> textEncoder_;
   std::shared_ptr<models::UNet2DConditionModel> unet_;

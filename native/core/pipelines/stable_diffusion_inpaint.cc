@@ -68,8 +68,12 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
 
   // 3. Encode input prompt
   auto tEncode = std::chrono::steady_clock::now();
-  at::Tensor promptEmbeds = encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
-  if (cfg) promptEmbeds = at::cat({encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt), promptEmbeds}, 0);
+  auto encode = [&](const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip) {
+    return weights.defined() ? encodePromptWeighted(ids, weights, clipSkip, req.numImagesPerPrompt)
+                             : encodePrompt(ids, clipSkip, req.numImagesPerPrompt);  // [B, 77·k, D]
+  };
+  at::Tensor promptEmbeds = encode(req.inputIds, req.promptWeights, req.clipSkip);
+  if (cfg) promptEmbeds = at::cat({encode(req.negativeInputIds, req.negativePromptWeights, 0), promptEmbeds}, 0);
   result.encodeMs = msSince(tEncode);
 
   // 4. Set timesteps (get_timesteps as img2img)
