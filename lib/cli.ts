@@ -126,7 +126,7 @@ interface GenerateCliOptions {
   model: string; prompt: string; negativePrompt?: string; steps?: number; guidance?: number;
   width?: number; height?: number; seed?: number; scheduler?: string; schedulerOption?: Record<string, unknown>;
   n?: number; clipSkip?: number; image?: string; strength?: number;
-  mask?: string; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
+  mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string;
   out: string; progress: boolean;
 }
@@ -177,7 +177,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     const common = {
       prompt: o.prompt, negativePrompt: o.negativePrompt, numInferenceSteps: o.steps, guidanceScale: o.guidance,
       width: o.width, height: o.height, seed: o.seed, numImagesPerPrompt: o.n, clipSkip: o.clipSkip,
-      loraScale: o.loraScale, loraDir: o.loraDir, onStep, signal: ac.signal,
+      loraScale: o.loraScale, loraDir: o.loraDir, promptWeighting: o.promptWeighting, onStep, signal: ac.signal,
     };
     // Drop undefined fields so that defaults apply.
     const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
@@ -294,6 +294,7 @@ export function buildProgram(): Command {
     .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers), repeatable', loraOption)
     .option('--lora-scale <s>', 'scale of all LoRAs for this run (default 1)', numberArg('--lora-scale'))
     .option('--lora-dir <dir>', 'folder for <lora:name:weight> prompt tags')
+    .addOption(new Option('--prompt-weighting <mode>', "'a1111': (word:1.3) emphasis, BREAK, prompts over 75 tokens").choices(['none', 'a1111']))
     .option('--embedding <file>', 'textual-inversion embedding .safetensors (token = file name or its key), repeatable', collect)
     .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
     .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))

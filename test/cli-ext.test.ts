@@ -22,7 +22,7 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 describe('sd-native CLI: LoRA, embeddings, inpainting', () => {
   it('generate --help lists the flags', async () => {
     const r = await cli('generate', '--help');
-    for (const f of ['--lora <file[:weight]>', '--lora-scale', '--lora-dir', '--embedding <file>', '--mask <file>']) expect(r.stdout).toContain(f);
+    for (const f of ['--lora <file[:weight]>', '--lora-scale', '--lora-dir', '--embedding <file>', '--mask <file>', '--prompt-weighting <mode>']) expect(r.stdout).toContain(f);
   });
 
   it('--mask without --image is E_INVALID_ARGUMENT', async () => {
@@ -33,7 +33,8 @@ describe('sd-native CLI: LoRA, embeddings, inpainting', () => {
 
   it('runs with a LoRA and an embedding', async () => {
     const out = path.join(tmp, 'out.png');
-    const r = await cli('generate', '-m', fixture('models', 'tiny-sd15'), '-p', 'a photo of <my-token>', '--steps', '2',
+    const r = await cli('generate', '-m', fixture('models', 'tiny-sd15'), '-p', 'a (photo:1.2) of <my-token>', '--steps', '2',
+      '--prompt-weighting', 'a1111',
       '--width', '32', '--height', '32', '--seed', '1', '--no-progress', '-o', out,
       '--lora', `${fixture('loras', 'tiny-sd15-kohya.safetensors')}:0.7`, '--lora-scale', '0.5',
       '--embedding', fixture('embeddings', 'my-token-diffusers.safetensors'));

@@ -211,6 +211,35 @@ describe('LoRA: tiny-sd15', () => {
     await pipe.unloadLoraWeights();
   });
 
+  it('a 3×3 conv LoRA (resnet conv1) and a Linear LoRA: unfused output equals the fused weights', async () => {
+    const conv = await weightOf(pipe, 'unet', 'down_blocks.0.resnets.0.conv1.weight'); // [out, in, 3, 3]
+    const [out, inCh] = conv.shape;
+    const r = 2;
+    let seed = 1;
+    const rnd = (n: number, s: number) => Float32Array.from({ length: n }, () => { seed = (seed * 16807) % 2147483647; return (seed / 2147483647 - 0.5) * s; });
+    const f = path.join(tmp, 'conv3.safetensors');
+    await writeSafetensors(f, {
+      'lora_unet_down_blocks_0_resnets_0_conv1.lora_down.weight': { data: rnd(r * inCh * 9, 0.2), shape: [r, inCh, 3, 3] },
+      'lora_unet_down_blocks_0_resnets_0_conv1.lora_up.weight': { data: rnd(out * r, 0.2), shape: [out, r, 1, 1] },
+      'lora_unet_down_blocks_0_resnets_0_conv1.alpha': { data: Float32Array.of(1), shape: [] },
+      'lora_unet_time_embedding_linear_1.lora_down.weight': { data: rnd(r * 32, 0.2), shape: [r, 32] },
+      'lora_unet_time_embedding_linear_1.lora_up.weight': { data: rnd(128 * r, 0.2), shape: [128, r] },
+    });
+    const base = await weightOf(pipe, 'unet', 'time_embedding.linear_1.weight');
+    expect(base.shape).toEqual([128, 32]);
+    expect(await pipe.loadLoraWeights(f)).toMatchObject({ unetModules: 2, textEncoderModules: 0 });
+    const opts = { prompt: 'a red car', negativePrompt: 'blurry', numInferenceSteps: 2, height: 32, width: 32, seed: 9, outputType: 'latent' as const };
+    const unfused = await pipe.generate(opts);
+    await pipe.fuseLora();
+    const fused = await pipe.generate(opts);
+    await pipe.unloadLoraWeights();
+    const plain = await pipe.generate(opts);
+    const err = maxAbsDiff(fused.latents!, unfused.latents!) / maxAbs(unfused.latents!);
+    note('3x3 conv LoRA fused vs unfused rel', err);
+    expect(err).toBeLessThan(1e-5);
+    expect(maxAbsDiff(plain.latents!, unfused.latents!)).toBeGreaterThan(1e-4);
+  });
+
   it('bad arguments', async () => {
     expect(() => pipe.loadLoraWeights('')).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
     expect(() => pipe.loadLoraWeights(loraFiles.kohya, { weight: NaN })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
