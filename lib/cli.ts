@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, NativeLoadError, SdError, native } from './errors.js';
-import { StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, type GenerateResult } from './pipeline.js';
+import { StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline, type GenerateResult } from './pipeline.js';
 import type { LoadOptions, StepProgress } from './options.js';
 import { SUPPORTED_SCHEDULERS } from './options.js';
 import { createModel } from './create-model.js';
@@ -70,6 +70,19 @@ function numberArg(flag: string) {
 }
 
 /** `--scheduler-option key=value` (repeatable); the value is JSON when it parses, else a string. */
+/** `--lora file[:weight]`, repeatable. */
+function loraOption(value: string, previous: Array<{ file: string; weight: number }> = []): Array<{ file: string; weight: number }> {
+  const m = /^(.*):(-?\d+(?:\.\d+)?(?:e-?\d+)?)$/i.exec(value);
+  const file = m ? m[1] : value;
+  const weight = m ? Number(m[2]) : 1;
+  if (file.length === 0 || !Number.isFinite(weight)) throw new InvalidArgumentError(`--lora must be file[:weight]; received ${JSON.stringify(value)}`);
+  return [...previous, { file, weight }];
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 function schedulerOption(value: string, previous: Record<string, unknown> = {}): Record<string, unknown> {
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`--scheduler-option must be key=value (e.g. use_karras_sigmas=true); received ${JSON.stringify(value)}`);
@@ -115,6 +128,7 @@ interface GenerateCliOptions {
   model: string; prompt: string; negativePrompt?: string; steps?: number; guidance?: number;
   width?: number; height?: number; seed?: number; scheduler?: string; schedulerOption?: Record<string, unknown>;
   n?: number; clipSkip?: number; image?: string; strength?: number;
+  mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string;
   out: string; progress: boolean;
 }
@@ -132,7 +146,9 @@ async function isXlFolder(dir: string): Promise<boolean> {
 async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const t0 = performance.now();
   const single = await isFile(o.model);
-  const Cls = o.image !== undefined ? StableDiffusionImg2ImgPipeline : StableDiffusionPipeline;
+  if (o.mask !== undefined && o.image === undefined) throw new InvalidArgumentError('--mask needs --image (inpainting)');
+  const Cls = o.mask !== undefined ? StableDiffusionInpaintPipeline
+    : o.image !== undefined ? StableDiffusionImg2ImgPipeline : StableDiffusionPipeline;
   log(`Loading ${o.model} ...`);
   const xl = !single && await isXlFolder(o.model);
   const pipe = xl
@@ -149,6 +165,11 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
   let bar: cliProgress.SingleBar | undefined;
   let lastStep = 0;
   try {
+    for (const [i, l] of (o.lora ?? []).entries()) {
+      const r = await pipe.loadLoraWeights(l.file, { adapterName: `lora_${i}`, weight: l.weight });
+      log(`LoRA ${l.file} (weight ${l.weight}): ${r.unetModules} UNet and ${r.textEncoderModules} text-encoder modules`);
+    }
+    for (const e of o.embedding ?? []) log(`Embedding ${e}: tokens ${(await pipe.loadTextualInversion(e)).join(' ')}`);
     if (o.scheduler !== undefined || o.schedulerOption !== undefined) {
       pipe.setScheduler(o.scheduler ?? pipe.scheduler.name, o.schedulerOption ?? {});
     }
@@ -171,12 +192,14 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     const common = {
       prompt: o.prompt, negativePrompt: o.negativePrompt, numInferenceSteps: o.steps, guidanceScale: o.guidance,
       width: o.width, height: o.height, seed: o.seed, numImagesPerPrompt: o.n, clipSkip: o.clipSkip,
-      onStep, signal: ac.signal,
+      loraScale: o.loraScale, loraDir: o.loraDir, promptWeighting: o.promptWeighting, onStep, signal: ac.signal,
     };
     // Drop undefined fields so that defaults apply.
     const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
     let result: GenerateResult;
-    if (pipe instanceof StableDiffusionImg2ImgPipeline || pipe instanceof StableDiffusionXLImg2ImgPipeline) {
+    if (pipe instanceof StableDiffusionInpaintPipeline) {
+      result = await pipe.generate(clean({ ...common, image: o.image!, maskImage: o.mask!, strength: o.strength }));
+    } else if (pipe instanceof StableDiffusionImg2ImgPipeline || pipe instanceof StableDiffusionXLImg2ImgPipeline) {
       result = await pipe.generate(clean({ ...common, image: o.image!, strength: o.strength }));
     } else {
       if (o.strength !== undefined) throw new InvalidArgumentError('--strength needs --image (img2img)');
@@ -280,7 +303,13 @@ export function buildProgram(): Command {
     .option('-n, --n <count>', 'images per prompt, 1-64 (default 1)', numberArg('--n'))
     .option('--clip-skip <n>', 'CLIP layers to skip (default none)', numberArg('--clip-skip'))
     .option('--image <file>', 'input image: image-to-image')
-    .option('--strength <s>', 'image-to-image strength in [0, 1] (default 0.8)', numberArg('--strength'))
+    .option('--strength <s>', 'image-to-image / inpainting strength in [0, 1] (default 0.8; inpainting 1)', numberArg('--strength'))
+    .option('--mask <file>', 'inpainting mask for --image (white = repaint)')
+    .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers), repeatable', loraOption)
+    .option('--lora-scale <s>', 'scale of all LoRAs for this run (default 1)', numberArg('--lora-scale'))
+    .option('--lora-dir <dir>', 'folder for <lora:name:weight> prompt tags')
+    .addOption(new Option('--prompt-weighting <mode>', "'a1111': (word:1.3) emphasis, BREAK, prompts over 75 tokens").choices(['none', 'a1111']))
+    .option('--embedding <file>', 'textual-inversion embedding .safetensors (token = file name or its key), repeatable', collect)
     .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
     .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))
     .option('--variant <name>', 'weight file variant, e.g. fp16')

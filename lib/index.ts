@@ -14,8 +14,9 @@ export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
 export { AutoencoderKL } from './autoencoder_kl.js';
 export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';
 export {
-  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline,
+  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
 } from './pipeline.js';
+export type { InpaintOptions } from './pipeline.js';
 export type { PipelineInfo, SchedulerInfo, GenerateResult, GenerateTimings } from './pipeline.js';
 export { StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline } from './pipeline_xl.js';
 export type { XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions } from './pipeline_xl.js';
@@ -38,3 +39,7 @@ export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
 export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';
 export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer } from './checkpoint.js';
 export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, SafetensorsValidation } from './checkpoint.js';
+export { extractLoraTags, maybeConvertPrompt } from './lora.js';
+export type { LoadLoraOptions, LoraLoadResult, LoadTextualInversionOptions, LoraTag } from './lora.js';
+export { parsePromptAttention, promptChunks, weightedTokens } from './prompt-weighting.js';
+export type { PromptChunk } from './prompt-weighting.js';

@@ -78,6 +78,21 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** DDIM's η, finite and ≥ 0 (default 0; other schedulers ignore it). */
   eta?: number;
+  /** Scale of the loaded LoRA adapters for this call, UNet and text encoder (diffusers' `cross_attention_kwargs={"scale": s}`; default 1). */
+  loraScale?: number;
+  /**
+   * Folder of LoRA files for AUTOMATIC1111 prompt tags: `<lora:name:weight>` in the prompt loads
+   * `<loraDir>/<name>.safetensors` (once, as adapter `name`) and applies it with `weight` for this
+   * call only; the tags are removed before tokenization. Without `loraDir` tags stay plain text.
+   */
+  loraDir?: string;
+  /**
+   * 'none' (default, diffusers-exact) or 'a1111': AUTOMATIC1111 emphasis — `(word)` ×1.1,
+   * `((word))` ×1.21, `(word:1.3)`, `[word]` ÷1.1, `\\(` literal, `BREAK` — with prompts longer
+   * than 75 tokens encoded as 77-token chunks and concatenated instead of truncated; weights
+   * multiply the text encoder's hidden states and the original mean is restored.
+   */
+  promptWeighting?: 'none' | 'a1111';
   /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */
   outputType?: 'image' | 'latent';
   /** Called on the JS thread after every denoising step. */
@@ -233,6 +248,9 @@ const generateShape = {
   latents: latentsSchema.optional(),
   clipSkip: intIn(1, 1000, 'must be an integer ≥ 1').optional(),
   eta: finiteAtLeast(0).default(0),
+  loraScale: z.number(msg('must be a finite number')).finite('must be a finite number').optional(),
+  loraDir: z.string({ invalid_type_error: 'must be a folder path' }).min(1, 'must be a folder path').optional(),
+  promptWeighting: z.enum(['none', 'a1111'], { errorMap: () => ({ message: "must be 'none' or 'a1111'" }) }).optional(),
   outputType: z.enum(['image', 'latent'], { errorMap: () => ({ message: "must be 'image' or 'latent'" }) }).default('image'),
   onStep: z.custom<(p: StepProgress) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' }).optional(),
@@ -304,6 +322,11 @@ export interface ResolvedGenerateOptions {
   latents?: LatentsInput;
   clipSkip?: number;
   eta: number;
+  /** LoRA scale of the call (diffusers' cross_attention_kwargs scale); undefined = 1. */
+  loraScale?: number;
+  /** Folder of `<name>.safetensors` LoRAs for `<lora:name:weight>` prompt tags. */
+  loraDir?: string;
+  promptWeighting?: 'none' | 'a1111';
   outputType: 'image' | 'latent';
   onStep?: (p: StepProgress) => void;
   signal?: AbortSignal;
@@ -436,6 +459,9 @@ export function finishGenerateOptions(
     latents: o.latents,
     clipSkip: o.clipSkip,
     eta: o.eta,
+    loraScale: o.loraScale,
+    loraDir: o.loraDir,
+    promptWeighting: o.promptWeighting,
     outputType: o.outputType,
     onStep: o.onStep,
     signal: o.signal,

@@ -18,10 +18,15 @@ import {
 import {
   SUPPORTED_SCHEDULERS, describeValue, finishGenerateOptions, parseGenerateOptions, parseLoadOptions,
   type GenerateOptions, type Img2ImgOptions, type LatentsInput, type LoadOptions, type ResolvedGenerateOptions,
-  type SchedulerName, type StepProgress,
+  type SchedulerName, type StepProgress, type ImageInput,
 } from './options.js';
 import { GeneratedImage, loadInputImage, samplerName, type DecodedImage, type GenerationParameters } from './image.js';
 import { CLIPTokenizer } from './tokenizer.js';
+import {
+  adapterState, checkLoraArgs, loadLora, loadTextualInversion, maybeConvertPrompt, recordSetAdapters, withLoraTags,
+  type LoadTextualInversionOptions, type LoadLoraOptions, type LoraLoadResult,
+} from './lora.js';
+import { weightedTokens } from './prompt-weighting.js';
 import type {
   NativeGenerateRequest, NativeGenerateResult, NativeHandle, NativeOptimizations, NativePipelineInfo, TensorData,
 } from '../types/native.js';
@@ -526,6 +531,107 @@ export abstract class PipelineBase {
   }
 
   /**
+   * Loads a LoRA (`.safetensors`, kohya-ss / AUTOMATIC1111 `lora_unet_…`/`lora_te_…` keys or
+   * diffusers / PEFT `unet.…lora.down.weight`, `lora_A`/`lora_B`, `lora_linear_layer` keys; Linear,
+   * 1×1 and k×k conv LoRA) into the UNet and text encoder, unfused: each targeted layer computes
+   * `base(x) + weight·loraScale·(alpha/rank)·up(down(x))` (alpha missing ⇒ alpha = rank), so the base
+   * weights are untouched and `generate({ loraScale })` changes the strength per call. diffusers:
+   * `pipe.load_lora_weights(path, adapter_name=…)`. Queued behind earlier calls; shared by
+   * pipelines made with `fromPipeline`.
+   * @param file - the LoRA file
+   * @param options - `adapterName` (default `default_<n>`), `weight` (set_adapters weight, default 1)
+   * @returns the adapter name and the number of modules it targets per model
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) listing keys that match no module of this model,
+   *   or naming a key and both shapes when a LoRA does not fit (made for another model family);
+   *   nothing is loaded then.
+   * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the file does not exist.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for a taken adapter name or while a LoRA is fused.
+   * @example await pipe.loadLoraWeights('./loras/pixel-art.safetensors', { adapterName: 'pixel', weight: 0.8 });
+   */
+  loadLoraWeights(file: string, options?: LoadLoraOptions): Promise<LoraLoadResult> {
+    this.checkAlive('loadLoraWeights');
+    const a = checkLoraArgs(file, options);
+    return this.model.enqueue(async () => {
+      const r = await loadLora(this.model.handle, a.file, a.adapterName, a.weight);
+      adapterState(this.model).set(r.adapter, { weight: a.weight, active: true });
+      return r;
+    });
+  }
+
+  /**
+   * diffusers `set_adapters(names, weights)`: only the named adapters stay active, each with its weight.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for an unknown name, mismatched lengths or while fused.
+   */
+  setAdapters(names: string | string[], weights?: number | number[]): Promise<void> {
+    this.checkAlive('setAdapters');
+    const n = typeof names === 'string' ? [names] : names;
+    const w = weights === undefined ? n.map(() => 1) : typeof weights === 'number' ? n.map(() => weights) : weights;
+    if (!Array.isArray(n) || !n.every((x) => typeof x === 'string') || !Array.isArray(w) || !w.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new InvalidArgumentError('setAdapters(names, weights): names must be strings and weights finite numbers');
+    }
+    if (n.length !== w.length) throw new InvalidArgumentError(`setAdapters: ${n.length} names but ${w.length} weights`);
+    return this.model.enqueue(async () => {
+      await native(() => addon().setLoraAdapters(this.model.handle, n, w));
+      recordSetAdapters(this.model, n, w);
+    });
+  }
+
+  /** Names of the loaded LoRA adapters, in load order. */
+  getAdapters(): Promise<string[]> {
+    this.checkAlive('getAdapters');
+    return this.model.enqueue(() => native(() => addon().loraAdapters(this.model.handle)));
+  }
+
+  /**
+   * diffusers `fuse_lora(lora_scale)`: merges the active adapters into the weights,
+   * `W += loraScale·weight·(alpha/rank)·(up @ down)` (the base weights are kept for {@link unfuseLora}).
+   * @returns the number of layers fused
+   */
+  fuseLora(options: { loraScale?: number } = {}): Promise<number> {
+    this.checkAlive('fuseLora');
+    const s = options.loraScale ?? 1;
+    if (typeof s !== 'number' || !Number.isFinite(s)) throw new InvalidArgumentError(`fuseLora: loraScale must be a finite number; received ${describeValue(s)}`);
+    return this.model.enqueue(() => native(() => addon().fuseLora(this.model.handle, s)));
+  }
+
+  /** diffusers `unfuse_lora()`: restores the exact base weights of fused layers. @returns layers restored */
+  unfuseLora(): Promise<number> {
+    this.checkAlive('unfuseLora');
+    return this.model.enqueue(() => native(() => addon().unfuseLora(this.model.handle)));
+  }
+
+  /**
+   * diffusers `unload_lora_weights()` (every adapter) or `delete_adapters(name)`: removes adapters
+   * (unfusing first); the pipeline then computes exactly as before loading.
+   */
+  unloadLoraWeights(adapterName?: string): Promise<void> {
+    this.checkAlive('unloadLoraWeights');
+    if (adapterName !== undefined && typeof adapterName !== 'string') {
+      throw new InvalidArgumentError(`unloadLoraWeights: adapterName must be a string; received ${describeValue(adapterName)}`);
+    }
+    return this.model.enqueue(async () => {
+      await native(() => addon().unloadLora(this.model.handle, adapterName));
+      if (adapterName === undefined) adapterState(this.model).clear(); else adapterState(this.model).delete(adapterName);
+    });
+  }
+
+  /**
+   * diffusers `load_textual_inversion(path, token=…)`: an embedding file of n vectors adds the
+   * tokens `token`, `token_1` … `token_{n−1}` to the tokenizer and their vectors to the text
+   * encoder; prompts are rewritten so `token` stands for all n (maybe_convert_prompt).
+   * Files: AUTOMATIC1111 (`emb_params`; token defaults to the file name) and diffusers
+   * (`{"<token>": [n, D]}`; token defaults to the key).
+   * @returns the tokens added
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) when the vectors' width is not the text encoder's hidden size, or the file is no embedding.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when the token is already known.
+   * @example await pipe.loadTextualInversion('./embeddings/my-style.safetensors', { token: '<my-style>' });
+   */
+  loadTextualInversion(file: string, options?: LoadTextualInversionOptions): Promise<string[]> {
+    this.checkAlive('loadTextualInversion');
+    return this.model.enqueue(() => loadTextualInversion(this.model.handle, this.model.tokenizers[0], file, options));
+  }
+
+  /**
    * Frees the native model once the calls already queued have finished (shared models: when the
    * last pipeline using it is disposed). Idempotent. Any later call throws DisposedError.
    * @example pipe.dispose();
@@ -566,23 +672,28 @@ export abstract class PipelineBase {
    */
   protected run(
     calledAt: number, sched: Scheduler, signal: AbortSignal | undefined,
-    prepare: Promise<{ o: ResolvedGenerateOptions; image?: DecodedImage; extra?: Partial<NativeGenerateRequest> }>,
+    prepare: Promise<{ o: ResolvedGenerateOptions; image?: DecodedImage; extra?: Partial<NativeGenerateRequest>; mask?: TensorData<Uint8Array> }>,
   ): Promise<GenerateResult> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const optimizations = { ...this.model.optimizations }; // toggles at call time, like the scheduler
     let started = false;
     const job = this.model.enqueue(async () => {
       const reachedAt = performance.now();
-      const { o, image, extra } = await prepare;
+      const { o, image, extra, mask } = await prepare;
       if (signal?.aborted) throw abortError(signal);
       const t0 = performance.now();
-      const req = { ...this.request(o, sched, image), ...extra };
-      const tokenizeMs = performance.now() - t0;
-      started = true;
-      this.applyOptimizations(optimizations);
-      const startedAt = performance.now();
-      const r = await this.invoke(req, o, signal, startedAt);
-      return this.toResult(r, o, sched, { queueMs: reachedAt - calledAt, tokenizeMs, wallMs: performance.now() - calledAt });
+      const call = async (prompts: string[]) => {
+        const req = { ...this.request(prompts === o.prompts ? o : { ...o, prompts }, sched, image), ...extra };
+        if (mask) req.mask = mask; // inpainting
+        const tokenizeMs = performance.now() - t0;
+        started = true;
+        this.applyOptimizations(optimizations);
+        const startedAt = performance.now();
+        const r = await this.invoke(req, o, signal, startedAt);
+        return this.toResult(r, o, sched, { queueMs: reachedAt - calledAt, tokenizeMs, wallMs: performance.now() - calledAt });
+      };
+      // A1111 <lora:name:weight> prompt tags (with loraDir): applied for this call only
+      return o.loraDir === undefined ? call(o.prompts) : withLoraTags(this.model.handle, this.model, o.loraDir, o.prompts, call);
     });
     return new Promise<GenerateResult>((resolve, reject) => {
       prepare.catch(reject); // bad options / undecodable image: at once
@@ -597,10 +708,22 @@ export abstract class PipelineBase {
     const { info, tokenizers } = this.model;
     // diffusers: negative prompt "" when none is given; nothing is encoded without CFG
     const cfg = o.guidanceScale > 1;
+    // diffusers' maybe_convert_prompt (textual-inversion tokens → all their vectors' tokens)
+    const conv = (ps: string[]) => ps.map((p) => maybeConvertPrompt(tokenizers[0], p));
+    // AUTOMATIC1111 emphasis and 75-token chunks (lib/prompt-weighting.ts)
+    let weighted: ReturnType<typeof weightedTokens> | undefined;
+    if (o.promptWeighting === 'a1111') {
+      if (info.family === 'sdxl') throw new InvalidArgumentError("promptWeighting 'a1111' is not supported for SDXL yet");
+      const groups = [conv(o.prompts)];
+      if (cfg) groups.push(conv(o.negativePrompts ?? o.prompts.map(() => '')));
+      weighted = weightedTokens(tokenizers[0], groups);
+    }
     const req: NativeGenerateRequest = {
-      inputIds: tokenize(tokenizers[0], o.prompts, 'prompt'),
-      negativeInputIds: cfg
-        ? tokenize(tokenizers[0], o.negativePrompts ?? o.prompts.map(() => ''), 'negativePrompt') : undefined,
+      inputIds: weighted ? weighted[0].ids : tokenize(tokenizers[0], conv(o.prompts), 'prompt'),
+      negativeInputIds: weighted ? weighted[1]?.ids : cfg
+        ? tokenize(tokenizers[0], conv(o.negativePrompts ?? o.prompts.map(() => '')), 'negativePrompt') : undefined,
+      promptWeights: weighted?.[0].weights,
+      negativePromptWeights: weighted?.[1]?.weights,
       numImagesPerPrompt: o.numImagesPerPrompt,
       numInferenceSteps: o.numInferenceSteps,
       guidanceScale: o.guidanceScale,
@@ -617,6 +740,7 @@ export abstract class PipelineBase {
         ? { data: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), shape: [image.height, image.width, 3] }
         : undefined,
       strength: image ? o.strength : undefined,
+      loraScale: o.loraScale,
     };
     if (info.family === 'sdxl' && tokenizers.length > 1) {
       // diffusers SDXL: prompt_2 defaults to prompt, negative_prompt_2 to negative_prompt
@@ -871,7 +995,102 @@ export class StableDiffusionImg2ImgPipeline extends PipelineBase {
   }
 }
 
-type AnyPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline;
+// =============================================================================================
+// StableDiffusionInpaintPipeline
+// =============================================================================================
+
+/** Options of {@link StableDiffusionInpaintPipeline.generate}. */
+export interface InpaintOptions extends Omit<Img2ImgOptions, 'strength'> {
+  /**
+   * The mask: white (≥ 128 after grayscale) = repaint, black = keep. A path or encoded Buffer
+   * (converted to grayscale with PIL's 'L' weights after resizing to the image size), or raw
+   * `{ data, width, height, channels: 1 }` grayscale at the image size (or channels 3/4).
+   */
+  maskImage: ImageInput | { data: Uint8Array; width: number; height: number; channels: 1 };
+  /** In [0, 1] (default 1: start from pure noise); below 1 the image latents are noised to the strength's timestep. */
+  strength?: number;
+}
+
+/** PIL `Image.convert('L')`: (R·19595 + G·38470 + B·7471 + 2^15) >> 16. */
+function toGray(rgb: Uint8Array, channels: number): Uint8Array {
+  const n = rgb.length / channels;
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const r = rgb[i * channels], g = rgb[i * channels + 1], b = rgb[i * channels + 2];
+    out[i] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+  }
+  return out;
+}
+
+async function loadMask(mask: InpaintOptions['maskImage'], width: number, height: number): Promise<TensorData<Uint8Array>> {
+  const raw = mask as { data?: unknown; width?: unknown; height?: unknown; channels?: unknown };
+  if (raw && typeof raw === 'object' && !Buffer.isBuffer(raw) && raw.channels === 1) {
+    if (!(raw.data instanceof Uint8Array) || raw.width !== width || raw.height !== height || raw.data.length !== width * height) {
+      throw new InvalidArgumentError(
+        `maskImage: a raw grayscale mask must be { data: Uint8Array(${width * height}), width: ${width}, height: ${height}, channels: 1 } (the image size)`);
+    }
+    return { data: new Uint8Array(raw.data), shape: [height, width] };
+  }
+  const decoded = await loadInputImage(mask as ImageInput, width, height).catch((e) => {
+    throw new InvalidArgumentError(`maskImage: ${(e as Error).message}`, { cause: e });
+  });
+  return { data: toGray(decoded.data, decoded.channels), shape: [height, width] };
+}
+
+/**
+ * Inpainting, diffusers' `StableDiffusionInpaintPipeline`: the masked area (white) is repainted
+ * from the prompt, the rest kept. 9-channel inpainting UNets get `[latents, mask, masked image
+ * latents]`; a regular 4-channel model inpaints by blending the re-noised image latents outside
+ * the mask after each step. The decoded image is returned as is (no paste-back of the original).
+ * @example
+ * const pipe = await StableDiffusionInpaintPipeline.fromPretrained('./sd-inpainting');
+ * const { images } = await pipe.generate({ image: 'room.png', maskImage: 'mask.png', prompt: 'a red sofa', seed: 1 });
+ */
+export class StableDiffusionInpaintPipeline extends PipelineBase {
+  private constructor(model: NativeModel, scheduler?: { name: string; config: Record<string, unknown> }) {
+    super(model, scheduler);
+  }
+
+  /** Loads a diffusers folder. Same options and errors as {@link StableDiffusionPipeline.fromPretrained}. */
+  static async fromPretrained(dir: string, options?: LoadOptions): Promise<StableDiffusionInpaintPipeline> {
+    return new StableDiffusionInpaintPipeline(await loadModel(dir, options, false));
+  }
+
+  /** Loads a single `.safetensors` checkpoint. Same options and errors as {@link StableDiffusionPipeline.fromSingleFile}. */
+  static async fromSingleFile(file: string, options?: LoadOptions): Promise<StableDiffusionInpaintPipeline> {
+    return new StableDiffusionInpaintPipeline(await loadModel(file, options, true));
+  }
+
+  /** An inpainting pipeline sharing the native model of `pipe`; the scheduler is copied. */
+  static fromPipeline(pipe: AnyPipeline): StableDiffusionInpaintPipeline {
+    return new StableDiffusionInpaintPipeline(shareModel(pipe), schedulerOf(pipe));
+  }
+
+  /**
+   * Repaints the white area of `maskImage` in `image`.
+   * @param options - as {@link StableDiffusionImg2ImgPipeline.generate}, plus `maskImage`; `strength` defaults to 1
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`): bad options, undecodable image or mask, mask size.
+   * @throws the other errors of {@link StableDiffusionPipeline.generate}.
+   */
+  async generate(options: InpaintOptions): Promise<GenerateResult> {
+    const calledAt = performance.now();
+    this.checkAlive('generate');
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('inpaint options must be an object');
+    const { maskImage, ...rest } = options;
+    if (maskImage === undefined) throw new InvalidArgumentError('maskImage is required (white = repaint)');
+    const parsed = parseGenerateOptions({ ...rest, strength: rest.strength ?? 1 } as Img2ImgOptions, 'img2img');
+    const info = this.model.info;
+    const prepare = parsed.signal?.aborted ? Promise.reject(abortError(parsed.signal)) : (async () => {
+      const image = await loadInputImage(parsed.image!, parsed.width, parsed.height);
+      const mask = await loadMask(maskImage, image.width, image.height);
+      return { o: finishGenerateOptions(parsed, info, 'img2img', image), image, mask };
+    })();
+    prepare.catch(() => undefined);
+    return this.run(calledAt, this.schedulerState(), parsed.signal, prepare);
+  }
+}
+
+type AnyPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline | StableDiffusionInpaintPipeline;
 
 function shareModel(pipe: AnyPipeline): NativeModel {
   if (!(pipe instanceof PipelineBase)) {

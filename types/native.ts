@@ -329,6 +329,13 @@ export interface NativeGenerateRequest {
   imageLatents?: TensorData;
   /** SDXL: run StableDiffusionXLImg2ImgPipeline (image or imageLatents required). */
   img2img?: boolean;
+  /** LoRA scale of the call (default 1). */
+  loraScale?: number;
+  /** Inpainting: the mask `[height, width]` uint8 grayscale (white = repaint), with `image`. */
+  mask?: TensorData<Uint8Array>;
+  /** A1111 prompt weighting: token weights `[P, 77·k]` matching `inputIds` (then `[P, 77·k]` too). */
+  promptWeights?: TensorData<Float32Array>;
+  negativePromptWeights?: TensorData<Float32Array>;
 }
 
 /** What `generate` resolves to. */
@@ -434,6 +441,20 @@ export interface NativeAddon {
   setCudaMatmulAllowTf32(on: boolean): void;
   getCudnnAllowTf32(): boolean;
   setCudnnAllowTf32(on: boolean): void;
+  // lora.cc
+  loadLora(h: NativeHandle, path: string, opts: { adapterName?: string; weight?: number }):
+    Promise<{ adapter: string; unetModules: number; textEncoderModules: number }>;
+  setLoraAdapters(h: NativeHandle, names: string[], weights: number[]): Promise<void>;
+  fuseLora(h: NativeHandle, scale: number): Promise<number>;
+  unfuseLora(h: NativeHandle): Promise<number>;
+  unloadLora(h: NativeHandle, adapterName?: string): Promise<void>;
+  loraAdapters(h: NativeHandle): Promise<string[]>;
+  /** A copy of a component's weight (float32). */
+  pipelineWeight(h: NativeHandle, component: 'unet' | 'text_encoder' | 'vae', name: string): Promise<TensorData>;
+  /** Textual inversion rows; resolves to the new vocabulary size. */
+  setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData): Promise<number>;
+  /** The prompt embeddings of generate(): ids [P, 77·k], optional A1111 weights [P, 77·k] → [P, 77·k, D]. */
+  encodeText(h: NativeHandle, ids: TensorData<BigInt64Array>, weights?: TensorData<Float32Array>, clipSkip?: number): Promise<TensorData>;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)
   schedulerNames(): string[];

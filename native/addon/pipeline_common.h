@@ -89,6 +89,12 @@ inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines:
   req.schedulerConfig = JsToJson(env, r.Get("schedulerConfig"), "schedulerConfig");
   if (r.Has("image") && !r.Get("image").IsUndefined()) req.image = toTensor(env, r.Get("image"), "image");
   req.strength = getNumber(r, "strength", 0.8);
+  req.loraScale = getNumber(r, "loraScale", 1.0);
+  if (r.Has("mask") && !r.Get("mask").IsUndefined()) req.mask = toTensor(env, r.Get("mask"), "mask");
+  if (r.Has("promptWeights") && !r.Get("promptWeights").IsUndefined())
+    req.promptWeights = toTensor(env, r.Get("promptWeights"), "promptWeights");
+  if (r.Has("negativePromptWeights") && !r.Get("negativePromptWeights").IsUndefined())
+    req.negativePromptWeights = toTensor(env, r.Get("negativePromptWeights"), "negativePromptWeights");
 }
 
 template <class Pipeline, class Request>

@@ -108,6 +108,7 @@ class CLIPTextModel {
   /// Shared by every attention layer; a pipeline may switch slicing/SDPA at run time.
   const std::shared_ptr<nn::AttentionOptions>& attentionOptions() const { return attention_; }
   const nn::Weights& weights() const { return *weights_; }
+  nn::Weights& weights() { return *weights_; }
 
  private:
   struct EncoderLayer {

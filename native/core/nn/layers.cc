@@ -16,21 +16,52 @@ static at::Tensor optCast(const at::Tensor* t, const at::Tensor& x) {
   return t ? castLike(*t, x) : at::Tensor();
 }
 
+// PEFT LoraLayer.forward: result + lora_B(lora_A(x)) · scaling, per active adapter in load order.
+static at::Tensor addLora(at::Tensor y, const LoraSlot& slot, const at::Tensor& x) {
+  for (const LoraDelta& d : slot.deltas) {
+    if (!d.active) continue;
+    at::Tensor h;
+    if (slot.kernel == 0) {
+      h = at::linear(at::linear(x, castLike(d.down, x)), castLike(d.up, x));  // [..., out]
+    } else {
+      h = at::conv2d(x, castLike(d.down, x), {}, {slot.stride, slot.stride}, {slot.padding, slot.padding});  // [B, r, h, w]
+      h = at::conv2d(h, castLike(d.up, x));  // [B, out, h, w]
+    }
+    y = y + h * (d.scaling() * *slot.scale);
+  }
+  return y;
+}
+
+static LoraSlot* registerLora(const Scope& s, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
+  LoraSlot* slot = s.weights().loraSlot(s.prefix());
+  slot->in = in;
+  slot->out = out;
+  slot->kernel = kernel;
+  slot->stride = stride;
+  slot->padding = padding;
+  return slot;
+}
+
 Linear::Linear(const Scope& s, int64_t in, int64_t out, bool withBias)
-    : weight(s.take("weight", {out, in})), bias(withBias ? s.take("bias", {out}) : nullptr) {}
+    : weight(s.take("weight", {out, in})),
+      bias(withBias ? s.take("bias", {out}) : nullptr),
+      lora(registerLora(s, in, out, 0, 1, 0)) {}
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return at::linear(x, castLike(*weight, x), optCast(bias, x));
+  at::Tensor y = at::linear(x, castLike(*weight, x), optCast(bias, x));
+  return lora && lora->enabled() ? addLora(std::move(y), *lora, x) : y;
 }
 
 Conv2d::Conv2d(const Scope& s, int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_, bool withBias)
     : weight(s.take("weight", {out, in, kernel, kernel})),
       bias(withBias ? s.take("bias", {out}) : nullptr),
       stride(stride_),
-      padding(padding_) {}
+      padding(padding_),
+      lora(registerLora(s, in, out, kernel, stride_, padding_)) {}
 
 at::Tensor Conv2d::operator()(const at::Tensor& x) const {
-  return at::conv2d(x, castLike(*weight, x), optCast(bias, x), {stride, stride}, {padding, padding});
+  at::Tensor y = at::conv2d(x, castLike(*weight, x), optCast(bias, x), {stride, stride}, {padding, padding});
+  return lora && lora->enabled() ? addLora(std::move(y), *lora, x) : y;
 }
 
 GroupNorm::GroupNorm(const Scope& s, int64_t groups_, int64_t channels, double eps_)

@@ -20,6 +20,7 @@ at::Tensor castLike(const at::Tensor& w, const at::Tensor& x);
 struct Linear {
   at::Tensor* weight = nullptr;
   at::Tensor* bias = nullptr;
+  LoraSlot* lora = nullptr;  // unfused LoRA adapters added to the output (nn/lora.h)
   Linear() = default;
   Linear(const Scope& s, int64_t in, int64_t out, bool withBias = true);
   at::Tensor operator()(const at::Tensor& x) const;
@@ -31,6 +32,7 @@ struct Conv2d {
   at::Tensor* bias = nullptr;
   int64_t stride = 1;
   int64_t padding = 0;
+  LoraSlot* lora = nullptr;  // unfused LoRA adapters added to the output (nn/lora.h)
   Conv2d() = default;
   Conv2d(const Scope& s, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
          bool withBias = true);

@@ -21,6 +21,16 @@ std::string shapeString(at::IntArrayRef shape) {
 Weights::Weights(StateDict tensors, std::string component)
     : tensors_(std::move(tensors)), component_(std::move(component)) {}
 
+LoraSlot* Weights::loraSlot(const std::string& module) {
+  auto& slot = loraSlots_[module];
+  if (!slot) {
+    slot = std::make_unique<LoraSlot>();
+    slot->module = module;
+    slot->scale = loraScale_.get();
+  }
+  return slot.get();
+}
+
 namespace {
 thread_local RandomInitScope* tlsRandomInit = nullptr;
 }

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,32 @@
 namespace sd::nn {
 
 using StateDict = std::map<std::string, at::Tensor>;
+
+/// One LoRA adapter on one layer (PEFT's LoraLayer): delta(x) = up(down(x)) · weight·alpha/rank · scale.
+/// Linear: down [r, in], up [out, r]. Conv2d: down [r, in, k, k] (the layer's stride/padding), up [out, r, 1, 1].
+struct LoraDelta {
+  std::string adapter;   // adapter name
+  at::Tensor down, up;   // in the layer's weight dtype/device
+  double alpha = 0;      // alpha (= rank when the file has none)
+  int64_t rank = 0;
+  double weight = 1.0;   // set_adapters weight
+  bool active = true;
+  /// PEFT's `scaling`: weight · alpha / rank.
+  double scaling() const { return weight * alpha / static_cast<double>(rank); }
+};
+
+/// The LoRA state of one Linear/Conv2d module, owned by its Weights store (stable address).
+struct LoraSlot {
+  std::string module;       // diffusers module name, e.g. "mid_block.attentions.0.proj_in"
+  int64_t in = 0, out = 0;  // features / channels
+  int64_t kernel = 0;       // 0 = Linear, k = Conv2d k×k
+  int64_t stride = 1, padding = 0;
+  std::vector<LoraDelta> deltas;
+  const double* scale = nullptr;  // the store's per-call LoRA scale
+  at::Tensor original;            // the base weight while fused (restored by unfuse)
+  bool fused = false;
+  bool enabled() const { return !fused && !deltas.empty(); }
+};
 
 class Weights {
  public:
@@ -42,7 +69,16 @@ class Weights {
   int64_t numel() const;
   int64_t nbytes() const;
 
+  /// The LoRA slot of the Linear/Conv2d module `module` (created on first call; layers register
+  /// theirs when built). Slots live as long as the store.
+  LoraSlot* loraSlot(const std::string& module);
+  std::map<std::string, std::unique_ptr<LoraSlot>>& loraSlots() { return loraSlots_; }
+  /// The LoRA scale every layer of this store applies (diffusers' cross_attention_kwargs scale); default 1.
+  double& loraScale() { return *loraScale_; }
+
  private:
+  std::map<std::string, std::unique_ptr<LoraSlot>> loraSlots_;
+  std::unique_ptr<double> loraScale_ = std::make_unique<double>(1.0);
   StateDict tensors_;
   std::string component_;
   std::set<std::string> used_;

@@ -135,8 +135,6 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
     fail(codes::kUnsupportedModel, root + " is an SDXL model (" + index.className +
                                        "); StableDiffusionPipeline runs SD 1.x and 2.x: load it with StableDiffusionXLPipeline "
                                        "(or StableDiffusionXLImg2ImgPipeline)");
-  if (index.className == "StableDiffusionInpaintPipeline")
-    fail(codes::kUnsupportedModel, root + " is an inpainting model (9-channel UNet); inpainting is not supported yet");
 
   const auto unetConfig = models::UNet2DConditionConfig::fromFile((fs::path(root) / "unet" / "config.json").string());
   const auto vaeConfig = models::AutoencoderKLConfig::fromFile((fs::path(root) / "vae" / "config.json").string());
@@ -213,6 +211,7 @@ at::Tensor StableDiffusionPipeline::encodePrompt(const at::Tensor& ids, int64_t 
 
 GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, const StepCallback& onStep,
                                                  const AbortCheck& aborted) {
+  if (req.mask.defined()) return inpaint(req, onStep, aborted);  // stable_diffusion_inpaint.cc
   std::lock_guard<std::mutex> lock(mutex_);  // one generation at a time per pipeline
   const auto t0 = std::chrono::steady_clock::now();
   applyOptimizations();  // toggles set since the last call
@@ -223,6 +222,14 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   GenerateResult result;
   const bool img2img = req.image.defined();
   const int64_t f = info_.vaeScaleFactor;
+  if (!std::isfinite(req.loraScale)) invalid("loraScale must be a finite number");
+  // LoRA scale of this call (diffusers scale_lora_layers … unscale_lora_layers), reset on exit
+  struct LoraScale {
+    double* a;
+    double* b;
+    ~LoraScale() { *a = *b = 1.0; }
+  } loraScale{&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()};
+  *loraScale.a = *loraScale.b = req.loraScale;
 
   // 1. Check inputs
   if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)
@@ -249,11 +256,15 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // Offload (either mode): the text encoder visits the GPU as a whole (its embedding lookup reads
   // the table directly). const_cast: the pipeline owns this encoder and holds mutex_.
   OnDevice clipOnDevice(const_cast<nn::Weights*>(&textEncoder_->weights()), device_, !applied_.offload.empty());
-  at::Tensor promptEmbeds = encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
+  at::Tensor promptEmbeds = req.promptWeights.defined()
+                               ? encodePromptWeighted(req.inputIds, req.promptWeights, req.clipSkip, req.numImagesPerPrompt)
+                               : encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
   if (cfg) {
     // diffusers' encode_prompt applies clip_skip to the prompt only: the negative embeds are
     // always the text encoder's last_hidden_state.
-    at::Tensor negative = encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt);
+    at::Tensor negative = req.negativePromptWeights.defined()
+                              ? encodePromptWeighted(req.negativeInputIds, req.negativePromptWeights, 0, req.numImagesPerPrompt)
+                              : encodePrompt(req.negativeInputIds, 0, req.numImagesPerPrompt);
     promptEmbeds = at::cat({negative, promptEmbeds}, 0);  // [2B, 77, D]
   }
   clipOnDevice.release();
@@ -277,6 +288,8 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 5. Prepare latent variables
   const int64_t channels = unet_->config().inChannels;
+  if (channels == 9)
+    invalid("this is an inpainting model (9-channel UNet): use StableDiffusionInpaintPipeline with an image and a mask");
   const std::vector<int64_t> latentShape = {batch, channels, req.height / f, req.width / f};
   at::Tensor latents;
   if (!img2img) {

@@ -55,6 +55,12 @@ struct GenerateRequest {
   Json schedulerConfig;         // scheduler_config.json merged with overrides
   at::Tensor image;             // img2img: uint8 [H, W, 3] RGB, already at height×width
   double strength = 0.8;        // img2img
+  double loraScale = 1.0;       // LoRA scale of this call, UNet and text encoder (cross_attention_kwargs scale)
+  at::Tensor mask;              // inpainting: uint8 [H, W] (white ≥ 128 = repaint), with `image`; strength default 1
+  // A1111 prompt weighting (opt-in): inputIds / negativeInputIds are then [P, 77·k] (k chunks of 77
+  // encoded separately and concatenated) and these float32 [P, 77·k] token weights multiply the
+  // hidden states of each chunk, whose mean is then restored (A1111 "Original" emphasis).
+  at::Tensor promptWeights, negativePromptWeights;
 };
 
 struct StepInfo {
@@ -143,9 +149,51 @@ class StableDiffusionPipeline {
   models::AutoencoderKL& vae() { return *vae_; }
   models::CLIPTextModel& textEncoder() { return *textEncoder_; }
 
+  // ---- LoRA and textual inversion (stable_diffusion_lora.cc; nn/lora.h) ----
+  struct LoraLoadInfo {
+    std::string adapter;
+    int64_t unetModules = 0, textEncoderModules = 0;
+  };
+  /// Adds the LoRA file `path` as adapter `adapter` (active, set_adapters weight `weight`) to the
+  /// UNet and text encoder, unfused. E_BAD_CHECKPOINT listing keys that match no module, or naming
+  /// a key and both shapes on a mismatch (nothing is attached then); E_INVALID_ARGUMENT when the
+  /// name is taken or a LoRA is fused.
+  LoraLoadInfo loadLora(const std::string& path, const std::string& adapter, double weight);
+  /// diffusers set_adapters: only `names` are active, with `weights` (same length). E_INVALID_ARGUMENT
+  /// for an unknown name or while fused.
+  void setLoraAdapters(const std::vector<std::string>& names, const std::vector<double>& weights);
+  /// Merges the active adapters into the weights at `scale` (fuse_lora); returns the layers fused.
+  int64_t fuseLora(double scale);
+  /// Restores the exact base weights of fused layers; returns the layers restored.
+  int64_t unfuseLora();
+  /// Removes adapter `adapter`, or all when empty (unfusing first). E_INVALID_ARGUMENT for an unknown name.
+  void unloadLora(const std::string& adapter);
+  /// Adapter names in load order.
+  std::vector<std::string> loraAdapters();
+  /// A copy of weight `name` of component "unet" | "text_encoder" | "vae" (float32, CPU).
+  /// E_INVALID_ARGUMENT when absent.
+  at::Tensor componentWeight(const std::string& component, const std::string& name);
+  /// Textual inversion: token embedding rows firstId… := rows [n, D] (float). E_INVALID_ARGUMENT
+  /// when D is not the text encoder's hidden size or firstId is past the vocabulary.
+  void setTokenEmbeddings(int64_t firstId, const at::Tensor& rows);
+  /// Rows of the text encoder's token embedding table.
+  int64_t vocabSize();
+  /// The prompt embeddings generate() uses: ids int64 [P, 77·k]; weights float [P, 77·k] or
+  /// undefined (plain diffusers encoding, k = 1) → float32 [P, 77·k, D] on the CPU.
+  at::Tensor encodeText(const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip);
+
+  /// StableDiffusionInpaintPipeline.__call__ (stable_diffusion_inpaint.cc): request.image and
+  /// request.mask; 9-channel UNets get [latents, mask, masked_image_latents], 4-channel UNets
+  /// blend the re-noised image latents outside the mask after every step. generate() forwards here
+  /// when request.mask is defined.
+  GenerateResult inpaint(const GenerateRequest& request, const StepCallback& onStep, const AbortCheck& aborted);
+
  private:
   StableDiffusionPipeline();
   at::Tensor encodePrompt(const at::Tensor& ids, int64_t clipSkip, int64_t numImagesPerPrompt) const;
+  /// A1111 chunked + weighted encoding (stable_diffusion_weighting.cc); ids and weights [P, 77·k] → [P·n, 77·k, D].
+  at::Tensor encodePromptWeighted(const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip,
+                                  int64_t numImagesPerPrompt) const;
 
   std::shared_ptr<models::CLIPTextModel> textEncoder_;
   std::shared_ptr<models::UNet2DConditionModel> unet_;
@@ -165,6 +213,7 @@ class StableDiffusionPipeline {
   std::vector<ComponentInfo> components_;
   std::string loadPath_;
   LoadOptions loadOptions_;
+  std::vector<std::string> loraAdapters_;
 };
 
 /// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.

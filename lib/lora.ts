@@ -1,0 +1,248 @@
+/**
+ * LoRA adapters and textual inversion for the Stable Diffusion pipelines, after diffusers v0.30.3
+ * `StableDiffusionLoraLoaderMixin` (loaders/lora_pipeline.py) and `TextualInversionLoaderMixin`
+ * (loaders/textual_inversion.py: load_textual_inversion, maybe_convert_prompt). The native side
+ * (native/core/nn/lora.cc) maps keys, checks shapes and applies the adapters; this file reads
+ * embedding files, extends the tokenizer, rewrites prompts and parses A1111 `<lora:name:weight>` tags.
+ */
+import path from 'node:path';
+import { stat } from 'node:fs/promises';
+import { addon } from './native.js';
+import { BadCheckpointError, InvalidArgumentError, ModelNotFoundError, native } from './errors.js';
+import { readSafetensors } from './safetensors.js';
+import type { CLIPTokenizer } from './tokenizer.js';
+import type { NativeHandle, TensorData } from '../types/native.js';
+
+/** Options of `loadLoraWeights`. */
+export interface LoadLoraOptions {
+  /** Adapter name (default `default_<n>`, as diffusers). */
+  adapterName?: string;
+  /** set_adapters weight of this adapter (default 1). */
+  weight?: number;
+}
+
+/** What `loadLoraWeights` did. */
+export interface LoraLoadResult {
+  adapter: string;
+  /** UNet Linear/Conv2d modules that received the adapter. */
+  unetModules: number;
+  /** Text-encoder Linear modules that received the adapter. */
+  textEncoderModules: number;
+}
+
+/** Options of `loadTextualInversion`. */
+export interface LoadTextualInversionOptions {
+  /**
+   * The token the embedding is called by in prompts. Default: the file's key for diffusers files
+   * (`{"<token>": tensor}`), the file name without extension for A1111 files (`emb_params`,
+   * `string_to_param.*`), as AUTOMATIC1111 does.
+   */
+  token?: string;
+}
+
+function describe(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v);
+}
+
+/** Validates `loadLoraWeights` arguments. */
+export function checkLoraArgs(file: unknown, options: unknown): { file: string; adapterName?: string; weight: number } {
+  if (typeof file !== 'string' || file.length === 0) {
+    throw new InvalidArgumentError(`loadLoraWeights: path must be a non-empty string; received ${describe(file)}`);
+  }
+  const o = (options ?? {}) as Record<string, unknown>;
+  if (typeof o !== 'object' || Array.isArray(o)) throw new InvalidArgumentError('loadLoraWeights: options must be an object');
+  for (const k of Object.keys(o)) {
+    if (k !== 'adapterName' && k !== 'weight') throw new InvalidArgumentError(`loadLoraWeights: unknown option ${describe(k)}`);
+  }
+  if (o.adapterName !== undefined && (typeof o.adapterName !== 'string' || o.adapterName.length === 0)) {
+    throw new InvalidArgumentError(`loadLoraWeights: adapterName must be a non-empty string; received ${describe(o.adapterName)}`);
+  }
+  if (o.weight !== undefined && (typeof o.weight !== 'number' || !Number.isFinite(o.weight))) {
+    throw new InvalidArgumentError(`loadLoraWeights: weight must be a finite number; received ${describe(o.weight)}`);
+  }
+  return { file: path.resolve(file), adapterName: o.adapterName as string | undefined, weight: (o.weight as number | undefined) ?? 1 };
+}
+
+/** Loads a LoRA into a native pipeline (errors as SdError). */
+export async function loadLora(handle: NativeHandle, file: string, adapterName: string | undefined, weight: number): Promise<LoraLoadResult> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st || !st.isFile()) throw new ModelNotFoundError(`LoRA file not found: ${file}`);
+  return native(() => addon().loadLora(handle, file, { adapterName, weight }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Textual inversion
+// ---------------------------------------------------------------------------------------------
+
+/** Tokenizers that have textual-inversion tokens (prompts are rewritten only for those). */
+const tiTokenizers = new WeakSet<CLIPTokenizer>();
+
+function isTiToken(tok: CLIPTokenizer, s: string): boolean {
+  const id = tok.tokenToId(s);
+  return id !== undefined && id >= tok.vocabSize;
+}
+
+/**
+ * diffusers' `maybe_convert_prompt`: each token `t` of the prompt that has added siblings
+ * `t_1 … t_{n−1}` is replaced (everywhere in the text) by `t t_1 … t_{n−1}`.
+ */
+export function maybeConvertPrompt(tok: CLIPTokenizer, prompt: string): string {
+  if (!tiTokenizers.has(tok)) return prompt;
+  for (const t of new Set(tok.tokenize(prompt))) {
+    if (!isTiToken(tok, t)) continue;
+    let replacement = t;
+    for (let i = 1; isTiToken(tok, `${t}_${i}`); i++) replacement += ` ${t}_${i}`;
+    if (replacement !== t) prompt = prompt.split(t).join(replacement);
+  }
+  return prompt;
+}
+
+/** The vectors [n, D] and default token of a textual-inversion file. */
+async function readEmbedding(file: string): Promise<{ token: string; vectors: TensorData<Float32Array> }> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st || !st.isFile()) throw new ModelNotFoundError(`embedding file not found: ${file}`);
+  if (path.extname(file).toLowerCase() !== '.safetensors') {
+    throw new BadCheckpointError(`${file}: only .safetensors embeddings are read (pickle .pt/.bin files can run code)`);
+  }
+  const tensors = await readSafetensors(file);
+  const keys = Object.keys(tensors);
+  const stem = path.basename(file).replace(/\.safetensors$/i, '');
+  let key: string;
+  let token: string;
+  if (keys.includes('emb_params')) {
+    key = 'emb_params'; token = stem; // AUTOMATIC1111 .safetensors
+  } else if (keys.length === 1 && keys[0].startsWith('string_to_param.')) {
+    key = keys[0]; token = stem; // A1111 .pt layout flattened
+  } else if (keys.length === 1) {
+    key = keys[0]; token = keys[0]; // diffusers {"<token>": tensor}
+  } else {
+    throw new BadCheckpointError(
+      `${file}: not a textual-inversion embedding for a one-text-encoder model (keys: ${keys.slice(0, 8).join(', ')}${keys.length > 8 ? ', …' : ''}; ` +
+      `expected "emb_params" or a single "<token>" key)`);
+  }
+  const t = tensors[key];
+  if (!(t.data instanceof Float32Array) && !(t.data instanceof Float64Array)) {
+    // half-precision files come back as raw bits; widen through the native cast
+    throw new BadCheckpointError(`${file}: embedding "${key}" must be float32 (got ${t.data?.constructor?.name})`);
+  }
+  const shape = t.shape.length === 1 ? [1, t.shape[0]] : t.shape;
+  if (shape.length !== 2 || shape[0] < 1) {
+    throw new BadCheckpointError(`${file}: embedding "${key}" has shape [${t.shape.join(', ')}]; expected [vectors, width]`);
+  }
+  return { token, vectors: { data: Float32Array.from(t.data as Float32Array), shape } };
+}
+
+/**
+ * Loads a textual-inversion embedding: tokens `token`, `token_1`, … are added to the tokenizer
+ * and their vectors become the new rows of the text encoder's token embedding.
+ * @returns the tokens added
+ */
+export async function loadTextualInversion(
+  handle: NativeHandle, tok: CLIPTokenizer, file: unknown, options: unknown,
+): Promise<string[]> {
+  if (typeof file !== 'string' || file.length === 0) {
+    throw new InvalidArgumentError(`loadTextualInversion: path must be a non-empty string; received ${describe(file)}`);
+  }
+  const o = (options ?? {}) as { token?: unknown };
+  if (o.token !== undefined && (typeof o.token !== 'string' || o.token.length === 0)) {
+    throw new InvalidArgumentError(`loadTextualInversion: token must be a non-empty string; received ${describe(o.token)}`);
+  }
+  const emb = await readEmbedding(path.resolve(file));
+  const token = (o.token as string | undefined) ?? emb.token;
+  const n = emb.vectors.shape[0];
+  const tokens = n === 1 ? [token] : [token, ...Array.from({ length: n - 1 }, (_, i) => `${token}_${i + 1}`)];
+  for (const t of tokens) {
+    if (tok.tokenToId(t) !== undefined) {
+      throw new InvalidArgumentError(`loadTextualInversion: token ${describe(t)} is already in the tokenizer's vocabulary; pass another token`);
+    }
+  }
+  // Width is checked natively before the tokenizer changes.
+  const firstId = tok.length;
+  await native(() => addon().setTokenEmbeddings(handle, firstId, emb.vectors));
+  const ids = tok.addTokens(tokens);
+  ids.forEach((id, i) => {
+    if (id !== firstId + i) throw new InvalidArgumentError(`loadTextualInversion: token ${describe(tokens[i])} got id ${id}, expected ${firstId + i}`);
+  });
+  tiTokenizers.add(tok);
+  return tokens;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A1111 <lora:name:weight> prompt tags
+// ---------------------------------------------------------------------------------------------
+
+/** A `<lora:name:weight>` tag found in a prompt. */
+export interface LoraTag { name: string; weight: number }
+
+const LORA_TAG = /<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>/g;
+
+/**
+ * Removes AUTOMATIC1111 `<lora:name:weight>` tags (weight default 1) from a prompt.
+ * @returns the prompt without tags, and the tags in order (a name given twice keeps its last weight).
+ */
+export function extractLoraTags(prompt: string): { prompt: string; tags: LoraTag[] } {
+  const tags = new Map<string, number>();
+  const out = prompt.replace(LORA_TAG, (_m, name: string, w: string | undefined) => {
+    const weight = w === undefined || w.trim() === '' ? 1 : Number(w);
+    if (!Number.isFinite(weight)) throw new InvalidArgumentError(`prompt tag <lora:${name}:${w}> has a weight that is not a number`);
+    tags.set(name.trim(), weight);
+    return '';
+  });
+  return { prompt: out, tags: [...tags].map(([name, weight]) => ({ name, weight })) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adapter bookkeeping (mirrors the native state so a call's <lora:…> tags can be undone)
+// ---------------------------------------------------------------------------------------------
+
+type AdapterMap = Map<string, { weight: number; active: boolean }>;
+const adapterStates = new WeakMap<object, AdapterMap>();
+
+/** The adapters of one native model (keyed by the shared model object). */
+export function adapterState(model: object): AdapterMap {
+  let s = adapterStates.get(model);
+  if (!s) { s = new Map(); adapterStates.set(model, s); }
+  return s;
+}
+
+/** Records `setAdapters(names, weights)`. */
+export function recordSetAdapters(model: object, names: string[], weights: number[]): void {
+  const s = adapterState(model);
+  for (const [k, v] of s) {
+    const i = names.indexOf(k);
+    s.set(k, i >= 0 ? { weight: weights[i], active: true } : { ...v, active: false });
+  }
+}
+
+/**
+ * Runs `job` with the `<lora:name:weight>` tags of `prompts` applied: each tag's adapter (the file
+ * `<loraDir>/<name>.safetensors`, loaded once and kept under the adapter name `name`) is active
+ * with its weight and no other adapter is, for this call only; the tags are removed from the
+ * prompts `job` receives. Without tags, `job` runs on the prompts unchanged.
+ */
+export async function withLoraTags<T>(
+  handle: NativeHandle, model: object, loraDir: string, prompts: string[], job: (prompts: string[]) => Promise<T>,
+): Promise<T> {
+  const all = new Map<string, number>();
+  const stripped = prompts.map((p) => {
+    const r = extractLoraTags(p);
+    for (const t of r.tags) all.set(t.name, t.weight);
+    return r.prompt;
+  });
+  if (all.size === 0) return job(prompts);
+  const state = adapterState(model);
+  for (const name of all.keys()) {
+    if (state.has(name)) continue;
+    if (/[\\/]|^\.\.?$/.test(name)) throw new InvalidArgumentError(`<lora:${name}>: a LoRA name must be a file name in loraDir, not a path`);
+    const file = path.resolve(loraDir, `${name}.safetensors`);
+    await loadLora(handle, file, name, 1);
+    state.set(name, { weight: 1, active: false });
+  }
+  const previous = [...state].filter(([, v]) => v.active);
+  await native(() => addon().setLoraAdapters(handle, [...all.keys()], [...all.values()]));
+  try {
+    return await job(stripped);
+  } finally {
+    await native(() => addon().setLoraAdapters(handle, previous.map(([k]) => k), previous.map(([, v]) => v.weight)));
+  }
+}

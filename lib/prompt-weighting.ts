@@ -1,0 +1,114 @@
+/**
+ * AUTOMATIC1111 prompt weighting (opt-in `promptWeighting: 'a1111'`), after stable-diffusion-webui
+ * modules/prompt_parser.py (parse_prompt_attention) and modules/sd_hijack_clip.py (tokenize_line:
+ * 75-token chunks, BREAK, comma backtracking; process_tokens: weights on the hidden states with the
+ * mean restored, done natively). `(text)` ×1.1, `((text))` ×1.21, `(text:1.3)` ×1.3, `[text]` ÷1.1,
+ * `\(` `\)` `\[` `\]` `\\` literal, `BREAK` starts a new chunk.
+ */
+import type { CLIPTokenizer } from './tokenizer.js';
+import type { TensorData } from '../types/native.js';
+
+const RE_ATTENTION = /\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()[\]:]+|:/g;
+const RE_BREAK = /\s*\bBREAK\b\s*/s;
+
+/** parse_prompt_attention: `[text, weight]` runs (weight −1 marks BREAK), equal weights merged. */
+export function parsePromptAttention(text: string): Array<[string, number]> {
+  const res: Array<[string, number]> = [];
+  const round: number[] = [];
+  const square: number[] = [];
+  const multiplyRange = (start: number, m: number) => { for (let p = start; p < res.length; p++) res[p][1] *= m; };
+  for (const m of text.matchAll(RE_ATTENTION)) {
+    const t = m[0];
+    const weight = m[1];
+    if (t.startsWith('\\')) res.push([t.slice(1), 1.0]);
+    else if (t === '(') round.push(res.length);
+    else if (t === '[') square.push(res.length);
+    else if (weight !== undefined && round.length > 0) multiplyRange(round.pop()!, Number.parseFloat(weight));
+    else if (t === ')' && round.length > 0) multiplyRange(round.pop()!, 1.1);
+    else if (t === ']' && square.length > 0) multiplyRange(square.pop()!, 1 / 1.1);
+    else {
+      t.split(RE_BREAK).forEach((part, i) => {
+        if (i > 0) res.push(['BREAK', -1]);
+        res.push([part, 1.0]);
+      });
+    }
+  }
+  for (const pos of round) multiplyRange(pos, 1.1);
+  for (const pos of square) multiplyRange(pos, 1 / 1.1);
+  if (res.length === 0) res.push(['', 1.0]);
+  let i = 0;
+  while (i + 1 < res.length) {
+    if (res[i][1] === res[i + 1][1]) {
+      res[i][0] += res[i + 1][0];
+      res.splice(i + 1, 1);
+    } else {
+      i++;
+    }
+  }
+  return res;
+}
+
+/** One 77-token chunk: ids and weights. */
+export interface PromptChunk { ids: number[]; weights: number[] }
+
+const CHUNK = 75;
+const COMMA_BACKTRACK = 20; // A1111 opts.comma_padding_backtrack default
+
+/** tokenize_line: the chunks of one prompt ([BOS] 75 tokens [EOS], padding with the pad token, weights 1 there). */
+export function promptChunks(tok: CLIPTokenizer, prompt: string): PromptChunk[] {
+  const comma = tok.tokenToId(',</w>');
+  const chunks: PromptChunk[] = [];
+  let ids: number[] = [];
+  let weights: number[] = [];
+  let lastComma = -1;
+  const nextChunk = () => {
+    const padded = [tok.bosTokenId, ...ids, tok.eosTokenId];
+    const w = [1, ...weights, 1];
+    while (padded.length < CHUNK + 2) { padded.push(tok.padTokenId); w.push(1); }
+    chunks.push({ ids: padded, weights: w });
+    ids = []; weights = []; lastComma = -1;
+  };
+  for (const [text, weight] of parsePromptAttention(prompt)) {
+    if (text === 'BREAK' && weight === -1) { nextChunk(); continue; }
+    const tokens = tok.encode(text, { padding: false, truncation: false }).slice(1, -1);
+    for (const t of tokens) {
+      if (t === comma) {
+        lastComma = ids.length;
+      } else if (ids.length === CHUNK && lastComma !== -1 && ids.length - lastComma <= COMMA_BACKTRACK) {
+        const at = lastComma + 1;
+        const relocIds = ids.slice(at), relocW = weights.slice(at);
+        ids = ids.slice(0, at); weights = weights.slice(0, at);
+        nextChunk();
+        ids = relocIds; weights = relocW;
+      }
+      if (ids.length === CHUNK) nextChunk();
+      ids.push(t);
+      weights.push(weight);
+    }
+  }
+  if (ids.length > 0 || chunks.length === 0) nextChunk();
+  return chunks;
+}
+
+/**
+ * Token ids and weights `[P, 77·k]` for prompts (and negative prompts), every prompt padded with
+ * empty chunks to the largest chunk count k (A1111 pads the shorter conditioning with the empty prompt).
+ */
+export function weightedTokens(
+  tok: CLIPTokenizer, groups: string[][],
+): Array<{ ids: TensorData<BigInt64Array>; weights: TensorData<Float32Array> }> {
+  const all = groups.map((g) => g.map((p) => promptChunks(tok, p)));
+  const empty = promptChunks(tok, '')[0];
+  const k = Math.max(...all.flat().map((c) => c.length));
+  return all.map((g) => {
+    const n = g.length, len = 77 * k;
+    const ids = new BigInt64Array(n * len), weights = new Float32Array(n * len);
+    g.forEach((chunks, i) => {
+      for (let c = 0; c < k; c++) {
+        const ch = chunks[c] ?? empty;
+        for (let j = 0; j < 77; j++) { ids[i * len + c * 77 + j] = BigInt(ch.ids[j]); weights[i * len + c * 77 + j] = ch.weights[j]; }
+      }
+    });
+    return { ids: { data: ids, shape: [n, len] }, weights: { data: weights, shape: [n, len] } };
+  });
+}

@@ -1,0 +1,163 @@
+// diffusers v0.30.3 StableDiffusionInpaintPipeline.__call__
+// (pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py), numbered as there.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
+#include "pipelines/stable_diffusion.h"
+#include "schedulers/scheduler.h"
+#include "util/error.h"
+
+namespace sd::pipelines {
+
+namespace {
+[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, const StepCallback& onStep,
+                                                const AbortCheck& aborted) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto t0 = std::chrono::steady_clock::now();
+  at::NoGradGuard noGrad;
+  at::InferenceMode inference;
+  GenerateResult result;
+  const int64_t f = info_.vaeScaleFactor;
+  if (!std::isfinite(req.loraScale)) invalid("loraScale must be a finite number");
+  struct LoraScale {
+    double* a;
+    double* b;
+    ~LoraScale() { *a = *b = 1.0; }
+  } loraScale{&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()};
+  *loraScale.a = *loraScale.b = req.loraScale;
+
+  // 1. Check inputs
+  if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)
+    invalid("inputIds must be an int64 tensor [numPrompts, 77]");
+  const int64_t numPrompts = req.inputIds.size(0);
+  if (numPrompts < 1) invalid("at least one prompt is required");
+  if (req.numInferenceSteps < 1) invalid("numInferenceSteps must be >= 1");
+  if (req.numImagesPerPrompt < 1) invalid("numImagesPerPrompt must be >= 1");
+  if (req.height <= 0 || req.width <= 0 || req.height % f != 0 || req.width % f != 0)
+    invalid("height and width must be positive multiples of " + std::to_string(f));
+  if (!req.image.defined() || req.image.dim() != 3 || req.image.size(2) != 3 || req.image.size(0) != req.height ||
+      req.image.size(1) != req.width || req.image.scalar_type() != at::kByte)
+    invalid("inpainting needs image: uint8 [height, width, 3] at the requested size");
+  if (req.mask.dim() != 2 || req.mask.size(0) != req.height || req.mask.size(1) != req.width ||
+      req.mask.scalar_type() != at::kByte)
+    invalid("mask must be uint8 [height, width] (grayscale, white = repaint) at the image size");
+  if (!(req.strength > 0.0 && req.strength <= 1.0)) invalid("strength must be in (0, 1]");
+  if (!std::isfinite(req.guidanceScale)) invalid("guidanceScale must be a finite number");
+  const bool cfg = req.guidanceScale > 1.0;
+  if (cfg && (!req.negativeInputIds.defined() || req.negativeInputIds.sizes() != req.inputIds.sizes()))
+    invalid("negativeInputIds must match inputIds [numPrompts, 77] when guidanceScale > 1");
+  const int64_t unetChannels = unet_->config().inChannels;
+  const int64_t latentChannels = vae_->config().latentChannels;
+  if (unetChannels != 4 && unetChannels != 9)
+    fail(codes::kUnsupportedModel, "inpainting needs a UNet with 4 or 9 input channels; this one has " +
+                                       std::to_string(unetChannels));
+
+  // 2. Define call parameters
+  const int64_t batch = numPrompts * req.numImagesPerPrompt;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+
+  // 3. Encode input prompt
+  auto tEncode = std::chrono::steady_clock::now();
+  auto encode = [&](const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip) {
+    return weights.defined() ? encodePromptWeighted(ids, weights, clipSkip, req.numImagesPerPrompt)
+                             : encodePrompt(ids, clipSkip, req.numImagesPerPrompt);  // [B, 77·k, D]
+  };
+  at::Tensor promptEmbeds = encode(req.inputIds, req.promptWeights, req.clipSkip);
+  if (cfg) promptEmbeds = at::cat({encode(req.negativeInputIds, req.negativePromptWeights, 0), promptEmbeds}, 0);
+  result.encodeMs = msSince(tEncode);
+
+  // 4. Set timesteps (get_timesteps as img2img)
+  auto scheduler = schedulers::createScheduler(req.schedulerName, req.schedulerConfig);
+  scheduler->setTimesteps(req.numInferenceSteps);
+  at::Tensor timesteps = scheduler->timesteps();
+  const int64_t initTimestep =
+      std::min<int64_t>(static_cast<int64_t>(req.numInferenceSteps * req.strength), req.numInferenceSteps);
+  const int64_t tStart = std::max<int64_t>(req.numInferenceSteps - initTimestep, 0);
+  timesteps = timesteps.slice(0, tStart * scheduler->order());
+  scheduler->setBeginIndex(tStart * scheduler->order());
+  if (timesteps.size(0) < 1)
+    invalid("strength " + std::to_string(req.strength) + " with " + std::to_string(req.numInferenceSteps) +
+            " steps leaves no denoising step");
+  const bool strengthMax = req.strength == 1.0;
+  const double latentTimestep = timesteps[0].item<double>();
+
+  // 5. Preprocess mask and image: [-1, 1] NCHW; mask binarised at 0.5 (white = 1 = repaint)
+  at::Tensor initImage = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
+  at::Tensor maskCondition = req.mask.to(at::kFloat).div(255.0).ge(0.5).to(at::kFloat).unsqueeze(0).unsqueeze(0);  // [1, 1, H, W]
+  at::Tensor maskedImage = initImage * maskCondition.lt(0.5);  // [1, 3, H, W]; repaint area 0
+
+  auto encodeSample = [&](const at::Tensor& img) {  // _encode_vae_image: latent_dist.sample(generator) · scaling
+    return vae_->encode(img.to(device_, vaeDtype_)).sample(&generator).to(dtype_) * vae_->scalingFactor();
+  };
+  auto repeatBatch = [&](at::Tensor t) { return batch > t.size(0) ? t.repeat({batch / t.size(0), 1, 1, 1}) : t; };
+
+  // 6. Prepare latent variables (RNG order: image latents, noise, masked-image latents, scheduler)
+  const int64_t h = req.height / f, w = req.width / f;
+  at::Tensor imageLatents;
+  if (unetChannels == 4 || !strengthMax) imageLatents = repeatBatch(encodeSample(initImage));  // [B, 4, h, w]
+  at::Tensor noise = at::randn({batch, latentChannels, h, w}, generator, at::TensorOptions().dtype(at::kFloat))
+                         .to(device_, dtype_);
+  at::Tensor latents = strengthMax ? noise * scheduler->initNoiseSigma()
+                                   : scheduler->addNoise(imageLatents, noise, latentTimestep);
+  result.initialLatents = latents.to(at::kFloat).cpu();
+
+  // 7. Prepare mask latent variables: nearest downsampling (source pixel floor(i·H/h))
+  at::Tensor maskLatent = at::upsample_nearest2d(maskCondition, {h, w}).to(device_, dtype_);  // [1, 1, h, w]
+  at::Tensor maskedImageLatents = repeatBatch(encodeSample(maskedImage));                      // [B, 4, h, w]
+  maskLatent = maskLatent.repeat({batch, 1, 1, 1});
+  at::Tensor maskIn = cfg ? at::cat({maskLatent, maskLatent}, 0) : maskLatent;
+  at::Tensor maskedIn = cfg ? at::cat({maskedImageLatents, maskedImageLatents}, 0) : maskedImageLatents;
+
+  // 9. Denoising loop
+  auto tDenoise = std::chrono::steady_clock::now();
+  const int64_t numSteps = timesteps.size(0);
+  for (int64_t i = 0; i < numSteps; ++i) {
+    if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
+    at::Tensor t = timesteps[i];
+    const double tValue = t.item<double>();
+    at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;
+    modelInput = scheduler->scaleModelInput(modelInput, tValue);
+    if (unetChannels == 9) modelInput = at::cat({modelInput, maskIn, maskedIn}, 1);  // [2B, 9, h, w]
+    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr);
+    if (cfg) {
+      auto chunks = noisePred.chunk(2, 0);
+      noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
+    }
+    latents = scheduler->step(noisePred, tValue, latents, &generator, req.eta);
+    if (unetChannels == 4) {
+      // keep the unmasked area: the image latents noised to the next timestep
+      at::Tensor proper = imageLatents;
+      if (i < numSteps - 1) proper = scheduler->addNoise(imageLatents, noise, timesteps[i + 1].item<double>());
+      latents = (1 - maskLatent) * proper + maskLatent * latents;
+    }
+    result.timesteps.push_back(tValue);
+    if (onStep) onStep({i + 1, numSteps, tValue});
+  }
+  result.denoiseMs = msSince(tDenoise);
+  result.latents = latents.to(at::kFloat).cpu();
+  if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
+
+  if (!req.outputLatent) {
+    auto tDecode = std::chrono::steady_clock::now();
+    at::Tensor image = vae_->decode((latents / vae_->scalingFactor()).to(vaeDtype_)).to(at::kFloat);  // [B, 3, H, W]
+    if (!at::isfinite(image).all().item<bool>())
+      fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype \"bfloat16\" or \"float32\")");
+    image = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
+    result.images = image.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
+    result.decodeMs = msSince(tDecode);
+  }
+  result.totalMs = msSince(t0);
+  return result;
+}
+
+}  // namespace sd::pipelines
