@@ -329,7 +329,9 @@ bool isE4m3(const std::string& format) {
 }  // namespace
 
 at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format) {
-  static const at::Tensor e4m3 = fp8Table(true), e5m2 = fp8Table(false);
+  // Never destroyed (see runtime/dtype_support.cc): safe while worker threads outlive exit().
+  static const at::Tensor& e4m3 = *new at::Tensor(fp8Table(true));
+  static const at::Tensor& e5m2 = *new at::Tensor(fp8Table(false));
   const at::Tensor& table = isE4m3(format) ? e4m3 : e5m2;
   at::Tensor idx = bytes.to(at::kLong);
   return table.to(bytes.device()).index_select(0, idx.reshape({-1})).reshape(bytes.sizes());

@@ -68,8 +68,10 @@ void checkDtypeSupported(at::Device device, at::ScalarType dtype, const std::str
                                       dtypeName(dtype) + ")");
   if (device.is_cuda() && !at::hasCUDA())
     fail(codes::kDeviceUnavailable, what + ": device " + device.str() + " requested but this build or machine has no CUDA");
-  static std::mutex mu;
-  static std::map<std::pair<int, int>, std::string> cache;  // (device type, dtype) → "" or the failure
+  // Never destroyed: a generation still running on a worker thread while the process exits must
+  // not lock a destroyed mutex (std::system_error at exit).
+  static std::mutex& mu = *new std::mutex;
+  static auto& cache = *new std::map<std::pair<int, int>, std::string>;  // (device type, dtype) → "" or the failure
   std::string failure;
   {
     std::lock_guard<std::mutex> lock(mu);
