@@ -279,7 +279,9 @@ export abstract class PipelineBase {
     const info = structuredClone(this.model.info);
     const a = addon();
     // bytes held now (fp8 storage, from the first call after enableFp8Storage)
-    if (typeof a.pipelineComponents === 'function') info.components = nativeSync(() => a.pipelineComponents(this.model.handle));
+    if (!this.model.xl && typeof a.pipelineComponents === 'function') {
+      info.components = nativeSync(() => a.pipelineComponents(this.model.handle));
+    }
     return info;
   }
 
@@ -520,12 +522,18 @@ export abstract class PipelineBase {
   }
 
   private toggle(change: Partial<NativeOptimizations>): this {
+    if (this.model.xl) {
+      // The SDXL native pipeline has no toggles yet: say so rather than silently ignore them.
+      throw new UnsupportedModelError(`${Object.keys(change).join(', ')}: speed/memory toggles are not available ` +
+        'for SDXL pipelines yet (StableDiffusionPipeline and StableDiffusionImg2ImgPipeline have them)');
+    }
     Object.assign(this.model.optimizations, change);
     return this;
   }
 
   /** @internal Hands a call's toggles to the native pipeline right before its generate. */
   private applyOptimizations(o: NativeOptimizations): void {
+    if (this.model.xl) return;  // SDXL handles have no toggles (toggle() refuses to set any)
     const a = addon();
     if (typeof a.pipelineSetOptimizations === 'function') nativeSync(() => a.pipelineSetOptimizations(this.model.handle, o));
   }

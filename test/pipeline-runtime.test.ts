@@ -159,6 +159,16 @@ describe('bad input gives a typed error and leaves the pipeline working', () => 
   });
 });
 
+describe('native handles are typed', () => {
+  it('a handle of another kind is E_INVALID_ARGUMENT, never a reinterpretation', () => {
+    const token = addon().createAbortToken();
+    let err: any;
+    try { addon().pipelineInfo(token); } catch (e) { err = e; }
+    expect(err?.code).toBe('E_INVALID_ARGUMENT');
+    expect(err?.message).toMatch(/another kind/);
+  });
+});
+
 describe('dispose', () => {
   it('frees the native pipeline, and later calls throw E_DISPOSED', async () => {
     const before = addon().livePipelines();

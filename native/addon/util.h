@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <typeinfo>
 
 #include "util/error.h"
 
@@ -42,31 +43,49 @@ void describeCurrentException(std::string& code, std::string& message);
 
 /// A native object owned by JS through a Napi::External; dispose() drops it early. Work in
 /// flight keeps its own shared_ptr, so disposal never frees memory a worker is using.
+/// Handles carry their C++ type: unwrapping one as another type is a typed JS error, never a
+/// reinterpretation of memory.
+struct HandleBase {
+  virtual ~HandleBase() = default;
+  virtual const std::type_info& type() const = 0;
+};
+
 template <typename T>
-struct Handle {
+struct Handle : HandleBase {
+  explicit Handle(std::shared_ptr<T> p) : ptr(std::move(p)) {}
+  const std::type_info& type() const override { return typeid(T); }
   std::shared_ptr<T> ptr;
 };
 
 template <typename T>
 Napi::Value wrapHandle(Napi::Env env, std::shared_ptr<T> ptr) {
-  return Napi::External<Handle<T>>::New(env, new Handle<T>{std::move(ptr)},
-                                         [](Napi::Env, Handle<T>* h) { delete h; });
+  HandleBase* h = new Handle<T>(std::move(ptr));
+  return Napi::External<HandleBase>::New(env, h, [](Napi::Env, HandleBase* b) { delete b; });
 }
 
-/// The object behind a handle; E_DISPOSED once dispose() ran, E_INVALID_ARGUMENT if not a handle.
+/// The Handle<T> behind `v`, or nullptr when `v` is not a handle of type T.
+template <typename T>
+Handle<T>* handleOf(const Napi::Value& v) {
+  if (!v.IsExternal()) return nullptr;
+  HandleBase* b = v.As<Napi::External<HandleBase>>().Data();
+  if (!b || b->type() != typeid(T)) return nullptr;
+  return static_cast<Handle<T>*>(b);
+}
+
+/// The object behind a handle; E_DISPOSED once dispose() ran, E_INVALID_ARGUMENT if not a
+/// handle of this kind (e.g. an SDXL pipeline passed where an SD pipeline is expected).
 template <typename T>
 std::shared_ptr<T> unwrapHandle(Napi::Env env, const Napi::Value& v, const char* what) {
   if (!v.IsExternal()) throwInvalid(env, std::string(what) + " is not a native handle");
-  auto* h = v.As<Napi::External<Handle<T>>>().Data();
-  if (!h || !h->ptr) throw makeError(env, codes::kDisposed, std::string(what) + " has been disposed");
+  Handle<T>* h = handleOf<T>(v);
+  if (!h) throwInvalid(env, std::string(what) + " is a native handle of another kind");
+  if (!h->ptr) throw makeError(env, codes::kDisposed, std::string(what) + " has been disposed");
   return h->ptr;
 }
 
 template <typename T>
 void disposeHandle(const Napi::Value& v) {
-  if (!v.IsExternal()) return;
-  auto* h = v.As<Napi::External<Handle<T>>>().Data();
-  if (h) h->ptr.reset();
+  if (Handle<T>* h = handleOf<T>(v)) h->ptr.reset();
 }
 
 // ---- implementation of runAsync --------------------------------------------------------------
