@@ -17,6 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Dependencies without the install hook (it would compile with node-gyp); then the fast
+# (The script is "compile", not "build": npm would run "prebuild" — prebuildify — before a "build".)
 # incremental CMake build of the addon and the TypeScript build.
 npm ci --ignore-scripts --no-audit --no-fund
-npm run build
+npm run compile
