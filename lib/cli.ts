@@ -127,7 +127,7 @@ function log(line: string): void {
 interface GenerateCliOptions {
   model: string; prompt: string; negativePrompt?: string; steps?: number; guidance?: number;
   width?: number; height?: number; seed?: number; scheduler?: string; schedulerOption?: Record<string, unknown>;
-  n?: number; clipSkip?: number; image?: string; strength?: number;
+  n?: number; clipSkip?: number; image?: string; initImage?: string; strength?: number;
   mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string;
   out: string; progress: boolean;
@@ -145,6 +145,10 @@ async function isXlFolder(dir: string): Promise<boolean> {
 
 async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const t0 = performance.now();
+  if (o.initImage !== undefined) {
+    if (o.image !== undefined) throw new InvalidArgumentError('give either --image or --init-image, not both');
+    o.image = o.initImage;
+  }
   const single = await isFile(o.model);
   if (o.mask !== undefined && o.image === undefined) throw new InvalidArgumentError('--mask needs --image (inpainting)');
   const Cls = o.mask !== undefined ? StableDiffusionInpaintPipeline
@@ -303,6 +307,7 @@ export function buildProgram(): Command {
     .option('-n, --n <count>', 'images per prompt, 1-64 (default 1)', numberArg('--n'))
     .option('--clip-skip <n>', 'CLIP layers to skip (default none)', numberArg('--clip-skip'))
     .option('--image <file>', 'input image: image-to-image')
+    .option('--init-image <file>', 'the same as --image (AUTOMATIC1111 naming)')
     .option('--strength <s>', 'image-to-image / inpainting strength in [0, 1] (default 0.8; inpainting 1)', numberArg('--strength'))
     .option('--mask <file>', 'inpainting mask for --image (white = repaint)')
     .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers), repeatable', loraOption)
