@@ -5,7 +5,11 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
+#include <string>
 #include <vector>
+
+#include "util/error.h"
 
 #include "pipelines/stable_diffusion.h"
 
@@ -17,6 +21,14 @@ class Scheduler;
 }
 
 namespace sd::pipelines::detail {
+
+/// Milliseconds since t0 (pipeline timings).
+inline double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Throws SdException(E_INVALID_ARGUMENT, msg).
+[[noreturn]] inline void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
 
 /// The denoising loop over `timesteps` (0-d entries, int64 or float32 as the scheduler made them):
 /// x_in = cat([latents]·2) when guidanceScale > 1, scale_model_input, unet(x_in, t,

@@ -18,6 +18,7 @@
 #include "nn/attention.h"
 #include "nn/weight_storage.h"
 #include "pipelines/pipeline_common.h"
+#include "runtime/dtype_support.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
@@ -26,22 +27,10 @@ namespace sd::pipelines {
 
 namespace fs = std::filesystem;
 
+using detail::invalid;
+using detail::msSince;
+
 namespace {
-
-double msSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string dtypeString(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return "float32";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    default: return c10::toString(t);
-  }
-}
-
-[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
 
 /// Model CPU offload (diffusers enable_model_cpu_offload): while alive, a model's weights are on
 /// the GPU; release() (or the destructor, also on errors) sends them back to pinned host memory.
@@ -177,9 +166,9 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
   if (!cls || !cls->isString()) fail(codes::kBadConfig, schedFile.string() + ": field \"_class_name\" is required");
   info.schedulerName = cls->string();
   info.device = device.str();
-  info.dtype = dtypeString(options.dtype);
+  info.dtype = runtime::dtypeName(options.dtype);
   auto component = [&](const std::string& name, const std::string& cls, const nn::Weights& w) {
-    info.components.push_back({name, cls, dtypeString(options.dtype), w.numel(), w.nbytes()});
+    info.components.push_back({name, cls, runtime::dtypeName(options.dtype), w.numel(), w.nbytes()});
   };
   component("text_encoder", "CLIPTextModel", pipe->textEncoder_->weights());
   component("unet", "UNet2DConditionModel", pipe->unet_->weights());

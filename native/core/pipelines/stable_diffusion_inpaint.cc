@@ -8,16 +8,16 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "pipelines/stable_diffusion.h"
+#include "pipelines/pipeline_common.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 
 namespace sd::pipelines {
 
+using detail::invalid;
+using detail::msSince;
+
 namespace {
-[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
-double msSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 }  // namespace
 
 GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, const StepCallback& onStep,

@@ -9,12 +9,14 @@
 #include "models/unet_2d_condition.h"
 #include "nn/lora.h"
 #include "pipelines/stable_diffusion.h"
+#include "pipelines/pipeline_common.h"
 #include "util/error.h"
 
 namespace sd::pipelines {
 
+using detail::invalid;
+
 namespace {
-[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
 }  // namespace
 
 StableDiffusionPipeline::LoraLoadInfo StableDiffusionPipeline::loadLora(const std::string& path,

@@ -16,6 +16,7 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "pipelines/pipeline_common.h"
+#include "runtime/dtype_support.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 
@@ -23,24 +24,13 @@ namespace sd::pipelines {
 
 namespace fs = std::filesystem;
 
+using detail::invalid;
+using detail::msSince;
+using runtime::dtypeName;
+
 namespace {
 
 std::atomic<int64_t> liveXl{0};
-
-double msSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string dtypeName(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return "float32";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    default: return c10::toString(t);
-  }
-}
-
-[[noreturn]] void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
 
 bool validFraction(double v) { return std::isfinite(v) && v > 0.0 && v < 1.0; }
 
