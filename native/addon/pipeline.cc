@@ -15,22 +15,7 @@ namespace {
 using pipelines::StableDiffusionPipeline;
 
 Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, "loadPipeline(path, options): path must be a string");
-  pipelines::LoadOptions opts;
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (info.Length() > 1 && info[1].IsObject()) {
-    Napi::Object o = info[1].As<Napi::Object>();
-    opts.device = getString(o, "device", "cpu");
-    opts.dtype = parseDtype(env, getString(o, "dtype", "float32"));
-    opts.variant = getString(o, "variant", "");
-    opts.singleFile = getBool(o, "singleFile", false);
-    opts.configDir = getString(o, "configDir", "");
-    opts.threads = static_cast<int>(getNumber(o, "threads", 0));
-  }
-  return runAsync<std::shared_ptr<StableDiffusionPipeline>>(
-      env, [path, opts] { return StableDiffusionPipeline::load(path, opts); },
-      [](Napi::Env env, std::shared_ptr<StableDiffusionPipeline>& p) { return wrapHandle(env, p); });
+  return loadPipelineAsync<StableDiffusionPipeline>(info, "loadPipeline");
 }
 
 Napi::Value PipelineInfo(const Napi::CallbackInfo& info) {
@@ -47,12 +32,7 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   pipelines::GenerateRequest req;
   readGenerateRequest(env, r, req);
 
-  std::shared_ptr<AbortFlag> abort;
-  if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");
-  auto* w = new GenerateWorker<StableDiffusionPipeline, pipelines::GenerateRequest>(env, pipe, std::move(req), abort, info.Length() > 2 ? info[2] : env.Undefined());
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queueGenerate(info, std::move(pipe), std::move(req));
 }
 
 Napi::Value CreateAbortToken(const Napi::CallbackInfo& info) {

@@ -68,11 +68,15 @@ inline Napi::Object pipelineInfoObject(Napi::Env env, const pipelines::PipelineI
   return o;
 }
 
+/// `out` = the tensor at `r[key]` when present and not undefined.
+inline void optionalTensor(Napi::Env env, const Napi::Object& r, const char* key, at::Tensor& out) {
+  if (r.Has(key) && !r.Get(key).IsUndefined()) out = toTensor(env, r.Get(key), key);
+}
+
 /// Reads the fields of a NativeGenerateRequest shared by every pipeline into `req`.
 inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines::GenerateRequest& req) {
   req.inputIds = toTensor(env, r.Get("inputIds"), "inputIds");
-  if (r.Has("negativeInputIds") && !r.Get("negativeInputIds").IsUndefined())
-    req.negativeInputIds = toTensor(env, r.Get("negativeInputIds"), "negativeInputIds");
+  optionalTensor(env, r, "negativeInputIds", req.negativeInputIds);
   req.numImagesPerPrompt = static_cast<int64_t>(getNumber(r, "numImagesPerPrompt", 1));
   req.numInferenceSteps = static_cast<int64_t>(getNumber(r, "numInferenceSteps", 50));
   req.guidanceScale = getNumber(r, "guidanceScale", 7.5);
@@ -81,20 +85,18 @@ inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines:
   const double seed = getNumber(r, "seed", 0);
   if (!(seed >= 0) || seed > 9007199254740991.0) throwInvalid(env, "seed must be a non-negative safe integer");
   req.seed = static_cast<uint64_t>(seed);
-  if (r.Has("latents") && !r.Get("latents").IsUndefined()) req.latents = toTensor(env, r.Get("latents"), "latents");
+  optionalTensor(env, r, "latents", req.latents);
   req.clipSkip = static_cast<int64_t>(getNumber(r, "clipSkip", 0));
   req.eta = getNumber(r, "eta", 0);
   req.outputLatent = getString(r, "outputType", "image") == "latent";
   req.schedulerName = getString(r, "schedulerName", "");
   req.schedulerConfig = JsToJson(env, r.Get("schedulerConfig"), "schedulerConfig");
-  if (r.Has("image") && !r.Get("image").IsUndefined()) req.image = toTensor(env, r.Get("image"), "image");
+  optionalTensor(env, r, "image", req.image);
   req.strength = getNumber(r, "strength", 0.8);
   req.loraScale = getNumber(r, "loraScale", 1.0);
-  if (r.Has("mask") && !r.Get("mask").IsUndefined()) req.mask = toTensor(env, r.Get("mask"), "mask");
-  if (r.Has("promptWeights") && !r.Get("promptWeights").IsUndefined())
-    req.promptWeights = toTensor(env, r.Get("promptWeights"), "promptWeights");
-  if (r.Has("negativePromptWeights") && !r.Get("negativePromptWeights").IsUndefined())
-    req.negativePromptWeights = toTensor(env, r.Get("negativePromptWeights"), "negativePromptWeights");
+  optionalTensor(env, r, "mask", req.mask);
+  optionalTensor(env, r, "promptWeights", req.promptWeights);
+  optionalTensor(env, r, "negativePromptWeights", req.negativePromptWeights);
 }
 
 template <class Pipeline, class Request>
@@ -188,5 +190,39 @@ class GenerateWorker : public Napi::AsyncWorker {
   std::string code_, message_;
 };
 
+
+/// `fn(path, options)`: parses pipelines::LoadOptions and loads Pipeline on the thread pool.
+template <class Pipeline>
+Napi::Value loadPipelineAsync(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, std::string(fn) + "(path, options): path must be a string");
+  pipelines::LoadOptions opts;
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    opts.device = getString(o, "device", "cpu");
+    opts.dtype = parseDtype(env, getString(o, "dtype", "float32"));
+    opts.variant = getString(o, "variant", "");
+    opts.singleFile = getBool(o, "singleFile", false);
+    opts.configDir = getString(o, "configDir", "");
+    opts.threads = static_cast<int>(getNumber(o, "threads", 0));
+  }
+  return runAsync<std::shared_ptr<Pipeline>>(
+      env, [path, opts] { return Pipeline::load(path, opts); },
+      [](Napi::Env env, std::shared_ptr<Pipeline>& p) { return wrapHandle(env, p); });
+}
+
+/// Queues a generation: info = (pipeline, request, onStep?, abort?); `req` already read.
+template <class Pipeline, class Request>
+Napi::Value queueGenerate(const Napi::CallbackInfo& info, std::shared_ptr<Pipeline> pipe, Request req) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<AbortFlag> abort;
+  if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");
+  auto* w = new GenerateWorker<Pipeline, Request>(env, std::move(pipe), std::move(req), abort,
+                                                  info.Length() > 2 ? info[2] : env.Undefined());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
 
 }  // namespace sd::addon

@@ -16,22 +16,7 @@ namespace {
 using pipelines::StableDiffusionXLPipeline;
 
 Napi::Value LoadPipelineXl(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, "loadPipelineXl(path, options): path must be a string");
-  pipelines::LoadOptions opts;
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (info.Length() > 1 && info[1].IsObject()) {
-    Napi::Object o = info[1].As<Napi::Object>();
-    opts.device = getString(o, "device", "cpu");
-    opts.dtype = parseDtype(env, getString(o, "dtype", "float32"));
-    opts.variant = getString(o, "variant", "");
-    opts.singleFile = getBool(o, "singleFile", false);
-    opts.configDir = getString(o, "configDir", "");
-    opts.threads = static_cast<int>(getNumber(o, "threads", 0));
-  }
-  return runAsync<std::shared_ptr<StableDiffusionXLPipeline>>(
-      env, [path, opts] { return StableDiffusionXLPipeline::load(path, opts); },
-      [](Napi::Env env, std::shared_ptr<StableDiffusionXLPipeline>& p) { return wrapHandle(env, p); });
+  return loadPipelineAsync<StableDiffusionXLPipeline>(info, "loadPipelineXl");
 }
 
 Napi::Value PipelineXlInfo(const Napi::CallbackInfo& info) {
@@ -72,12 +57,9 @@ Napi::Value GenerateXl(const Napi::CallbackInfo& info) {
   pipelines::XLGenerateRequest req;
   readGenerateRequest(env, r, req);
   req.strength = getNumber(r, "strength", 0.3);
-  auto tensorField = [&](const char* key, at::Tensor& out) {
-    if (r.Has(key) && !r.Get(key).IsUndefined()) out = toTensor(env, r.Get(key), key);
-  };
-  tensorField("inputIds2", req.inputIds2);
-  tensorField("negativeInputIds2", req.negativeInputIds2);
-  tensorField("imageLatents", req.imageLatents);
+  optionalTensor(env, r, "inputIds2", req.inputIds2);
+  optionalTensor(env, r, "negativeInputIds2", req.negativeInputIds2);
+  optionalTensor(env, r, "imageLatents", req.imageLatents);
   req.negativePromptIsNone = getBool(r, "negativePromptIsNone", false);
   req.originalSize = pairField(env, r, "originalSize");
   req.cropsCoordsTopLeft = pairField(env, r, "cropsCoordsTopLeft");
@@ -88,13 +70,7 @@ Napi::Value GenerateXl(const Napi::CallbackInfo& info) {
   req.denoisingStart = optionalNumber(r, "denoisingStart");
   req.img2img = getBool(r, "img2img", false);
 
-  std::shared_ptr<AbortFlag> abort;
-  if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");
-  auto* w = new GenerateWorker<StableDiffusionXLPipeline, pipelines::XLGenerateRequest>(
-      env, pipe, std::move(req), abort, info.Length() > 2 ? info[2] : env.Undefined());
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queueGenerate(info, std::move(pipe), std::move(req));
 }
 
 Napi::Value DisposePipelineXl(const Napi::CallbackInfo& info) {
