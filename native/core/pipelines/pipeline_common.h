@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <cmath>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,25 @@ inline double msSince(std::chrono::steady_clock::time_point t0) {
 
 /// Throws SdException(E_INVALID_ARGUMENT, msg).
 [[noreturn]] inline void invalid(const std::string& msg) { fail(codes::kInvalidArgument, msg); }
+
+/// diffusers' scale_lora_layers … unscale_lora_layers: sets the LoRA scale of one call on the
+/// given weight stores and puts 1.0 back when it goes out of scope (also on errors).
+/// E_INVALID_ARGUMENT for a non-finite scale.
+class ScopedLoraScale {
+ public:
+  ScopedLoraScale(std::initializer_list<double*> slots, double scale) : slots_(slots) {
+    if (!std::isfinite(scale)) invalid("loraScale must be a finite number");
+    for (double* s : slots_) *s = scale;
+  }
+  ~ScopedLoraScale() {
+    for (double* s : slots_) *s = 1.0;
+  }
+  ScopedLoraScale(const ScopedLoraScale&) = delete;
+  ScopedLoraScale& operator=(const ScopedLoraScale&) = delete;
+
+ private:
+  std::vector<double*> slots_;
+};
 
 /// The denoising loop over `timesteps` (0-d entries, int64 or float32 as the scheduler made them):
 /// x_in = cat([latents]·2) when guidanceScale > 1, scale_model_input, unet(x_in, t,

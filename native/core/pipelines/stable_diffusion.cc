@@ -198,6 +198,23 @@ at::Tensor StableDiffusionPipeline::encodePrompt(const at::Tensor& ids, int64_t 
   return embeds.repeat_interleave(numImagesPerPrompt, 0);  // [P·n, 77, D]
 }
 
+bool StableDiffusionPipeline::checkCommonInputs(const GenerateRequest& req) const {
+  const int64_t f = info_.vaeScaleFactor;
+  if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)
+    invalid("inputIds must be an int64 tensor [numPrompts, 77]");
+  if (req.inputIds.size(0) < 1) invalid("at least one prompt is required");
+  if (req.numInferenceSteps < 1) invalid("numInferenceSteps must be >= 1; received " + std::to_string(req.numInferenceSteps));
+  if (req.numImagesPerPrompt < 1) invalid("numImagesPerPrompt must be >= 1");
+  if (req.height <= 0 || req.width <= 0 || req.height % f != 0 || req.width % f != 0)
+    invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
+            std::to_string(req.width) + "x" + std::to_string(req.height));
+  if (!std::isfinite(req.guidanceScale)) invalid("guidanceScale must be a finite number");
+  const bool cfg = req.guidanceScale > 1.0;
+  if (cfg && (!req.negativeInputIds.defined() || req.negativeInputIds.sizes() != req.inputIds.sizes()))
+    invalid("negativeInputIds must match inputIds [numPrompts, 77] when guidanceScale > 1");
+  return cfg;
+}
+
 GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, const StepCallback& onStep,
                                                  const AbortCheck& aborted) {
   if (req.mask.defined()) return inpaint(req, onStep, aborted);  // stable_diffusion_inpaint.cc
@@ -211,29 +228,12 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   GenerateResult result;
   const bool img2img = req.image.defined();
   const int64_t f = info_.vaeScaleFactor;
-  if (!std::isfinite(req.loraScale)) invalid("loraScale must be a finite number");
-  // LoRA scale of this call (diffusers scale_lora_layers … unscale_lora_layers), reset on exit
-  struct LoraScale {
-    double* a;
-    double* b;
-    ~LoraScale() { *a = *b = 1.0; }
-  } loraScale{&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()};
-  *loraScale.a = *loraScale.b = req.loraScale;
+  detail::ScopedLoraScale loraScale({&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()},
+                                    req.loraScale);
 
   // 1. Check inputs
-  if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)
-    invalid("inputIds must be an int64 tensor [numPrompts, 77]");
+  const bool cfg = checkCommonInputs(req);
   const int64_t numPrompts = req.inputIds.size(0);
-  if (numPrompts < 1) invalid("at least one prompt is required");
-  if (req.numInferenceSteps < 1) invalid("numInferenceSteps must be >= 1; received " + std::to_string(req.numInferenceSteps));
-  if (req.numImagesPerPrompt < 1) invalid("numImagesPerPrompt must be >= 1");
-  if (req.height <= 0 || req.width <= 0 || req.height % f != 0 || req.width % f != 0)
-    invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
-            std::to_string(req.width) + "x" + std::to_string(req.height));
-  if (!std::isfinite(req.guidanceScale)) invalid("guidanceScale must be a finite number");
-  const bool cfg = req.guidanceScale > 1.0;
-  if (cfg && (!req.negativeInputIds.defined() || req.negativeInputIds.sizes() != req.inputIds.sizes()))
-    invalid("negativeInputIds must match inputIds [numPrompts, 77] when guidanceScale > 1");
   if (img2img && !(req.strength >= 0.0 && req.strength <= 1.0)) invalid("strength must be in [0, 1]");
 
   // 2. Define call parameters

@@ -187,6 +187,10 @@ class StableDiffusionPipeline {
   /// blend the re-noised image latents outside the mask after every step. generate() forwards here
   /// when request.mask is defined.
   GenerateResult inpaint(const GenerateRequest& request, const StepCallback& onStep, const AbortCheck& aborted);
+  /// The checks of diffusers' check_inputs shared by generate() and inpaint() (ids, steps,
+  /// images per prompt, size, guidance, negative ids); E_INVALID_ARGUMENT. Returns whether
+  /// classifier-free guidance runs (guidanceScale > 1).
+  bool checkCommonInputs(const GenerateRequest& request) const;
 
  private:
   StableDiffusionPipeline();

@@ -17,9 +17,6 @@ namespace sd::pipelines {
 using detail::invalid;
 using detail::msSince;
 
-namespace {
-}  // namespace
-
 GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, const StepCallback& onStep,
                                                 const AbortCheck& aborted) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -27,24 +24,14 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   at::NoGradGuard noGrad;
   at::InferenceMode inference;
   GenerateResult result;
+  applyOptimizations();  // toggles set since the last call apply to inpainting too
   const int64_t f = info_.vaeScaleFactor;
-  if (!std::isfinite(req.loraScale)) invalid("loraScale must be a finite number");
-  struct LoraScale {
-    double* a;
-    double* b;
-    ~LoraScale() { *a = *b = 1.0; }
-  } loraScale{&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()};
-  *loraScale.a = *loraScale.b = req.loraScale;
+  detail::ScopedLoraScale loraScale({&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()},
+                                    req.loraScale);
 
   // 1. Check inputs
-  if (!req.inputIds.defined() || req.inputIds.dim() != 2 || req.inputIds.scalar_type() != at::kLong)
-    invalid("inputIds must be an int64 tensor [numPrompts, 77]");
+  const bool cfg = checkCommonInputs(req);
   const int64_t numPrompts = req.inputIds.size(0);
-  if (numPrompts < 1) invalid("at least one prompt is required");
-  if (req.numInferenceSteps < 1) invalid("numInferenceSteps must be >= 1");
-  if (req.numImagesPerPrompt < 1) invalid("numImagesPerPrompt must be >= 1");
-  if (req.height <= 0 || req.width <= 0 || req.height % f != 0 || req.width % f != 0)
-    invalid("height and width must be positive multiples of " + std::to_string(f));
   if (!req.image.defined() || req.image.dim() != 3 || req.image.size(2) != 3 || req.image.size(0) != req.height ||
       req.image.size(1) != req.width || req.image.scalar_type() != at::kByte)
     invalid("inpainting needs image: uint8 [height, width, 3] at the requested size");
@@ -52,10 +39,6 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
       req.mask.scalar_type() != at::kByte)
     invalid("mask must be uint8 [height, width] (grayscale, white = repaint) at the image size");
   if (!(req.strength > 0.0 && req.strength <= 1.0)) invalid("strength must be in (0, 1]");
-  if (!std::isfinite(req.guidanceScale)) invalid("guidanceScale must be a finite number");
-  const bool cfg = req.guidanceScale > 1.0;
-  if (cfg && (!req.negativeInputIds.defined() || req.negativeInputIds.sizes() != req.inputIds.sizes()))
-    invalid("negativeInputIds must match inputIds [numPrompts, 77] when guidanceScale > 1");
   const int64_t unetChannels = unet_->config().inChannels;
   const int64_t latentChannels = vae_->config().latentChannels;
   if (unetChannels != 4 && unetChannels != 9)
