@@ -10,22 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { StableDiffusionPipeline, writeSafetensors, extractLoraTags, maybeConvertPrompt } from '../lib/index.js';
 import { addon } from '../lib/native.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture } from './helpers/fixtures.js';
+import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const handle = (p: StableDiffusionPipeline) => (p as any).model.handle;
 const weightOf = (p: StableDiffusionPipeline, component: 'unet' | 'text_encoder', name: string): Promise<TensorData> =>
   addon().pipelineWeight(handle(p), component, name);
-
-function uint8Report(actual: Uint8Array | Buffer, expected: TensorData<any>) {
-  let off = 0, worst = 0;
-  for (let i = 0; i < expected.data.length; i++) {
-    const d = Math.abs(actual[i] - Number(expected.data[i]));
-    if (d > 0) off++;
-    worst = Math.max(worst, d);
-  }
-  return { worst, fraction: off / expected.data.length };
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;

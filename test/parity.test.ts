@@ -6,18 +6,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import path from 'node:path';
 import { StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, Generator } from '../lib/index.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture } from './helpers/fixtures.js';
+import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
-
-function uint8Report(actual: Uint8Array | Buffer, expected: TensorData<any>) {
-  let off = 0, worst = 0;
-  for (let i = 0; i < expected.data.length; i++) {
-    const d = Math.abs(actual[i] - Number(expected.data[i]));
-    if (d > 0) off++;
-    worst = Math.max(worst, d);
-  }
-  return { worst, fraction: off / expected.data.length };
-}
 
 for (const model of ['tiny-sd15', 'tiny-sd2-v']) {
   const { modelDir, cases } = loadCases(model);

@@ -92,3 +92,14 @@ export function index0(t: TensorData<any>, i: number): TensorData<any> {
   const Ctor = (t.data as any).constructor;
   return { data: new Ctor(t.data.slice(i * inner, (i + 1) * inner)), shape: t.shape.slice(1) };
 }
+
+/** uint8 image vs a golden uint8 tensor: the largest difference and the fraction of values that differ. */
+export function uint8Report(actual: Uint8Array | Buffer, expected: TensorData<any>) {
+  let off = 0, worst = 0;
+  for (let i = 0; i < expected.data.length; i++) {
+    const d = Math.abs(actual[i] - Number(expected.data[i]));
+    if (d > 0) off++;
+    worst = Math.max(worst, d);
+  }
+  return { worst, fraction: off / expected.data.length };
+}
