@@ -45,27 +45,32 @@ const SD15_SCHEDULER = {
   trained_betas: null,
 };
 
+/** The UNet2DConditionModel config fields SD 1.x, SD 2.x and SDXL share (diffusers defaults as shipped). */
+const UNET_COMMON = {
+  _class_name: 'UNet2DConditionModel',
+  act_fn: 'silu',
+  center_input_sample: false,
+  downsample_padding: 1,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
+  in_channels: 4,
+  layers_per_block: 2,
+  mid_block_scale_factor: 1,
+  norm_eps: 1e-5,
+  norm_num_groups: 32,
+  out_channels: 4,
+} as const;
+
 function sd15Configs(scale: ModelScale) {
   const full = scale === 'full';
   const unet = {
-    _class_name: 'UNet2DConditionModel',
-    act_fn: 'silu',
+    ...UNET_COMMON,
     attention_head_dim: 8,
     block_out_channels: full ? [320, 640, 1280, 1280] : [32, 64],
-    center_input_sample: false,
     cross_attention_dim: full ? 768 : 32,
     down_block_types: full
       ? ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']
       : ['CrossAttnDownBlock2D', 'DownBlock2D'],
-    downsample_padding: 1,
-    flip_sin_to_cos: true,
-    freq_shift: 0,
-    in_channels: 4,
-    layers_per_block: 2,
-    mid_block_scale_factor: 1,
-    norm_eps: 1e-5,
-    norm_num_groups: 32,
-    out_channels: 4,
     sample_size: full ? 64 : 32,
     up_block_types: full
       ? ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']
@@ -179,27 +184,16 @@ function sdxlConfigs(scale: ModelScale) {
   };
   const timeDim = full ? 256 : 8;
   const unet = {
-    _class_name: 'UNet2DConditionModel',
-    act_fn: 'silu',
+    ...UNET_COMMON,
     addition_embed_type: 'text_time',
     addition_embed_type_num_heads: 64,
     addition_time_embed_dim: timeDim,
     attention_head_dim: full ? [5, 10, 20] : [2, 4],
     block_out_channels: full ? [320, 640, 1280] : [32, 64],
-    center_input_sample: false,
     cross_attention_dim: te1.hidden_size + te2.hidden_size, // 2048 = 768 + 1280
     down_block_types: full
       ? ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D']
       : ['DownBlock2D', 'CrossAttnDownBlock2D'],
-    downsample_padding: 1,
-    flip_sin_to_cos: true,
-    freq_shift: 0,
-    in_channels: 4,
-    layers_per_block: 2,
-    mid_block_scale_factor: 1,
-    norm_eps: 1e-5,
-    norm_num_groups: 32,
-    out_channels: 4,
     projection_class_embeddings_input_dim: 6 * timeDim + te2.projection_dim, // 2816 = 6·256 + 1280
     sample_size: full ? 128 : 32,
     transformer_layers_per_block: full ? [1, 2, 10] : [1, 2],
