@@ -85,6 +85,15 @@ at::Tensor makeBetas(const ConfigReader& cfg, const BetaDefaults& d, int64_t& nu
   return betasForAlphaBar(numTrainTimesteps, schedule == "squaredcos_cap_v2");
 }
 
+void initNoiseSchedule(const ConfigReader& cfg, const BetaDefaults& defaults, ZeroSnr zeroSnr,
+                       int64_t& numTrainTimesteps, at::Tensor& betas, at::Tensor& alphasCumprod) {
+  betas = makeBetas(cfg, defaults, numTrainTimesteps);
+  const bool rescale = zeroSnr != ZeroSnr::kNone && cfg.getBool("rescale_betas_zero_snr", false);
+  if (rescale) betas = rescaleZeroTerminalSnr(betas);
+  alphasCumprod = at::cumprod(at::rsub(betas, 1.0), 0);  // [T]
+  if (rescale && zeroSnr == ZeroSnr::kSigmaSafe) alphasCumprod[-1].fill_(std::ldexp(1.0, -24));
+}
+
 at::Tensor rescaleZeroTerminalSnr(const at::Tensor& betas) {
   at::Tensor alphas = at::rsub(betas, 1.0);
   at::Tensor alphasCumprod = at::cumprod(alphas, 0);

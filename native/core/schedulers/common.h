@@ -37,6 +37,15 @@ struct BetaDefaults {
 /// the float32 betas [T] exactly as diffusers builds them (torch.linspace in float32; the
 /// squaredcos_cap_v2 schedule = betas_for_alpha_bar in double with true division).
 at::Tensor makeBetas(const ConfigReader& cfg, const BetaDefaults& defaults, int64_t& numTrainTimesteps);
+/// Whether a class reads `rescale_betas_zero_snr`, as its diffusers class does: kNone (PNDM, LMS,
+/// Heun lack it), kPlain (DDIM, LCM), kSigmaSafe (the sigma-based Euler, Euler a, DPM-Solver,
+/// UniPC also set the last ᾱ to 2⁻²⁴ so the last sigma stays finite).
+enum class ZeroSnr { kNone, kPlain, kSigmaSafe };
+
+/// betas (makeBetas), the optional zero-terminal-SNR rescale, and ᾱ = cumprod(1 − β): float32 [T].
+void initNoiseSchedule(const ConfigReader& cfg, const BetaDefaults& defaults, ZeroSnr zeroSnr,
+                       int64_t& numTrainTimesteps, at::Tensor& betas, at::Tensor& alphasCumprod);
+
 /// diffusers rescale_zero_terminal_snr(betas) (float32 torch ops).
 at::Tensor rescaleZeroTerminalSnr(const at::Tensor& betas);
 /// ((1 - ᾱ) / ᾱ) ** 0.5 in float32 (the training sigmas, ascending with t).

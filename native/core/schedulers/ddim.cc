@@ -15,9 +15,7 @@ class DDIMScheduler final : public Scheduler {
     const ConfigReader cfg = configReader(config, name());
     // diffusers defaults: beta 0.0001..0.02 "linear", clip_sample true, set_alpha_to_one true,
     // steps_offset 0, prediction_type "epsilon", timestep_spacing "leading".
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    if (cfg.getBool("rescale_betas_zero_snr", false)) betas_ = rescaleZeroTerminalSnr(betas_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kPlain, numTrainTimesteps_, betas_, alphasCumprod_);
     finalAlphaCumprod_ = cfg.getBool("set_alpha_to_one", true)
                              ? at::scalar_tensor(1.0, at::TensorOptions().dtype(at::kFloat))
                              : alphasCumprod_[0];

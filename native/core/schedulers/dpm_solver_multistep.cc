@@ -24,11 +24,7 @@ class DPMSolverMultistepScheduler final : public Scheduler {
     // true, euler_at_final false, use_karras_sigmas false, use_lu_lambdas false,
     // final_sigmas_type "zero", lambda_min_clipped -inf, variance_type None, timestep_spacing
     // "linspace", steps_offset 0, rescale_betas_zero_snr false.
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    const bool rescale = cfg.getBool("rescale_betas_zero_snr", false);
-    if (rescale) betas_ = rescaleZeroTerminalSnr(betas_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
-    if (rescale) alphasCumprod_[-1].fill_(std::ldexp(1.0, -24));
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kSigmaSafe, numTrainTimesteps_, betas_, alphasCumprod_);
     at::Tensor alphaT = at::sqrt(alphasCumprod_);
     at::Tensor sigmaT = at::sqrt(at::rsub(alphasCumprod_, 1));
     lambdaT_ = at::log(alphaT) - at::log(sigmaT);  // [T]

@@ -16,11 +16,7 @@ class EulerAncestralDiscreteScheduler final : public KarrasStyleScheduler {
     const ConfigReader cfg = configReader(config, name());
     // diffusers defaults: beta 0.0001..0.02 "linear", prediction_type "epsilon", timestep_spacing
     // "linspace", steps_offset 0, rescale_betas_zero_snr false.
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    const bool rescale = cfg.getBool("rescale_betas_zero_snr", false);
-    if (rescale) betas_ = rescaleZeroTerminalSnr(betas_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
-    if (rescale) alphasCumprod_[-1].fill_(std::ldexp(1.0, -24));  // 2**-24: keeps the last sigma finite
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kSigmaSafe, numTrainTimesteps_, betas_, alphasCumprod_);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     if (predictionType_ == "sample")
       unsupported(name(), "prediction_type", "\"sample\"", "diffusers raises NotImplementedError for it too");

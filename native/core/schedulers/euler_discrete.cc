@@ -17,11 +17,7 @@ class EulerDiscreteScheduler final : public KarrasStyleScheduler {
     // diffusers defaults: beta 0.0001..0.02 "linear", prediction_type "epsilon", interpolation_type
     // "linear", use_karras_sigmas false, sigma_min/max None, timestep_spacing "linspace",
     // timestep_type "discrete", steps_offset 0, rescale_betas_zero_snr false, final_sigmas_type "zero".
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    const bool rescale = cfg.getBool("rescale_betas_zero_snr", false);
-    if (rescale) betas_ = rescaleZeroTerminalSnr(betas_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
-    if (rescale) alphasCumprod_[-1].fill_(std::ldexp(1.0, -24));  // 2**-24: keeps the last sigma finite
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kSigmaSafe, numTrainTimesteps_, betas_, alphasCumprod_);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction", "sample", "original_sample"});
     interpolationType_ = enumField(cfg, "interpolation_type", "linear", {"linear", "log_linear"});
     useKarras_ = cfg.getBool("use_karras_sigmas", false);

@@ -18,8 +18,7 @@ class HeunDiscreteScheduler final : public KarrasStyleScheduler {
     // diffusers defaults: beta 0.00085..0.012 "linear" (also "exp"), prediction_type "epsilon",
     // use_karras_sigmas false, clip_sample false, clip_sample_range 1.0, timestep_spacing
     // "linspace", steps_offset 0.
-    betas_ = makeBetas(cfg, {0.00085, 0.012, "linear", /*allowExp=*/true}, numTrainTimesteps_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
+    initNoiseSchedule(cfg, {0.00085, 0.012, "linear", /*allowExp=*/true}, ZeroSnr::kNone, numTrainTimesteps_, betas_, alphasCumprod_);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     useKarras_ = cfg.getBool("use_karras_sigmas", false);
     clipSample_ = cfg.getBool("clip_sample", false);

@@ -19,9 +19,7 @@ class LCMScheduler final : public Scheduler {
     // diffusers defaults: beta 0.00085..0.012 "scaled_linear", original_inference_steps 50,
     // clip_sample false, set_alpha_to_one true, steps_offset 0, prediction_type "epsilon",
     // timestep_spacing "leading", timestep_scaling 10.0.
-    betas_ = makeBetas(cfg, {0.00085, 0.012, "scaled_linear"}, numTrainTimesteps_);
-    if (cfg.getBool("rescale_betas_zero_snr", false)) betas_ = rescaleZeroTerminalSnr(betas_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
+    initNoiseSchedule(cfg, {0.00085, 0.012, "scaled_linear"}, ZeroSnr::kPlain, numTrainTimesteps_, betas_, alphasCumprod_);
     finalAlphaCumprod_ = cfg.getBool("set_alpha_to_one", true)
                              ? at::scalar_tensor(1.0, at::TensorOptions().dtype(at::kFloat))
                              : alphasCumprod_[0];

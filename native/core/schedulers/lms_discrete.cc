@@ -49,8 +49,7 @@ class LMSDiscreteScheduler final : public KarrasStyleScheduler {
     const ConfigReader cfg = configReader(config, name());
     // diffusers defaults: beta 0.0001..0.02 "linear", use_karras_sigmas false, prediction_type
     // "epsilon", timestep_spacing "linspace", steps_offset 0.
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kNone, numTrainTimesteps_, betas_, alphasCumprod_);
     useKarras_ = cfg.getBool("use_karras_sigmas", false);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});

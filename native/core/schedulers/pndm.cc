@@ -16,8 +16,7 @@ class PNDMScheduler final : public Scheduler {
     const ConfigReader cfg = configReader(config, name());
     // diffusers defaults: beta 0.0001..0.02 "linear", skip_prk_steps false, set_alpha_to_one false,
     // prediction_type "epsilon", timestep_spacing "leading", steps_offset 0.
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kNone, numTrainTimesteps_, betas_, alphasCumprod_);
     finalAlphaCumprod_ = cfg.getBool("set_alpha_to_one", false)
                              ? at::scalar_tensor(1.0, at::TensorOptions().dtype(at::kFloat))
                              : alphasCumprod_[0];

@@ -22,11 +22,7 @@ class UniPCMultistepScheduler final : public Scheduler {
     // thresholding false, predict_x0 true, solver_type "bh2", lower_order_final true,
     // disable_corrector [], solver_p None, use_karras_sigmas false, timestep_spacing "linspace",
     // steps_offset 0, final_sigmas_type "zero", rescale_betas_zero_snr false.
-    betas_ = makeBetas(cfg, {0.0001, 0.02, "linear"}, numTrainTimesteps_);
-    const bool rescale = cfg.getBool("rescale_betas_zero_snr", false);
-    if (rescale) betas_ = rescaleZeroTerminalSnr(betas_);
-    alphasCumprod_ = at::cumprod(at::rsub(betas_, 1.0), 0);  // [T]
-    if (rescale) alphasCumprod_[-1].fill_(std::ldexp(1.0, -24));
+    initNoiseSchedule(cfg, {0.0001, 0.02, "linear"}, ZeroSnr::kSigmaSafe, numTrainTimesteps_, betas_, alphasCumprod_);
     solverOrder_ = cfg.getInt("solver_order", 2);
     if (solverOrder_ < 1 || solverOrder_ > 10) cfg.error("solver_order", "must be an integer in [1, 10]");
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
