@@ -24,6 +24,7 @@ import { GeneratedImage, loadInputImage, samplerName, type DecodedImage, type Ge
 import { CLIPTokenizer } from './tokenizer.js';
 import {
   adapterState, checkLoraArgs, loadLora, loadTextualInversion, maybeConvertPrompt, recordSetAdapters, withLoraTags,
+  type TextEncoderName,
   type LoadTextualInversionOptions, type LoadLoraOptions, type LoraLoadResult,
 } from './lora.js';
 import { weightedTokens } from './prompt-weighting.js';
@@ -522,18 +523,12 @@ export abstract class PipelineBase {
   }
 
   private toggle(change: Partial<NativeOptimizations>): this {
-    if (this.model.xl) {
-      // The SDXL native pipeline has no toggles yet: say so rather than silently ignore them.
-      throw new UnsupportedModelError(`${Object.keys(change).join(', ')}: speed/memory toggles are not available ` +
-        'for SDXL pipelines yet (StableDiffusionPipeline and StableDiffusionImg2ImgPipeline have them)');
-    }
     Object.assign(this.model.optimizations, change);
     return this;
   }
 
   /** @internal Hands a call's toggles to the native pipeline right before its generate. */
   private applyOptimizations(o: NativeOptimizations): void {
-    if (this.model.xl) return;  // SDXL handles have no toggles (toggle() refuses to set any)
     const a = addon();
     if (typeof a.pipelineSetOptimizations === 'function') nativeSync(() => a.pipelineSetOptimizations(this.model.handle, o));
   }
@@ -636,7 +631,17 @@ export abstract class PipelineBase {
    */
   loadTextualInversion(file: string, options?: LoadTextualInversionOptions): Promise<string[]> {
     this.checkAlive('loadTextualInversion');
-    return this.model.enqueue(() => loadTextualInversion(this.model.handle, this.model.tokenizers[0], file, options));
+    return this.model.enqueue(() => loadTextualInversion(this.model.handle, this.textEncoders(), file, options));
+  }
+
+  /** @internal The text encoders (diffusers component names) with their tokenizers. */
+  private textEncoders(): Array<{ tok: CLIPTokenizer; component: TextEncoderName }> {
+    const { info, tokenizers } = this.model;
+    if (info.family !== 'sdxl') return [{ tok: tokenizers[0], component: 'text_encoder' }];
+    // SDXL: tokenizer → text_encoder, tokenizer_2 → text_encoder_2; a refiner has only the second pair
+    return tokenizers.length > 1
+      ? [{ tok: tokenizers[0], component: 'text_encoder' }, { tok: tokenizers[1], component: 'text_encoder_2' }]
+      : [{ tok: tokenizers[0], component: 'text_encoder_2' }];
   }
 
   /**
@@ -716,20 +721,33 @@ export abstract class PipelineBase {
     const { info, tokenizers } = this.model;
     // diffusers: negative prompt "" when none is given; nothing is encoded without CFG
     const cfg = o.guidanceScale > 1;
-    // diffusers' maybe_convert_prompt (textual-inversion tokens → all their vectors' tokens)
-    const conv = (ps: string[]) => ps.map((p) => maybeConvertPrompt(tokenizers[0], p));
-    // AUTOMATIC1111 emphasis and 75-token chunks (lib/prompt-weighting.ts)
+    // diffusers' maybe_convert_prompt (textual-inversion tokens → all their vectors' tokens), per tokenizer
+    const conv = (ps: string[], tok = tokenizers[0]) => ps.map((p) => maybeConvertPrompt(tok, p));
+    const xl2 = info.family === 'sdxl' && tokenizers.length > 1;
+    // diffusers SDXL: prompt_2 defaults to prompt, negative_prompt_2 to negative_prompt
+    const prompts2 = o.prompts2 ?? o.prompts;
+    const negatives = o.negativePrompts ?? o.prompts.map(() => '');
+    const negatives2 = o.negativePrompts2 ?? negatives;
+    // AUTOMATIC1111 emphasis and 75-token chunks (lib/prompt-weighting.ts); SDXL: both tokenizers,
+    // padded to the same chunk count
     let weighted: ReturnType<typeof weightedTokens> | undefined;
+    let weighted2: ReturnType<typeof weightedTokens> | undefined;
     if (o.promptWeighting === 'a1111') {
-      if (info.family === 'sdxl') throw new InvalidArgumentError("promptWeighting 'a1111' is not supported for SDXL yet");
       const groups = [conv(o.prompts)];
-      if (cfg) groups.push(conv(o.negativePrompts ?? o.prompts.map(() => '')));
+      if (cfg) groups.push(conv(negatives));
       weighted = weightedTokens(tokenizers[0], groups);
+      if (xl2) {
+        const groups2 = [conv(prompts2, tokenizers[1])];
+        if (cfg) groups2.push(conv(negatives2, tokenizers[1]));
+        const k1 = weighted[0].ids.shape[1] / 77;
+        weighted2 = weightedTokens(tokenizers[1], groups2, k1);
+        const k2 = weighted2[0].ids.shape[1] / 77;
+        if (k2 > k1) weighted = weightedTokens(tokenizers[0], groups, k2);
+      }
     }
     const req: NativeGenerateRequest = {
       inputIds: weighted ? weighted[0].ids : tokenize(tokenizers[0], conv(o.prompts), 'prompt'),
-      negativeInputIds: weighted ? weighted[1]?.ids : cfg
-        ? tokenize(tokenizers[0], conv(o.negativePrompts ?? o.prompts.map(() => '')), 'negativePrompt') : undefined,
+      negativeInputIds: weighted ? weighted[1]?.ids : cfg ? tokenize(tokenizers[0], conv(negatives), 'negativePrompt') : undefined,
       promptWeights: weighted?.[0].weights,
       negativePromptWeights: weighted?.[1]?.weights,
       numImagesPerPrompt: o.numImagesPerPrompt,
@@ -750,12 +768,12 @@ export abstract class PipelineBase {
       strength: image ? o.strength : undefined,
       loraScale: o.loraScale,
     };
-    if (info.family === 'sdxl' && tokenizers.length > 1) {
-      // diffusers SDXL: prompt_2 defaults to prompt, negative_prompt_2 to negative_prompt
-      req.inputIds2 = tokenize(tokenizers[1], o.prompts2 ?? o.prompts, 'prompt2');
+    if (xl2) {
+      req.inputIds2 = weighted2 ? weighted2[0].ids : tokenize(tokenizers[1], conv(prompts2, tokenizers[1]), 'prompt2');
+      req.promptWeights2 = weighted2?.[0].weights;
       if (cfg) {
-        req.negativeInputIds2 = tokenize(tokenizers[1],
-          o.negativePrompts2 ?? o.negativePrompts ?? o.prompts.map(() => ''), 'negativePrompt2');
+        req.negativeInputIds2 = weighted2 ? weighted2[1].ids : tokenize(tokenizers[1], conv(negatives2, tokenizers[1]), 'negativePrompt2');
+        req.negativePromptWeights2 = weighted2?.[1].weights;
       }
     }
     // diffusers: zero_out_negative_prompt = negative_prompt is None and force_zeros_for_empty_prompt

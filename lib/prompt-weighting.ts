@@ -93,13 +93,14 @@ export function promptChunks(tok: CLIPTokenizer, prompt: string): PromptChunk[] 
 /**
  * Token ids and weights `[P, 77·k]` for prompts (and negative prompts), every prompt padded with
  * empty chunks to the largest chunk count k (A1111 pads the shorter conditioning with the empty prompt).
+ * @param minChunks - at least this many chunks (SDXL: both tokenizers must give the same k)
  */
 export function weightedTokens(
-  tok: CLIPTokenizer, groups: string[][],
+  tok: CLIPTokenizer, groups: string[][], minChunks = 1,
 ): Array<{ ids: TensorData<BigInt64Array>; weights: TensorData<Float32Array> }> {
   const all = groups.map((g) => g.map((p) => promptChunks(tok, p)));
   const empty = promptChunks(tok, '')[0];
-  const k = Math.max(...all.flat().map((c) => c.length));
+  const k = Math.max(minChunks, ...all.flat().map((c) => c.length));
   return all.map((g) => {
     const n = g.length, len = 77 * k;
     const ids = new BigInt64Array(n * len), weights = new Float32Array(n * len);

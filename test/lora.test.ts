@@ -46,8 +46,8 @@ describe('LoRA: tiny-sd15', () => {
   it('loads both files onto the same 102 modules (72 UNet, 30 text encoder)', async () => {
     const k = await pipe.loadLoraWeights(loraFiles.kohya, { adapterName: 'kohya' });
     const d = await pipe.loadLoraWeights(loraFiles.diffusers, { adapterName: 'diffusers' });
-    expect(k).toEqual({ adapter: 'kohya', unetModules: 72, textEncoderModules: 30 });
-    expect(d).toEqual({ adapter: 'diffusers', unetModules: 72, textEncoderModules: 30 });
+    expect(k).toEqual({ adapter: 'kohya', unetModules: 72, textEncoderModules: 30, textEncoder2Modules: 0 });
+    expect(d).toEqual({ adapter: 'diffusers', unetModules: 72, textEncoderModules: 30, textEncoder2Modules: 0 });
     expect(await pipe.getAdapters()).toEqual(['kohya', 'diffusers']);
     await expect(pipe.loadLoraWeights(loraFiles.kohya, { adapterName: 'kohya' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
     await pipe.unloadLoraWeights();

@@ -336,6 +336,9 @@ export interface NativeGenerateRequest {
   /** A1111 prompt weighting: token weights `[P, 77·k]` matching `inputIds` (then `[P, 77·k]` too). */
   promptWeights?: TensorData<Float32Array>;
   negativePromptWeights?: TensorData<Float32Array>;
+  /** SDXL: the weights of `inputIds2` / `negativeInputIds2` (tokenizer_2), same shapes. */
+  promptWeights2?: TensorData<Float32Array>;
+  negativePromptWeights2?: TensorData<Float32Array>;
 }
 
 /** What `generate` resolves to. */
@@ -443,18 +446,24 @@ export interface NativeAddon {
   setCudnnAllowTf32(on: boolean): void;
   // lora.cc
   loadLora(h: NativeHandle, path: string, opts: { adapterName?: string; weight?: number }):
-    Promise<{ adapter: string; unetModules: number; textEncoderModules: number }>;
+    Promise<{ adapter: string; unetModules: number; textEncoderModules: number; textEncoder2Modules: number }>;
   setLoraAdapters(h: NativeHandle, names: string[], weights: number[]): Promise<void>;
   fuseLora(h: NativeHandle, scale: number): Promise<number>;
   unfuseLora(h: NativeHandle): Promise<number>;
   unloadLora(h: NativeHandle, adapterName?: string): Promise<void>;
   loraAdapters(h: NativeHandle): Promise<string[]>;
   /** A copy of a component's weight (float32). */
-  pipelineWeight(h: NativeHandle, component: 'unet' | 'text_encoder' | 'vae', name: string): Promise<TensorData>;
-  /** Textual inversion rows; resolves to the new vocabulary size. */
-  setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData): Promise<number>;
+  pipelineWeight(h: NativeHandle, component: 'unet' | 'text_encoder' | 'text_encoder_2' | 'vae', name: string): Promise<TensorData>;
+  /** Textual inversion rows of `component` (default 'text_encoder'); resolves to its new vocabulary size. */
+  setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData, component?: 'text_encoder' | 'text_encoder_2'): Promise<number>;
   /** The prompt embeddings of generate(): ids [P, 77·k], optional A1111 weights [P, 77·k] → [P, 77·k, D]. */
   encodeText(h: NativeHandle, ids: TensorData<BigInt64Array>, weights?: TensorData<Float32Array>, clipSkip?: number): Promise<TensorData>;
+  /**
+   * SDXL (pipeline_xl.cc): the prompt embeddings of generateXl: ids [P, 77·k] (tokenizer), ids2 (tokenizer_2;
+   * omitted for a refiner), optional A1111 weights for each → embeds [P, 77·k, D1 + D2] and pooled [P, projection_dim].
+   */
+  encodeTextXl(h: NativeHandle, ids: TensorData<BigInt64Array>, ids2?: TensorData<BigInt64Array>, weights?: TensorData<Float32Array>,
+    weights2?: TensorData<Float32Array>, clipSkip?: number): Promise<{ embeds: TensorData; pooled: TensorData }>;
   createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
   // schedulers.cc (synchronous)
   schedulerNames(): string[];

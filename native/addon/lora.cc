@@ -1,8 +1,9 @@
-// Bindings for the LoRA / textual-inversion methods of pipelines::StableDiffusionPipeline
+// Bindings for the LoRA / textual-inversion methods of pipelines::PipelineBase (SD and SDXL pipelines)
 // (diffusers' load_lora_weights, set_adapters, fuse_lora, unfuse_lora, unload_lora_weights,
 // load_textual_inversion's embedding rows). Every call runs on the thread pool: it waits for a
 // running generation of the same pipeline.
 #include "addon/bindings.h"
+#include "addon/pipeline_common.h"
 #include "addon/util.h"
 #include "pipelines/stable_diffusion.h"
 
@@ -11,7 +12,7 @@ namespace sd::addon {
 namespace {
 
 using pipelines::StableDiffusionPipeline;
-using Pipe = std::shared_ptr<StableDiffusionPipeline>;
+using Pipe = std::shared_ptr<pipelines::PipelineBase>;
 
 std::string argString(Napi::Env env, const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (info.Length() <= i || !info[i].IsString()) throwInvalid(env, std::string(what) + " must be a string");
@@ -26,7 +27,7 @@ double argNumber(Napi::Env env, const Napi::CallbackInfo& info, size_t i, const 
 // loadLora(pipeline, path, { adapterName?, weight? }) → Promise<{ adapter, unetModules, textEncoderModules }>
 Napi::Value LoadLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const std::string path = argString(env, info, 1, "path");
   std::string adapter;
   double weight = 1.0;
@@ -35,7 +36,7 @@ Napi::Value LoadLora(const Napi::CallbackInfo& info) {
     adapter = getString(o, "adapterName", "");
     weight = getNumber(o, "weight", 1.0);
   }
-  using R = StableDiffusionPipeline::LoraLoadInfo;
+  using R = pipelines::LoraLoadInfo;
   return runAsync<R>(
       env, [p, path, adapter, weight] { return p->loadLora(path, adapter, weight); },
       [](Napi::Env env, R& r) -> Napi::Value {
@@ -43,6 +44,7 @@ Napi::Value LoadLora(const Napi::CallbackInfo& info) {
         o.Set("adapter", r.adapter);
         o.Set("unetModules", Napi::Number::New(env, static_cast<double>(r.unetModules)));
         o.Set("textEncoderModules", Napi::Number::New(env, static_cast<double>(r.textEncoderModules)));
+        o.Set("textEncoder2Modules", Napi::Number::New(env, static_cast<double>(r.textEncoder2Modules)));
         return o;
       });
 }
@@ -50,7 +52,7 @@ Napi::Value LoadLora(const Napi::CallbackInfo& info) {
 // setLoraAdapters(pipeline, names: string[], weights: number[]) → Promise<void>
 Napi::Value SetLoraAdapters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   if (info.Length() < 3 || !info[1].IsArray() || !info[2].IsArray())
     throwInvalid(env, "setLoraAdapters(pipeline, names, weights): names and weights must be arrays");
   Napi::Array n = info[1].As<Napi::Array>(), w = info[2].As<Napi::Array>();
@@ -72,7 +74,7 @@ Napi::Value SetLoraAdapters(const Napi::CallbackInfo& info) {
 // fuseLora(pipeline, scale) → Promise<number of layers fused>
 Napi::Value FuseLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const double scale = argNumber(env, info, 1, "loraScale");
   return runAsync<int64_t>(
       env, [p, scale] { return p->fuseLora(scale); },
@@ -82,7 +84,7 @@ Napi::Value FuseLora(const Napi::CallbackInfo& info) {
 // unfuseLora(pipeline) → Promise<number of layers restored>
 Napi::Value UnfuseLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   return runAsync<int64_t>(
       env, [p] { return p->unfuseLora(); },
       [](Napi::Env env, int64_t& n) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(n)); });
@@ -91,7 +93,7 @@ Napi::Value UnfuseLora(const Napi::CallbackInfo& info) {
 // unloadLora(pipeline, adapterName?: string) → Promise<void>; all adapters when omitted
 Napi::Value UnloadLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const std::string name = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   return runAsync<bool>(
       env, [p, name] { p->unloadLora(name); return true; },
@@ -101,7 +103,7 @@ Napi::Value UnloadLora(const Napi::CallbackInfo& info) {
 // loraAdapters(pipeline) → Promise<string[]>
 Napi::Value LoraAdapters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   return runAsync<std::vector<std::string>>(
       env, [p] { return p->loraAdapters(); },
       [](Napi::Env env, std::vector<std::string>& v) -> Napi::Value {
@@ -114,7 +116,7 @@ Napi::Value LoraAdapters(const Napi::CallbackInfo& info) {
 // pipelineWeight(pipeline, component, name) → Promise<{ data: Float32Array, shape }>
 Napi::Value PipelineWeight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const std::string component = argString(env, info, 1, "component");
   const std::string name = argString(env, info, 2, "name");
   return runAsync<at::Tensor>(
@@ -122,23 +124,26 @@ Napi::Value PipelineWeight(const Napi::CallbackInfo& info) {
       [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
 }
 
-// setTokenEmbeddings(pipeline, firstId, rows { data: Float32Array, shape: [n, D] }) → Promise<vocab size>
+// setTokenEmbeddings(pipeline, firstId, rows { data: Float32Array, shape: [n, D] }, component?) →
+// Promise<vocab size>; component "text_encoder" (default) | "text_encoder_2"
 Napi::Value SetTokenEmbeddings(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const double first = argNumber(env, info, 1, "firstId");
-  if (info.Length() < 3) throwInvalid(env, "setTokenEmbeddings(pipeline, firstId, rows): rows missing");
+  if (info.Length() < 3) throwInvalid(env, "setTokenEmbeddings(pipeline, firstId, rows, component?): rows missing");
   at::Tensor rows = toTensor(env, info[2], "rows");
+  const std::string component =
+      info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "text_encoder";
   const int64_t firstId = static_cast<int64_t>(first);
   return runAsync<int64_t>(
-      env, [p, firstId, rows] { p->setTokenEmbeddings(firstId, rows); return p->vocabSize(); },
+      env, [p, firstId, rows, component] { p->setTokenEmbeddings(component, firstId, rows); return p->vocabSize(component); },
       [](Napi::Env env, int64_t& n) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(n)); });
 }
 
 // encodeText(pipeline, ids [P, 77·k] int64, weights? [P, 77·k] float32, clipSkip?) → Promise<[P, 77·k, D]>
 Napi::Value EncodeText(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Pipe p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  auto p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
   if (info.Length() < 2) throwInvalid(env, "encodeText(pipeline, ids, weights?, clipSkip?)");
   at::Tensor ids = toTensor(env, info[1], "ids");
   at::Tensor weights;

@@ -59,7 +59,7 @@ Napi::Value LivePipelines(const Napi::CallbackInfo& info) {
 // validated now and applied at the start of the next generate.
 Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  auto p = unwrapAnyPipeline(env, info[0], "pipeline");
   if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "pipelineSetOptimizations(pipeline, options)");
   Napi::Object o = info[1].As<Napi::Object>();
   pipelines::Optimizations next;
@@ -91,7 +91,7 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
 // pipelineComponents(h) → [{name, className, dtype, parameters, bytes}] as held now
 Napi::Value PipelineComponents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
+  auto p = unwrapAnyPipeline(env, info[0], "pipeline");
   const auto comps = p->components();
   Napi::Array out = Napi::Array::New(env, comps.size());
   for (size_t k = 0; k < comps.size(); ++k) {

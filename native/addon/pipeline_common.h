@@ -13,6 +13,7 @@
 
 #include "addon/util.h"
 #include "pipelines/stable_diffusion.h"
+#include "pipelines/stable_diffusion_xl.h"
 #include "util/json.h"
 
 namespace sd::addon {
@@ -66,6 +67,13 @@ inline Napi::Object pipelineInfoObject(Napi::Env env, const pipelines::PipelineI
   }
   o.Set("components", comps);
   return o;
+}
+
+/// The pipeline behind a StableDiffusionPipeline or StableDiffusionXLPipeline handle, for the
+/// methods they share (toggles, LoRA, textual inversion). Errors as unwrapHandle.
+inline std::shared_ptr<pipelines::PipelineBase> unwrapAnyPipeline(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (handleOf<pipelines::StableDiffusionXLPipeline>(v)) return unwrapHandle<pipelines::StableDiffusionXLPipeline>(env, v, what);
+  return unwrapHandle<pipelines::StableDiffusionPipeline>(env, v, what);
 }
 
 /// `out` = the tensor at `r[key]` when present and not undefined.

@@ -59,6 +59,8 @@ Napi::Value GenerateXl(const Napi::CallbackInfo& info) {
   req.strength = getNumber(r, "strength", 0.3);
   optionalTensor(env, r, "inputIds2", req.inputIds2);
   optionalTensor(env, r, "negativeInputIds2", req.negativeInputIds2);
+  optionalTensor(env, r, "promptWeights2", req.promptWeights2);
+  optionalTensor(env, r, "negativePromptWeights2", req.negativePromptWeights2);
   optionalTensor(env, r, "imageLatents", req.imageLatents);
   req.negativePromptIsNone = getBool(r, "negativePromptIsNone", false);
   req.originalSize = pairField(env, r, "originalSize");
@@ -71,6 +73,31 @@ Napi::Value GenerateXl(const Napi::CallbackInfo& info) {
   req.img2img = getBool(r, "img2img", false);
 
   return queueGenerate(info, std::move(pipe), std::move(req));
+}
+
+// encodeTextXl(pipeline, ids [P, 77·k], ids2 | undefined, weights?, weights2?, clipSkip?) →
+// Promise<{ embeds [P, 77·k, D1 + D2], pooled [P, projection_dim] }> (float32)
+Napi::Value EncodeTextXl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto p = unwrapHandle<StableDiffusionXLPipeline>(env, info[0], "pipeline");
+  if (info.Length() < 2) throwInvalid(env, "encodeTextXl(pipeline, ids, ids2?, weights?, weights2?, clipSkip?)");
+  auto optional = [&](size_t i, const char* what) {
+    at::Tensor t;
+    if (info.Length() > i && !info[i].IsUndefined() && !info[i].IsNull()) t = toTensor(env, info[i], what);
+    return t;
+  };
+  at::Tensor ids = toTensor(env, info[1], "ids");
+  at::Tensor ids2 = optional(2, "ids2"), weights = optional(3, "weights"), weights2 = optional(4, "weights2");
+  const int64_t clipSkip = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().Int64Value() : 0;
+  using R = StableDiffusionXLPipeline::Encoded;
+  return runAsync<R>(
+      env, [p, ids, ids2, weights, weights2, clipSkip] { return p->encodeText(ids, ids2, weights, weights2, clipSkip); },
+      [](Napi::Env env, R& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("embeds", fromTensor(env, r.embeds));
+        o.Set("pooled", fromTensor(env, r.pooled));
+        return o;
+      });
 }
 
 Napi::Value DisposePipelineXl(const Napi::CallbackInfo& info) {
@@ -88,6 +115,7 @@ void InitPipelineXl(Napi::Env env, Napi::Object exports) {
   exports.Set("loadPipelineXl", Napi::Function::New(env, LoadPipelineXl));
   exports.Set("pipelineXlInfo", Napi::Function::New(env, PipelineXlInfo));
   exports.Set("generateXl", Napi::Function::New(env, GenerateXl));
+  exports.Set("encodeTextXl", Napi::Function::New(env, EncodeTextXl));
   exports.Set("disposePipelineXl", Napi::Function::New(env, DisposePipelineXl));
   exports.Set("livePipelinesXl", Napi::Function::New(env, LivePipelinesXl));
 }

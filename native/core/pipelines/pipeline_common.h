@@ -7,13 +7,13 @@
 
 #include <chrono>
 #include <cmath>
-#include <initializer_list>
+#include <utility>
 #include <string>
 #include <vector>
 
-#include "util/error.h"
-
+#include "nn/weight_storage.h"
 #include "pipelines/stable_diffusion.h"
+#include "util/error.h"
 
 namespace sd::models {
 struct UNetAddedCond;
@@ -37,7 +37,7 @@ inline double msSince(std::chrono::steady_clock::time_point t0) {
 /// E_INVALID_ARGUMENT for a non-finite scale.
 class ScopedLoraScale {
  public:
-  ScopedLoraScale(std::initializer_list<double*> slots, double scale) : slots_(slots) {
+  ScopedLoraScale(std::vector<double*> slots, double scale) : slots_(std::move(slots)) {
     if (!std::isfinite(scale)) invalid("loraScale must be a finite number");
     for (double* s : slots_) *s = scale;
   }
@@ -50,6 +50,37 @@ class ScopedLoraScale {
  private:
   std::vector<double*> slots_;
 };
+
+/// Model CPU offload (diffusers enable_model_cpu_offload): while alive, a model's weights are on
+/// the GPU; release() (or the destructor, also on errors) sends them back to pinned host memory.
+/// Inactive (does nothing) when `active` is false.
+class OnDevice {
+ public:
+  OnDevice(nn::Weights* w, at::Device device, bool active) : w_(active ? w : nullptr) {
+    if (w_) nn::moveTo(*w_, device);
+  }
+  ~OnDevice() {
+    try {
+      release();
+    } catch (...) {  // never throw from a destructor; the weights stay where they are
+    }
+  }
+  void release() {
+    if (!w_) return;
+    nn::Weights* w = w_;
+    w_ = nullptr;
+    nn::offloadToPinnedCpu(*w);
+  }
+  OnDevice(const OnDevice&) = delete;
+  OnDevice& operator=(const OnDevice&) = delete;
+
+ private:
+  nn::Weights* w_;
+};
+
+/// AUTOMATIC1111's "Original" emphasis (modules/sd_hijack_clip.py process_tokens) on one 77-token
+/// chunk: z [P, 77, D] · weights [P, 77], then rescaled so the mean of z is what it was.
+at::Tensor applyEmphasis(const at::Tensor& z, const at::Tensor& weights);
 
 /// The denoising loop over `timesteps` (0-d entries, int64 or float32 as the scheduler made them):
 /// x_in = cat([latents]·2) when guidanceScale > 1, scale_model_input, unet(x_in, t,

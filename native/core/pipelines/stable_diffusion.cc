@@ -31,70 +31,12 @@ using detail::invalid;
 using detail::msSince;
 
 namespace {
-
-/// Model CPU offload (diffusers enable_model_cpu_offload): while alive, a model's weights are on
-/// the GPU; release() (or the destructor, also on errors) sends them back to pinned host memory.
-class OnDevice {
- public:
-  OnDevice(nn::Weights* w, at::Device device, bool active) : w_(active ? w : nullptr) {
-    if (w_) nn::moveTo(*w_, device);
-  }
-  ~OnDevice() {
-    try {
-      release();
-    } catch (...) {  // never throw from a destructor; the weights stay where they are
-    }
-  }
-  void release() {
-    if (!w_) return;
-    nn::Weights* w = w_;
-    w_ = nullptr;
-    nn::offloadToPinnedCpu(*w);
-  }
-  OnDevice(const OnDevice&) = delete;
-  OnDevice& operator=(const OnDevice&) = delete;
-
- private:
-  nn::Weights* w_;
-};
-
-}  // namespace
-
-at::Device parseDevice(const std::string& device) {
-  if (device == "cpu") return at::Device(at::kCPU);
-  if (device.rfind("cuda", 0) == 0) {
-    if (!at::hasCUDA())
-      fail(codes::kDeviceUnavailable, "device \"" + device +
-                                          "\" requested but this build of sd-native has no CUDA (libtorch is CPU-only "
-                                          "or no GPU is visible); use device \"cpu\" or build against a CUDA libtorch");
-    try {
-      return at::Device(device);
-    } catch (const c10::Error&) {
-      invalid("device \"" + device + "\" is not a valid device string (expected \"cpu\", \"cuda\" or \"cuda:N\")");
-    }
-  }
-  invalid("device \"" + device + "\" is not supported (expected \"cpu\", \"cuda\" or \"cuda:N\")");
-}
-
-namespace {
 std::atomic<int64_t> liveInstances{0};
 }
 
 StableDiffusionPipeline::StableDiffusionPipeline() { ++liveInstances; }
 StableDiffusionPipeline::~StableDiffusionPipeline() { --liveInstances; }
 int64_t StableDiffusionPipeline::liveCount() { return liveInstances.load(); }
-
-void StableDiffusionPipeline::setAttentionOptions(const nn::AttentionOptions& options) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  {
-    std::lock_guard<std::mutex> optLock(optMutex_);  // keep the pending toggles in step
-    pending_.attention = options;
-  }
-  attention_ = options;
-  unet_->setAttentionOptions(options);
-  *vae_->attentionOptions() = options;
-  *textEncoder_->attentionOptions() = options;
-}
 
 std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std::string& path,
                                                                        const LoadOptions& options) {
@@ -167,13 +109,8 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
   info.schedulerName = cls->string();
   info.device = device.str();
   info.dtype = runtime::dtypeName(options.dtype);
-  auto component = [&](const std::string& name, const std::string& cls, const nn::Weights& w) {
-    info.components.push_back({name, cls, runtime::dtypeName(options.dtype), w.numel(), w.nbytes()});
-  };
-  component("text_encoder", "CLIPTextModel", pipe->textEncoder_->weights());
-  component("unet", "UNet2DConditionModel", pipe->unet_->weights());
-  component("vae", "AutoencoderKL", pipe->vae_->weights());
-  pipe->components_ = info.components;
+  info.components = pipe->recordComponents();
+  pipe->family_ = info.family;
   pipe->loadPath_ = path;
   pipe->loadOptions_ = options;
   return pipe;
@@ -243,8 +180,8 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // 3. Encode input prompt: [uncond…, cond…]
   auto tEncode = std::chrono::steady_clock::now();
   // Offload (either mode): the text encoder visits the GPU as a whole (its embedding lookup reads
-  // the table directly). const_cast: the pipeline owns this encoder and holds mutex_.
-  OnDevice clipOnDevice(const_cast<nn::Weights*>(&textEncoder_->weights()), device_, !applied_.offload.empty());
+  // the table directly).
+  detail::OnDevice clipOnDevice(&textEncoder_->weights(), device_, !applied_.offload.empty());
   at::Tensor promptEmbeds = req.promptWeights.defined()
                                ? encodePromptWeighted(req.inputIds, req.promptWeights, req.clipSkip, req.numImagesPerPrompt)
                                : encodePrompt(req.inputIds, req.clipSkip, req.numImagesPerPrompt);  // [B, 77, D]
@@ -298,7 +235,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
     at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
     image = image.to(device_, vaeDtype_);
     if (channelsLast) image = image.contiguous(at::MemoryFormat::ChannelsLast);
-    OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
+    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
     at::Tensor initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
     if (batch > initLatents.size(0)) initLatents = initLatents.repeat({batch, 1, 1, 1});
     at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
@@ -309,7 +246,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // 7. Denoising loop
   auto tDenoise = std::chrono::steady_clock::now();
   {
-    OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
+    detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
     latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, nullptr, req.guidanceScale,
                               generator, req.eta, onStep, aborted, result.timesteps, channelsLast);
   }
@@ -320,7 +257,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   // 8. Decode
   if (!req.outputLatent) {
     auto tDecode = std::chrono::steady_clock::now();
-    OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
+    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
     result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, channelsLast);  // [B, H, W, 3]
     vaeOnDevice.release();
     result.decodeMs = msSince(tDecode);
@@ -331,106 +268,14 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
 }  // namespace sd::pipelines
 
-// ---- Optimizations (diffusers enable_* toggles) -----------------------------------------------
+// ---- disableFp8Storage: the UNet weights as the model file holds them ---------------------------
 
 namespace sd::pipelines {
 
-void StableDiffusionPipeline::setOptimizations(const Optimizations& next) {
-  const int64_t slice = next.attention.sliceSize;
-  if (slice < 0 && slice != nn::AttentionOptions::kSliceAuto && slice != nn::AttentionOptions::kSliceMax)
-    invalid("attention slice size must be 'auto', 'max' or a positive integer; received " + std::to_string(slice));
-  if (next.attention.useSdpa && !nn::sdpaAvailable())
-    fail(codes::kUnsupportedModel,
-         "enableMemoryEfficientAttention needs at::scaled_dot_product_attention (libtorch >= 2.0); this build uses "
-         "libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
-             ". Use enableAttentionSlicing() to bound attention memory instead");
-  if (!next.fp8Format.empty()) nn::fp8StorageDtype(next.fp8Format);  // E_INVALID_ARGUMENT for other formats
-  if (!next.offload.empty()) {
-    if (next.offload != "model" && next.offload != "sequential")
-      invalid("offload must be \"model\" or \"sequential\"; received \"" + next.offload + "\"");
-    if (!device_.is_cuda())
-      fail(codes::kDeviceUnavailable,
-           std::string(next.offload == "model" ? "enableModelCpuOffload" : "enableSequentialCpuOffload") +
-               " moves weights between host memory and a CUDA GPU; this pipeline runs on " + device_.str() +
-               " (load it with device \"cuda\")");
-  }
-  std::lock_guard<std::mutex> lock(optMutex_);
-  pending_ = next;
-}
-
-Optimizations StableDiffusionPipeline::optimizations() const {
-  std::lock_guard<std::mutex> lock(optMutex_);
-  return pending_;
-}
-
-std::vector<ComponentInfo> StableDiffusionPipeline::components() const {
-  std::lock_guard<std::mutex> lock(optMutex_);
-  return components_;
-}
-
-void StableDiffusionPipeline::reloadUnetWeights(const std::vector<std::string>& names) {
-  if (names.empty()) return;
-  nn::StateDict fresh;
-  if (loadOptions_.singleFile)
-    fresh = std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
-  else
-    fresh = io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
-                                     loadOptions_.variant);
-  auto& store = unet_->weights().tensors();
-  for (const auto& name : names) {
-    auto it = fresh.find(name);
-    if (it == fresh.end())
-      fail(codes::kBadCheckpoint, "disableFp8Storage re-reads the UNet weights from " + loadPath_ + " but \"" + name +
-                                      "\" is no longer there");
-    at::Tensor& t = store.at(name);
-    t = it->second.to(t.device(), dtype_);
-  }
-}
-
-void StableDiffusionPipeline::applyOptimizations() {
-  Optimizations want;
-  {
-    std::lock_guard<std::mutex> lock(optMutex_);
-    want = pending_;
-  }
-  Optimizations& have = applied_;
-  // Attention and VAE flags are plain switches: set them every call.
-  attention_ = want.attention;
-  unet_->setAttentionOptions(want.attention);
-  *vae_->attentionOptions() = want.attention;
-  *textEncoder_->attentionOptions() = want.attention;
-  vae_->setSlicing(want.vaeSlicing);
-  if (want.vaeTiling != vae_->tiling()) vae_->setTiling(want.vaeTiling);
-
-  const bool fp8Changed = want.fp8Format != have.fp8Format;
-  if (fp8Changed) {
-    if (!have.fp8Format.empty()) reloadUnetWeights(nn::fp8StoredNames(unet_->weights()));  // exact floats back
-    have.fp8Format.clear();
-    if (!want.fp8Format.empty()) nn::storeFp8(unet_->weights(), want.fp8Format);
-    have.fp8Format = want.fp8Format;
-  }
-  if (fp8Changed || want.channelsLast != have.channelsLast) {
-    const auto format = want.channelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-    nn::setMemoryFormat(unet_->weights(), format);
-    nn::setMemoryFormat(vae_->weights(), format);
-    have.channelsLast = want.channelsLast;
-  }
-  if (want.offload != have.offload) {
-    auto& clip = const_cast<nn::Weights&>(textEncoder_->weights());
-    for (nn::Weights* w : {&unet_->weights(), &vae_->weights(), &clip}) {
-      if (want.offload.empty())
-        nn::moveTo(*w, device_);
-      else
-        nn::offloadToPinnedCpu(*w);
-    }
-  }
-  have = want;
-
-  std::lock_guard<std::mutex> lock(optMutex_);
-  for (auto& c : components_) {
-    const nn::Weights& w = c.name == "unet" ? unet_->weights() : c.name == "vae" ? vae_->weights() : textEncoder_->weights();
-    c.bytes = w.nbytes();
-  }
+nn::StateDict StableDiffusionPipeline::readUnetWeights() const {
+  if (loadOptions_.singleFile) return std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
+  return io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
+                                  loadOptions_.variant);
 }
 
 }  // namespace sd::pipelines

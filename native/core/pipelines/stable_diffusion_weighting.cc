@@ -2,10 +2,19 @@
 // process_tokens, "Original" emphasis): prompts longer than 75 tokens as concatenated 77-token
 // chunks, token weights applied to the hidden states with the mean restored.
 #include "nn/weights.h"
+#include "pipelines/pipeline_common.h"
 #include "pipelines/stable_diffusion.h"
 #include "util/error.h"
 
 namespace sd::pipelines {
+
+at::Tensor detail::applyEmphasis(const at::Tensor& z, const at::Tensor& weights) {
+  at::Tensor w = weights.to(z.device(), z.scalar_type());  // [P, 77]
+  at::Tensor originalMean = z.mean();
+  at::Tensor weighted = z * w.unsqueeze(-1).expand(z.sizes());  // [P, 77, D]
+  at::Tensor newMean = weighted.mean();
+  return weighted * (originalMean / newMean);
+}
 
 at::Tensor StableDiffusionPipeline::encodePromptWeighted(const at::Tensor& ids, const at::Tensor& weights,
                                                          int64_t clipSkip, int64_t numImagesPerPrompt) const {
@@ -17,12 +26,7 @@ at::Tensor StableDiffusionPipeline::encodePromptWeighted(const at::Tensor& ids, 
   std::vector<at::Tensor> parts;
   for (int64_t c = 0; c < ids.size(1) / kChunk; ++c) {
     at::Tensor z = encodePrompt(ids.slice(1, c * kChunk, (c + 1) * kChunk).contiguous(), clipSkip, 1);  // [P, 77, D]
-    at::Tensor w = weights.slice(1, c * kChunk, (c + 1) * kChunk).to(z.device(), z.scalar_type());      // [P, 77]
-    at::Tensor originalMean = z.mean();
-    z = z * w.unsqueeze(-1).expand(z.sizes());
-    at::Tensor newMean = z.mean();
-    z = z * (originalMean / newMean);
-    parts.push_back(z);
+    parts.push_back(detail::applyEmphasis(z, weights.slice(1, c * kChunk, (c + 1) * kChunk)));
   }
   return at::cat(parts, 1).repeat_interleave(numImagesPerPrompt, 0);  // [P·n, 77·k, D]
 }

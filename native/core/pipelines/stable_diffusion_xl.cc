@@ -52,14 +52,6 @@ StableDiffusionXLPipeline::StableDiffusionXLPipeline() { ++liveXl; }
 StableDiffusionXLPipeline::~StableDiffusionXLPipeline() { --liveXl; }
 int64_t StableDiffusionXLPipeline::liveCount() { return liveXl.load(); }
 
-void StableDiffusionXLPipeline::setAttentionOptions(const nn::AttentionOptions& options) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  unet_->setAttentionOptions(options);
-  *vae_->attentionOptions() = options;
-  if (textEncoder_) *textEncoder_->attentionOptions() = options;
-  *textEncoder2_->attentionOptions() = options;
-}
-
 std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const std::string& path,
                                                                            const LoadOptions& options) {
   if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
@@ -139,18 +131,17 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
   info.schedulerName = cls->string();
   info.device = device.str();
   info.dtype = dtypeName(options.dtype);
-  auto component = [&](const std::string& name, const std::string& c, const nn::Weights& w, at::ScalarType t) {
-    info.components.push_back({name, c, dtypeName(t), w.numel(), w.nbytes()});
-  };
-  if (pipe->textEncoder_) component("text_encoder", "CLIPTextModel", pipe->textEncoder_->weights(), options.dtype);
-  component("text_encoder_2", "CLIPTextModelWithProjection", pipe->textEncoder2_->weights(), options.dtype);
-  component("unet", "UNet2DConditionModel", pipe->unet_->weights(), options.dtype);
-  component("vae", "AutoencoderKL", pipe->vae_->weights(), pipe->vaeDtype_);
+  info.components = pipe->recordComponents();
+  pipe->family_ = info.family;
+  pipe->loadPath_ = path;
+  pipe->loadOptions_ = options;
   return pipe;
 }
 
 StableDiffusionXLPipeline::Encoded StableDiffusionXLPipeline::encodePrompt(const at::Tensor& ids1, const at::Tensor& ids2,
-                                                                           int64_t clipSkip, int64_t n) const {
+                                                                           const at::Tensor& weights1,
+                                                                           const at::Tensor& weights2, int64_t clipSkip,
+                                                                           int64_t n) const {
   // encode_prompt: hidden_states[-2] (clip_skip k: hidden_states[-(k + 2)]) of each encoder, no
   // final LN, concatenated; pooled = text_encoder_2(...)[0] = text_embeds.
   auto penultimate = [clipSkip](const models::CLIPTextOutput& out, const char* which) {
@@ -161,31 +152,85 @@ StableDiffusionXLPipeline::Encoded StableDiffusionXLPipeline::encodePrompt(const
               std::to_string(count - 2) + ")");
     return out.hiddenStates[static_cast<size_t>(idx)];  // [P, 77, D]
   };
-  std::vector<at::Tensor> parts;
-  if (textEncoder_) parts.push_back(penultimate(textEncoder_->forward(ids1.to(device_), true), "text_encoder"));
-  models::CLIPTextOutput out2 = textEncoder2_->forward((textEncoder_ ? ids2 : ids1).to(device_), true);
-  parts.push_back(penultimate(out2, "text_encoder_2"));
+  // A refiner has only text_encoder_2: the first ids (and weights) feed it.
+  const at::Tensor& te2Ids = textEncoder_ ? ids2 : ids1;
+  const at::Tensor& te2Weights = textEncoder_ ? weights2 : weights1;
+  const bool weighted = weights1.defined();
+  constexpr int64_t kChunk = 77;
+  const int64_t chunks = weighted ? ids1.size(1) / kChunk : 1;
+  if (weighted) {
+    auto check = [&](const at::Tensor& ids, const at::Tensor& w, const char* which) {
+      if (ids.dim() != 2 || ids.size(1) % kChunk != 0 || ids.size(1) / kChunk != chunks || ids.size(0) != ids1.size(0))
+        invalid(std::string(which) + ": weighted prompts need ids [P, 77·k] with the same k for both tokenizers");
+      if (!w.defined() || w.sizes() != ids.sizes())
+        invalid(std::string(which) + ": prompt weights must have the shape of the ids " + nn::shapeString(ids.sizes()));
+    };
+    check(ids1, weights1, "text_encoder");
+    if (textEncoder_) check(ids2, weights2, "text_encoder_2");
+  }
+  std::vector<at::Tensor> chunkEmbeds;
+  at::Tensor pooled;
+  for (int64_t c = 0; c < chunks; ++c) {
+    auto part = [&](const at::Tensor& t) { return weighted ? t.slice(1, c * kChunk, (c + 1) * kChunk).contiguous() : t; };
+    std::vector<at::Tensor> parts;
+    if (textEncoder_) {
+      at::Tensor z = penultimate(textEncoder_->forward(part(ids1).to(device_), true), "text_encoder").to(dtype_);
+      parts.push_back(weighted ? detail::applyEmphasis(z, part(weights1)) : z);
+    }
+    models::CLIPTextOutput out2 = textEncoder2_->forward(part(te2Ids).to(device_), true);
+    at::Tensor z2 = penultimate(out2, "text_encoder_2").to(dtype_);
+    parts.push_back(weighted ? detail::applyEmphasis(z2, part(te2Weights)) : z2);
+    if (c == 0) pooled = out2.textEmbeds.to(dtype_);  // AUTOMATIC1111: the first chunk's pooled output
+    chunkEmbeds.push_back(at::cat(parts, -1));         // [P, 77, D1 + D2]
+  }
   Encoded e;
-  e.embeds = at::cat(parts, -1).to(dtype_).repeat_interleave(n, 0);  // [P·n, 77, D1 + D2]: p0, p0, p1, p1
-  e.pooled = out2.textEmbeds.to(dtype_).repeat_interleave(n, 0);     // [P·n, projection_dim]
+  e.embeds = at::cat(chunkEmbeds, 1).repeat_interleave(n, 0);  // [P·n, 77·k, D1 + D2]: p0, p0, p1, p1
+  e.pooled = pooled.repeat_interleave(n, 0);                    // [P·n, projection_dim]
   return e;
+}
+
+StableDiffusionXLPipeline::Encoded StableDiffusionXLPipeline::encodeText(const at::Tensor& ids1, const at::Tensor& ids2,
+                                                                         const at::Tensor& weights1,
+                                                                         const at::Tensor& weights2, int64_t clipSkip) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  at::NoGradGuard noGrad;
+  at::InferenceMode inference;
+  auto checkIds = [](const at::Tensor& t, const char* what) {
+    if (!t.defined() || t.dim() != 2 || t.scalar_type() != at::kLong)
+      invalid(std::string(what) + " must be an int64 tensor [P, 77·k]");
+  };
+  checkIds(ids1, "ids");
+  if (textEncoder_) {
+    checkIds(ids2, "ids2");
+    if (ids2.sizes() != ids1.sizes()) invalid("ids2 must have the shape of ids");
+  }
+  if (!weights1.defined() && ids1.size(1) != 77) invalid("unweighted ids must be [P, 77]");
+  Encoded e = encodePrompt(ids1, ids2, weights1, weights2, clipSkip, 1);
+  return {e.embeds.to(at::kCPU, at::kFloat).contiguous(), e.pooled.to(at::kCPU, at::kFloat).contiguous()};
 }
 
 GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req, const StepCallback& onStep,
                                                    const AbortCheck& aborted) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto t0 = std::chrono::steady_clock::now();
+  applyOptimizations();  // toggles set since the last call
+  const bool channelsLast = applied_.channelsLast;
+  const bool modelOffload = applied_.offload == "model";
   at::NoGradGuard noGrad;
   at::InferenceMode inference;
   GenerateResult result;
   const int64_t f = info_.vaeScaleFactor;
   const bool img2img = req.img2img;
+  std::vector<double*> loraScales;  // cross_attention_kwargs["scale"]: UNet and both text encoders
+  for (const auto& [name, w] : stores())
+    if (name != "vae") loraScales.push_back(&w->loraScale());
+  detail::ScopedLoraScale loraScale(loraScales, req.loraScale);
   const bool fromLatents = req.imageLatents.defined();
 
   // 1. Check inputs
   auto checkIds = [](const at::Tensor& t, const char* what) {
     if (!t.defined() || t.dim() != 2 || t.scalar_type() != at::kLong)
-      invalid(std::string(what) + " must be an int64 tensor [numPrompts, 77]");
+      invalid(std::string(what) + " must be an int64 tensor [numPrompts, 77] (77·k with prompt weights)");
   };
   checkIds(req.inputIds, "inputIds");
   if (textEncoder_) {
@@ -238,7 +283,11 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
 
   // 3. Encode input prompt
   auto tEncode = std::chrono::steady_clock::now();
-  Encoded cond = encodePrompt(req.inputIds, req.inputIds2, req.clipSkip, req.numImagesPerPrompt);
+  // Offload (either mode): each text encoder visits the GPU as a whole.
+  detail::OnDevice te1OnDevice(textEncoder_ ? &textEncoder_->weights() : nullptr, device_, !applied_.offload.empty());
+  detail::OnDevice te2OnDevice(&textEncoder2_->weights(), device_, !applied_.offload.empty());
+  Encoded cond = encodePrompt(req.inputIds, req.inputIds2, req.promptWeights, req.promptWeights2, req.clipSkip,
+                              req.numImagesPerPrompt);
   at::Tensor promptEmbeds = cond.embeds, addTextEmbeds = cond.pooled;
   Encoded uncond;
   if (zeroUncond) {
@@ -246,8 +295,11 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
     uncond.pooled = at::zeros_like(cond.pooled);
   } else if (cfg) {
     // negative embeds always use hidden_states[-2] (clip_skip applies to the prompt only)
-    uncond = encodePrompt(req.negativeInputIds, req.negativeInputIds2, 0, req.numImagesPerPrompt);
+    uncond = encodePrompt(req.negativeInputIds, req.negativeInputIds2, req.negativePromptWeights,
+                          req.negativePromptWeights2, 0, req.numImagesPerPrompt);
   }
+  te1OnDevice.release();
+  te2OnDevice.release();
   result.encodeMs = msSince(tEncode);
 
   // 4. Prepare timesteps (img2img: get_timesteps with strength or denoising_start)
@@ -301,6 +353,8 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
     } else {
       at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
       image = image.to(device_, vaeDtype_);
+      if (channelsLast) image = image.contiguous(at::MemoryFormat::ChannelsLast);
+      detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
       initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
     }
     if (batch > initLatents.size(0)) {
@@ -358,19 +412,29 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
 
   // 8. Denoising loop
   auto tDenoise = std::chrono::steady_clock::now();
-  latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, &added, req.guidanceScale, generator,
-                            req.eta, onStep, aborted, result.timesteps);
+  {
+    detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
+    latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, &added, req.guidanceScale,
+                              generator, req.eta, onStep, aborted, result.timesteps, channelsLast);
+  }
   result.denoiseMs = msSince(tDenoise);
   result.latents = latents.to(at::kFloat).cpu();
   if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
 
   if (!req.outputLatent) {
     auto tDecode = std::chrono::steady_clock::now();
-    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_);  // [B, H, W, 3]
+    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
+    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, channelsLast);  // [B, H, W, 3]
+    vaeOnDevice.release();
     result.decodeMs = msSince(tDecode);
   }
   result.totalMs = msSince(t0);
   return result;
+}
+
+nn::StateDict StableDiffusionXLPipeline::readUnetWeights() const {
+  return io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
+                                  loadOptions_.variant);
 }
 
 }  // namespace sd::pipelines

@@ -28,6 +28,9 @@ struct XLGenerateRequest : GenerateRequest {
   /// when the model has no text_encoder (refiner): then `inputIds` (tokenizer_2) feeds text_encoder_2.
   at::Tensor inputIds2;
   at::Tensor negativeInputIds2;  // int64 [P, 77]; with guidanceScale > 1 unless the uncond is zeros
+  /// A1111 prompt weighting for tokenizer_2's ids (promptWeights / negativePromptWeights hold
+  /// tokenizer's): float32 [P, 77·k] like inputIds2.
+  at::Tensor promptWeights2, negativePromptWeights2;
   /// diffusers' `negative_prompt is None`: with force_zeros_for_empty_prompt the uncond embeds
   /// and pooled embeds are zeros (no negative encoding).
   bool negativePromptIsNone = false;
@@ -52,14 +55,16 @@ struct XLPipelineInfo : PipelineInfo {
   bool hasTextEncoder = true;             // false for a refiner (text_encoder_2 only)
 };
 
-class StableDiffusionXLPipeline {
+/// SDXL base / refiner; the toggles, LoRA (both text encoders) and textual-inversion methods come
+/// from PipelineBase.
+class StableDiffusionXLPipeline : public PipelineBase {
  public:
   /// Loads an SDXL diffusers folder (model_index.json, text_encoder/ (optional), text_encoder_2/,
   /// unet/, vae/, scheduler/, tokenizer/, tokenizer_2/). Errors: E_MODEL_NOT_FOUND, E_BAD_CONFIG,
   /// E_BAD_CHECKPOINT, E_UNSUPPORTED_MODEL (an SD 1.x/2.x folder: use StableDiffusionPipeline;
   /// single files), E_DEVICE_UNAVAILABLE, E_INVALID_ARGUMENT.
   static std::shared_ptr<StableDiffusionXLPipeline> load(const std::string& path, const LoadOptions& options);
-  ~StableDiffusionXLPipeline();
+  ~StableDiffusionXLPipeline() override;
 
   /// Errors: E_INVALID_ARGUMENT (shapes, sizes, steps, split fractions), E_BAD_CONFIG (add_time_ids
   /// do not fit the UNet's add_embedding), E_ABORTED, E_NUMERICAL.
@@ -67,25 +72,26 @@ class StableDiffusionXLPipeline {
 
   const XLPipelineInfo& info() const { return info_; }
   static int64_t liveCount();
-  void setAttentionOptions(const nn::AttentionOptions& options);
+
+  struct Encoded {
+    at::Tensor embeds;  // [P·n, 77·k, D1 + D2]
+    at::Tensor pooled;  // [P·n, projection_dim]
+  };
+  /// The prompt embeddings generate() uses (float32, CPU): ids1 for text_encoder, ids2 for
+  /// text_encoder_2 (a refiner: ids1 feeds text_encoder_2), int64 [P, 77·k]; weights1/weights2
+  /// float [P, 77·k] (A1111 emphasis per encoder and chunk; pooled from the first chunk, as
+  /// AUTOMATIC1111 does) or undefined (diffusers' plain encoding, k = 1).
+  /// E_INVALID_ARGUMENT for mis-shaped ids or weights.
+  Encoded encodeText(const at::Tensor& ids1, const at::Tensor& ids2, const at::Tensor& weights1,
+                     const at::Tensor& weights2, int64_t clipSkip);
 
  private:
   StableDiffusionXLPipeline();
-  struct Encoded {
-    at::Tensor embeds;  // [P·n, 77, D1 + D2]
-    at::Tensor pooled;  // [P·n, projection_dim]
-  };
-  Encoded encodePrompt(const at::Tensor& ids1, const at::Tensor& ids2, int64_t clipSkip, int64_t n) const;
+  Encoded encodePrompt(const at::Tensor& ids1, const at::Tensor& ids2, const at::Tensor& weights1,
+                       const at::Tensor& weights2, int64_t clipSkip, int64_t n) const;
+  nn::StateDict readUnetWeights() const override;
 
-  std::shared_ptr<models::CLIPTextModel> textEncoder_;  // null for a refiner
-  std::shared_ptr<models::CLIPTextModel> textEncoder2_;
-  std::shared_ptr<models::UNet2DConditionModel> unet_;
-  std::shared_ptr<models::AutoencoderKL> vae_;
-  at::Device device_ = at::kCPU;
-  at::ScalarType dtype_ = at::kFloat;
-  at::ScalarType vaeDtype_ = at::kFloat;
   XLPipelineInfo info_;
-  std::mutex mutex_;
 };
 
 /// diffusers' denoising_end / denoising_start cutoff: int(round(T − fraction·T)) (Python round:

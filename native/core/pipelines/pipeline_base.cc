@@ -1,0 +1,332 @@
+// diffusers v0.30.3 DiffusionPipeline's enable_* toggles (pipelines/pipeline_utils.py,
+// models/attention_processor.py) and the LoRA / textual-inversion loaders (loaders/lora_pipeline.py
+// StableDiffusionLoraLoaderMixin and StableDiffusionXLLoraLoaderMixin, loaders/textual_inversion.py),
+// shared by the SD 1.x/2.x and SDXL pipelines.
+#include "pipelines/pipeline_base.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
+#include "nn/lora.h"
+#include "nn/weight_storage.h"
+#include "pipelines/pipeline_common.h"
+#include "runtime/dtype_support.h"
+#include "util/error.h"
+#include "util/torch_compat.h"
+
+namespace sd::pipelines {
+
+using detail::invalid;
+
+at::Device parseDevice(const std::string& device) {
+  if (device == "cpu") return at::Device(at::kCPU);
+  if (device.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA())
+      fail(codes::kDeviceUnavailable, "device \"" + device +
+                                          "\" requested but this build of sd-native has no CUDA (libtorch is CPU-only "
+                                          "or no GPU is visible); use device \"cpu\" or build against a CUDA libtorch");
+    try {
+      return at::Device(device);
+    } catch (const c10::Error&) {
+      invalid("device \"" + device + "\" is not a valid device string (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+    }
+  }
+  invalid("device \"" + device + "\" is not supported (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+}
+
+PipelineBase::PipelineBase() = default;
+PipelineBase::~PipelineBase() = default;
+
+nn::Weights* PipelineBase::store(const std::string& component) const {
+  if (component == "text_encoder") return textEncoder_ ? &textEncoder_->weights() : nullptr;
+  if (component == "text_encoder_2") return textEncoder2_ ? &textEncoder2_->weights() : nullptr;
+  if (component == "unet") return unet_ ? &unet_->weights() : nullptr;
+  if (component == "vae") return vae_ ? &vae_->weights() : nullptr;
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, nn::Weights*>> PipelineBase::stores() const {
+  std::vector<std::pair<std::string, nn::Weights*>> out;
+  for (const char* name : {"text_encoder", "text_encoder_2", "unet", "vae"})
+    if (nn::Weights* w = store(name)) out.emplace_back(name, w);
+  return out;
+}
+
+std::vector<models::CLIPTextModel*> PipelineBase::textEncoders() const {
+  std::vector<models::CLIPTextModel*> out;
+  if (textEncoder_) out.push_back(textEncoder_.get());
+  if (textEncoder2_) out.push_back(textEncoder2_.get());
+  return out;
+}
+
+std::vector<ComponentInfo> PipelineBase::recordComponents() {
+  std::vector<ComponentInfo> out;
+  for (const auto& [name, w] : stores()) {
+    const char* cls = name == "text_encoder"     ? "CLIPTextModel"
+                      : name == "text_encoder_2" ? "CLIPTextModelWithProjection"
+                      : name == "unet"           ? "UNet2DConditionModel"
+                                                 : "AutoencoderKL";
+    const at::ScalarType t = name == "vae" ? vaeDtype_ : dtype_;
+    out.push_back({name, cls, runtime::dtypeName(t), w->numel(), w->nbytes()});
+  }
+  std::lock_guard<std::mutex> lock(optMutex_);
+  components_ = out;
+  return out;
+}
+
+// ---- Optimizations (diffusers enable_* toggles) -----------------------------------------------
+
+void PipelineBase::setAttentionOptions(const nn::AttentionOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  {
+    std::lock_guard<std::mutex> optLock(optMutex_);  // keep the pending toggles in step
+    pending_.attention = options;
+  }
+  applied_.attention = options;
+  unet_->setAttentionOptions(options);
+  *vae_->attentionOptions() = options;
+  for (models::CLIPTextModel* te : textEncoders()) *te->attentionOptions() = options;
+}
+
+void PipelineBase::setOptimizations(const Optimizations& next) {
+  const int64_t slice = next.attention.sliceSize;
+  if (slice < 0 && slice != nn::AttentionOptions::kSliceAuto && slice != nn::AttentionOptions::kSliceMax)
+    invalid("attention slice size must be 'auto', 'max' or a positive integer; received " + std::to_string(slice));
+  if (next.attention.useSdpa && !nn::sdpaAvailable())
+    fail(codes::kUnsupportedModel,
+         "enableMemoryEfficientAttention needs at::scaled_dot_product_attention (libtorch >= 2.0); this build uses "
+         "libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+             ". Use enableAttentionSlicing() to bound attention memory instead");
+  if (!next.fp8Format.empty()) nn::fp8StorageDtype(next.fp8Format);  // E_INVALID_ARGUMENT for other formats
+  if (!next.offload.empty()) {
+    if (next.offload != "model" && next.offload != "sequential")
+      invalid("offload must be \"model\" or \"sequential\"; received \"" + next.offload + "\"");
+    if (!device_.is_cuda())
+      fail(codes::kDeviceUnavailable,
+           std::string(next.offload == "model" ? "enableModelCpuOffload" : "enableSequentialCpuOffload") +
+               " moves weights between host memory and a CUDA GPU; this pipeline runs on " + device_.str() +
+               " (load it with device \"cuda\")");
+  }
+  std::lock_guard<std::mutex> lock(optMutex_);
+  pending_ = next;
+}
+
+Optimizations PipelineBase::optimizations() const {
+  std::lock_guard<std::mutex> lock(optMutex_);
+  return pending_;
+}
+
+std::vector<ComponentInfo> PipelineBase::components() const {
+  std::lock_guard<std::mutex> lock(optMutex_);
+  return components_;
+}
+
+void PipelineBase::reloadUnetWeights(const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  nn::StateDict fresh = readUnetWeights();
+  auto& tensors = unet_->weights().tensors();
+  for (const auto& name : names) {
+    auto it = fresh.find(name);
+    if (it == fresh.end())
+      fail(codes::kBadCheckpoint, "disableFp8Storage re-reads the UNet weights from " + loadPath_ + " but \"" + name +
+                                      "\" is no longer there");
+    at::Tensor& t = tensors.at(name);
+    t = it->second.to(t.device(), dtype_);
+  }
+}
+
+void PipelineBase::applyOptimizations() {
+  Optimizations want;
+  {
+    std::lock_guard<std::mutex> lock(optMutex_);
+    want = pending_;
+  }
+  Optimizations& have = applied_;
+  // Attention and VAE flags are plain switches: set them every call.
+  unet_->setAttentionOptions(want.attention);
+  *vae_->attentionOptions() = want.attention;
+  for (models::CLIPTextModel* te : textEncoders()) *te->attentionOptions() = want.attention;
+  vae_->setSlicing(want.vaeSlicing);
+  if (want.vaeTiling != vae_->tiling()) vae_->setTiling(want.vaeTiling);
+
+  const bool fp8Changed = want.fp8Format != have.fp8Format;
+  if (fp8Changed) {
+    if (!have.fp8Format.empty()) reloadUnetWeights(nn::fp8StoredNames(unet_->weights()));  // exact floats back
+    have.fp8Format.clear();
+    if (!want.fp8Format.empty()) nn::storeFp8(unet_->weights(), want.fp8Format);
+    have.fp8Format = want.fp8Format;
+  }
+  if (fp8Changed || want.channelsLast != have.channelsLast) {
+    const auto format = want.channelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    nn::setMemoryFormat(unet_->weights(), format);
+    nn::setMemoryFormat(vae_->weights(), format);
+    have.channelsLast = want.channelsLast;
+  }
+  if (want.offload != have.offload) {
+    for (const auto& [name, w] : stores()) {
+      if (want.offload.empty())
+        nn::moveTo(*w, device_);
+      else
+        nn::offloadToPinnedCpu(*w);
+    }
+  }
+  have = want;
+
+  std::lock_guard<std::mutex> lock(optMutex_);
+  for (auto& c : components_)
+    if (nn::Weights* w = store(c.name)) c.bytes = w->nbytes();
+}
+
+// ---- LoRA (diffusers load_lora_weights / set_adapters / fuse_lora / unfuse_lora) ----------------
+
+LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& adapterName, double weight) {
+  if (!std::isfinite(weight)) invalid("LoRA weight must be a finite number");
+  if (!std::filesystem::is_regular_file(path)) fail(codes::kModelNotFound, "LoRA file not found: " + path);
+  nn::LoraFile file = nn::readLoraFile(path);  // outside the lock: parsing does not touch the model
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::string adapter =
+      adapterName.empty() ? "default_" + std::to_string(loraAdapters_.size()) : adapterName;
+  if (std::find(loraAdapters_.begin(), loraAdapters_.end(), adapter) != loraAdapters_.end())
+    invalid("a LoRA adapter named \"" + adapter + "\" is already loaded; pass another adapterName or unload it first");
+  for (const auto& [name, w] : stores())
+    if (nn::anyLoraFused(*w)) invalid("a LoRA is fused into the weights; call unfuseLora() before loading another");
+
+  std::vector<std::string> unmatched;
+  std::vector<std::pair<std::string, std::vector<std::pair<nn::LoraSlot*, const nn::LoraPair*>>>> matches;
+  for (auto& [component, pairs] : file.components) {
+    nn::Weights* w = component == "vae" ? nullptr : store(component);
+    if (!w) {  // e.g. text_encoder_2 keys on a one-encoder model, text_encoder keys on a refiner
+      for (const auto& p : pairs) unmatched.push_back(p.downKey);
+      continue;
+    }
+    matches.emplace_back(component, nn::resolveLora(*w, pairs, unmatched));
+  }
+  if (!unmatched.empty()) {
+    std::string list;
+    for (size_t i = 0; i < unmatched.size() && i < 20; ++i) list += (i ? ", " : "") + unmatched[i];
+    if (unmatched.size() > 20) list += ", … (" + std::to_string(unmatched.size() - 20) + " more)";
+    fail(codes::kBadCheckpoint, path + ": " + std::to_string(unmatched.size()) +
+                                    " LoRA keys match no Linear/Conv2d module of this " + family_ +
+                                    " model (a LoRA for another model family?): " + list);
+  }
+  LoraLoadInfo info{adapter, 0, 0, 0};
+  for (const auto& [component, m] : matches) {
+    const auto n = static_cast<int64_t>(m.size());
+    (component == "unet" ? info.unetModules : component == "text_encoder" ? info.textEncoderModules
+                                                                          : info.textEncoder2Modules) += n;
+  }
+  if (info.unetModules + info.textEncoderModules + info.textEncoder2Modules == 0)
+    fail(codes::kBadCheckpoint, path + ": the file holds no LoRA weights");
+  for (auto& [component, m] : matches)
+    for (auto& [slot, pair] : m) nn::attachLora(*store(component), *slot, *pair, adapter, weight);
+  loraAdapters_.push_back(adapter);
+  return info;
+}
+
+void PipelineBase::setLoraAdapters(const std::vector<std::string>& names, const std::vector<double>& weights) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (names.size() != weights.size()) invalid("setAdapters: names and weights must have the same length");
+  for (const auto& n : names) {
+    if (std::find(loraAdapters_.begin(), loraAdapters_.end(), n) != loraAdapters_.end()) continue;
+    std::string loaded;
+    for (const auto& a : loraAdapters_) loaded += (loaded.empty() ? "" : ", ") + a;
+    invalid("setAdapters: no LoRA adapter named \"" + n + "\" is loaded (loaded: " +
+            (loaded.empty() ? std::string("none") : loaded) + ")");
+  }
+  for (double w : weights)
+    if (!std::isfinite(w)) invalid("setAdapters: weights must be finite numbers");
+  for (const auto& [name, w] : stores())
+    if (nn::anyLoraFused(*w)) invalid("setAdapters: a LoRA is fused into the weights; call unfuseLora() first");
+  for (const auto& [name, w] : stores()) {
+    for (auto& [module, slot] : w->loraSlots()) {
+      for (nn::LoraDelta& d : slot->deltas) {
+        auto it = std::find(names.begin(), names.end(), d.adapter);
+        d.active = it != names.end();
+        if (d.active) d.weight = weights[static_cast<size_t>(it - names.begin())];
+      }
+    }
+  }
+}
+
+int64_t PipelineBase::fuseLora(double scale) {
+  if (!std::isfinite(scale)) invalid("fuseLora: loraScale must be a finite number");
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (loraAdapters_.empty()) invalid("fuseLora: no LoRA is loaded");
+  int64_t n = 0;
+  for (const auto& [name, w] : stores()) n += nn::fuseLora(*w, scale);
+  return n;
+}
+
+int64_t PipelineBase::unfuseLora() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  int64_t n = 0;
+  for (const auto& [name, w] : stores()) n += nn::unfuseLora(*w);
+  return n;
+}
+
+void PipelineBase::unloadLora(const std::string& adapter) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!adapter.empty() && std::find(loraAdapters_.begin(), loraAdapters_.end(), adapter) == loraAdapters_.end())
+    invalid("no LoRA adapter named \"" + adapter + "\" is loaded");
+  for (const auto& [name, w] : stores()) nn::removeLora(*w, adapter);
+  if (adapter.empty())
+    loraAdapters_.clear();
+  else
+    loraAdapters_.erase(std::find(loraAdapters_.begin(), loraAdapters_.end(), adapter));
+}
+
+std::vector<std::string> PipelineBase::loraAdapters() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return loraAdapters_;
+}
+
+at::Tensor PipelineBase::componentWeight(const std::string& component, const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const nn::Weights* w = store(component);
+  if (!w) {
+    std::string have;
+    for (const auto& [n, s] : stores()) have += (have.empty() ? "\"" : ", \"") + n + "\"";
+    invalid("component must be one of " + have + "; received \"" + component + "\"");
+  }
+  auto it = w->tensors().find(name);
+  if (it == w->tensors().end()) invalid(component + " has no weight \"" + name + "\"");
+  if (nn::isFp8Storage(it->second)) return nn::decodeFp8Storage(it->second, at::kCPU, at::kFloat);
+  return it->second.to(at::kCPU, at::kFloat).clone();
+}
+
+// ---- Textual inversion (diffusers load_textual_inversion: resize_token_embeddings + rows) --------
+
+namespace {
+models::CLIPTextModel* encoderOrFail(const std::shared_ptr<models::CLIPTextModel>& te1,
+                                     const std::shared_ptr<models::CLIPTextModel>& te2, const std::string& component) {
+  models::CLIPTextModel* te = component == "text_encoder" ? te1.get() : component == "text_encoder_2" ? te2.get() : nullptr;
+  if (!te)
+    invalid("this pipeline has no text encoder \"" + component + "\" (" +
+            (te1 ? std::string("text_encoder") : std::string()) + (te1 && te2 ? ", " : "") +
+            (te2 ? std::string("text_encoder_2") : std::string()) + ")");
+  return te;
+}
+}  // namespace
+
+void PipelineBase::setTokenEmbeddings(const std::string& component, int64_t firstId, const at::Tensor& rows) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  models::CLIPTextModel* te = encoderOrFail(textEncoder_, textEncoder2_, component);
+  const int64_t d = te->config().hiddenSize;
+  if (!rows.defined() || rows.dim() != 2 || rows.size(1) != d)
+    fail(codes::kBadCheckpoint, "the embedding has vectors of width " +
+                                    (rows.defined() && rows.dim() == 2 ? std::to_string(rows.size(1)) : nn::shapeString(rows.sizes())) +
+                                    " but " + component + " of this " + family_ + " model needs " + std::to_string(d) +
+                                    " (an embedding made for another model family?)");
+  te->setTokenEmbeddings(firstId, rows);
+}
+
+int64_t PipelineBase::vocabSize(const std::string& component) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return encoderOrFail(textEncoder_, textEncoder2_, component)->vocabSize();
+}
+
+}  // namespace sd::pipelines

@@ -1,0 +1,153 @@
+// What StableDiffusionPipeline (SD 1.x/2.x) and StableDiffusionXLPipeline share beyond the
+// denoising loop: the speed/memory toggles of diffusers' DiffusionPipeline (enable_attention_slicing,
+// enable_vae_slicing/tiling, channels_last, enable_model/sequential_cpu_offload, plus AUTOMATIC1111's
+// fp8 weight storage), the LoRA loader mixins (diffusers v0.30.3 loaders/lora_pipeline.py:
+// StableDiffusionLoraLoaderMixin and StableDiffusionXLLoraLoaderMixin — load_lora_weights,
+// set_adapters, fuse_lora, unfuse_lora, unload_lora_weights) and textual-inversion rows
+// (loaders/textual_inversion.py), over the components a pipeline holds: text_encoder,
+// text_encoder_2 (SDXL), unet and vae.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/attention.h"
+#include "nn/weights.h"
+
+namespace sd::models {
+class CLIPTextModel;
+class UNet2DConditionModel;
+class AutoencoderKL;
+}  // namespace sd::models
+
+namespace sd::pipelines {
+
+/// How to load a pipeline.
+struct LoadOptions {
+  std::string device = "cpu";            // "cpu" | "cuda" | "cuda:N"
+  at::ScalarType dtype = at::kFloat;     // compute and weight dtype (no autocast)
+  std::string variant;                   // "" or e.g. "fp16" → *.fp16.safetensors
+  bool singleFile = false;               // `path` is an original-layout .safetensors checkpoint
+  std::string configDir;                 // diffusers folder with the configs for a single file
+  int threads = 0;                       // CPU intra-op threads; 0 = all cores
+};
+
+struct ComponentInfo {
+  std::string name, className, dtype;
+  int64_t parameters = 0, bytes = 0;
+};
+
+/// The speed/memory toggles of a pipeline (diffusers' enable_* methods). Set with
+/// setOptimizations(); they take effect at the start of the next generate() call.
+struct Optimizations {
+  /// enable_attention_slicing / enable_xformers_memory_efficient_attention (SDPA here).
+  nn::AttentionOptions attention;
+  bool vaeSlicing = false;    // enable_vae_slicing: decode a batch one image at a time
+  bool vaeTiling = false;     // enable_vae_tiling: overlapping tiles, blended
+  bool channelsLast = false;  // UNet and VAE 4-d weights and activations in channels_last
+  /// "" = off, "e4m3fn" | "e5m2": UNet weights with >= 2 dims stored in 8 bits, decoded to the
+  /// compute dtype layer by layer (AUTOMATIC1111 fp8). Turning it off re-reads the UNet weights
+  /// from the model file (the float values are not kept in memory).
+  std::string fp8Format;
+  /// "" = off, "model" (enable_model_cpu_offload: each model moves to the GPU while it runs) or
+  /// "sequential" (enable_sequential_cpu_offload: weights stay in pinned host memory and each
+  /// layer's weights are copied to the GPU when it runs). CUDA pipelines only.
+  std::string offload;
+};
+
+/// What loadLora attached: the adapter name and the modules it targets per model.
+struct LoraLoadInfo {
+  std::string adapter;
+  int64_t unetModules = 0, textEncoderModules = 0, textEncoder2Modules = 0;
+};
+
+class PipelineBase {
+ public:
+  virtual ~PipelineBase();
+  PipelineBase(const PipelineBase&) = delete;
+  PipelineBase& operator=(const PipelineBase&) = delete;
+
+  /// Attention path for every model of the pipeline (slicing, SDPA); applies from the next call.
+  void setAttentionOptions(const nn::AttentionOptions& options);
+  /// Validates and records the toggles; they apply at the start of the next generate() (never
+  /// during one). Errors: E_UNSUPPORTED_MODEL (SDPA on libtorch < 2.0), E_DEVICE_UNAVAILABLE
+  /// (offload on a non-CUDA pipeline), E_INVALID_ARGUMENT (fp8 format, slice size, offload mode).
+  void setOptimizations(const Optimizations& next);
+  Optimizations optimizations() const;
+  /// Components (name, class, dtype, parameters, bytes held now: fp8 storage shows here).
+  std::vector<ComponentInfo> components() const;
+
+  // ---- LoRA and textual inversion (pipeline_base.cc; layer mechanics in nn/lora.h) ----
+  /// Adds the LoRA file `path` as adapter `adapter` (active, set_adapters weight `weight`) to the
+  /// UNet and the text encoder(s), unfused: kohya `lora_te_`/`lora_te1_` and diffusers
+  /// `text_encoder.` keys go to text_encoder, `lora_te2_` / `text_encoder_2.` to text_encoder_2.
+  /// E_BAD_CHECKPOINT listing keys that match no module (e.g. `lora_te2_` keys on an SD 1.x
+  /// model), or naming a key and both shapes on a mismatch (nothing is attached then);
+  /// E_INVALID_ARGUMENT when the name is taken or a LoRA is fused; E_MODEL_NOT_FOUND.
+  LoraLoadInfo loadLora(const std::string& path, const std::string& adapter, double weight);
+  /// diffusers set_adapters: only `names` are active, with `weights` (same length). E_INVALID_ARGUMENT
+  /// for an unknown name or while fused.
+  void setLoraAdapters(const std::vector<std::string>& names, const std::vector<double>& weights);
+  /// Merges the active adapters into the weights at `scale` (fuse_lora); returns the layers fused.
+  int64_t fuseLora(double scale);
+  /// Restores the exact base weights of fused layers; returns the layers restored.
+  int64_t unfuseLora();
+  /// Removes adapter `adapter`, or all when empty (unfusing first). E_INVALID_ARGUMENT for an unknown name.
+  void unloadLora(const std::string& adapter);
+  /// Adapter names in load order.
+  std::vector<std::string> loraAdapters();
+  /// A copy of weight `name` of component "unet" | "text_encoder" | "text_encoder_2" | "vae"
+  /// (float32, CPU; fp8-stored weights decoded). E_INVALID_ARGUMENT when absent.
+  at::Tensor componentWeight(const std::string& component, const std::string& name);
+  /// Textual inversion: rows firstId… of the token embedding of `component` ("text_encoder" |
+  /// "text_encoder_2") := rows [n, D] (float). E_BAD_CHECKPOINT when D is not that encoder's
+  /// hidden size; E_INVALID_ARGUMENT for an absent component or firstId past the vocabulary.
+  void setTokenEmbeddings(const std::string& component, int64_t firstId, const at::Tensor& rows);
+  /// Rows of the token embedding table of `component`.
+  int64_t vocabSize(const std::string& component);
+
+ protected:
+  PipelineBase();
+  /// The component's weight store, or nullptr when the pipeline has no such component.
+  nn::Weights* store(const std::string& component) const;
+  /// (name, store) of the components present, in the order text_encoder, text_encoder_2, unet, vae.
+  std::vector<std::pair<std::string, nn::Weights*>> stores() const;
+  /// The text encoders present (text_encoder, text_encoder_2).
+  std::vector<models::CLIPTextModel*> textEncoders() const;
+  /// Applies the toggles set since the last call; generate() calls it holding mutex_.
+  void applyOptimizations();
+  /// Records the components of the loaded models (after load()) and returns them for the info.
+  std::vector<ComponentInfo> recordComponents();
+  /// The UNet weights as stored in the model file (diffusers names), for disableFp8Storage.
+  virtual nn::StateDict readUnetWeights() const = 0;
+
+  std::shared_ptr<models::CLIPTextModel> textEncoder_;   // null for an SDXL refiner
+  std::shared_ptr<models::CLIPTextModel> textEncoder2_;  // SDXL only
+  std::shared_ptr<models::UNet2DConditionModel> unet_;
+  std::shared_ptr<models::AutoencoderKL> vae_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType dtype_ = at::kFloat;
+  at::ScalarType vaeDtype_ = at::kFloat;
+  std::string family_;  // "sd1" | "sd2" | "sdxl" (for messages)
+  std::string loadPath_;
+  LoadOptions loadOptions_;
+  std::mutex mutex_;  // one generation (or LoRA/TI change) at a time
+  Optimizations applied_;  // in effect (generate thread, under mutex_)
+
+ private:
+  void reloadUnetWeights(const std::vector<std::string>& names);
+  mutable std::mutex optMutex_;
+  Optimizations pending_;  // set from any thread under optMutex_
+  std::vector<ComponentInfo> components_;
+  std::vector<std::string> loraAdapters_;
+};
+
+/// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.
+at::Device parseDevice(const std::string& device);
+
+}  // namespace sd::pipelines
