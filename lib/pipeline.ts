@@ -280,7 +280,7 @@ export abstract class PipelineBase {
     const info = structuredClone(this.model.info);
     const a = addon();
     // bytes held now (fp8 storage, from the first call after enableFp8Storage)
-    if (!this.model.xl && typeof a.pipelineComponents === 'function') {
+    if (typeof a.pipelineComponents === 'function') {
       info.components = nativeSync(() => a.pipelineComponents(this.model.handle));
     }
     return info;
