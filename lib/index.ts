@@ -40,6 +40,6 @@ export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutpu
 export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer } from './checkpoint.js';
 export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, SafetensorsValidation } from './checkpoint.js';
 export { extractLoraTags, maybeConvertPrompt } from './lora.js';
-export type { LoadLoraOptions, LoraLoadResult, LoadTextualInversionOptions, LoraTag } from './lora.js';
+export type { LoadLoraOptions, LoraLoadResult, LoadTextualInversionOptions, LoraTag, TextEncoderName } from './lora.js';
 export { parsePromptAttention, promptChunks, weightedTokens } from './prompt-weighting.js';
 export type { PromptChunk } from './prompt-weighting.js';

@@ -534,9 +534,10 @@ export abstract class PipelineBase {
   }
 
   /**
-   * Loads a LoRA (`.safetensors`, kohya-ss / AUTOMATIC1111 `lora_unet_…`/`lora_te_…` keys or
-   * diffusers / PEFT `unet.…lora.down.weight`, `lora_A`/`lora_B`, `lora_linear_layer` keys; Linear,
-   * 1×1 and k×k conv LoRA) into the UNet and text encoder, unfused: each targeted layer computes
+   * Loads a LoRA (`.safetensors`, kohya-ss / AUTOMATIC1111 `lora_unet_…`/`lora_te_…` keys — SDXL:
+   * `lora_te1_…` for text_encoder and `lora_te2_…` for text_encoder_2 — or diffusers / PEFT
+   * `unet.…lora.down.weight`, `text_encoder_2.…`, `lora_A`/`lora_B`, `lora_linear_layer` keys; Linear,
+   * 1×1 and k×k conv LoRA) into the UNet and text encoder(s), unfused: each targeted layer computes
    * `base(x) + weight·loraScale·(alpha/rank)·up(down(x))` (alpha missing ⇒ alpha = rank), so the base
    * weights are untouched and `generate({ loraScale })` changes the strength per call. diffusers:
    * `pipe.load_lora_weights(path, adapter_name=…)`. Queued behind earlier calls; shared by
@@ -544,9 +545,9 @@ export abstract class PipelineBase {
    * @param file - the LoRA file
    * @param options - `adapterName` (default `default_<n>`), `weight` (set_adapters weight, default 1)
    * @returns the adapter name and the number of modules it targets per model
-   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) listing keys that match no module of this model,
-   *   or naming a key and both shapes when a LoRA does not fit (made for another model family);
-   *   nothing is loaded then.
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) listing keys that match no module of this model
+   *   (e.g. `lora_te2_` keys on an SD 1.x model), or naming a key and both shapes when a LoRA does not
+   *   fit (made for another model family); nothing is loaded then.
    * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the file does not exist.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for a taken adapter name or while a LoRA is fused.
    * @example await pipe.loadLoraWeights('./loras/pixel-art.safetensors', { adapterName: 'pixel', weight: 0.8 });
@@ -622,10 +623,14 @@ export abstract class PipelineBase {
    * diffusers `load_textual_inversion(path, token=…)`: an embedding file of n vectors adds the
    * tokens `token`, `token_1` … `token_{n−1}` to the tokenizer and their vectors to the text
    * encoder; prompts are rewritten so `token` stands for all n (maybe_convert_prompt).
-   * Files: AUTOMATIC1111 (`emb_params`; token defaults to the file name) and diffusers
-   * (`{"<token>": [n, D]}`; token defaults to the key).
+   * Files: AUTOMATIC1111 (`emb_params`; token defaults to the file name), diffusers
+   * (`{"<token>": [n, D]}`; token defaults to the key) and, for SDXL, AUTOMATIC1111 / kohya files with
+   * `clip_l` [n, D1] and `clip_g` [n, D2] (both text encoders and both tokenizers get the tokens; the
+   * token defaults to the file name). On SDXL a one-set file goes to `options.textEncoder`
+   * (default 'text_encoder', as diffusers' default).
    * @returns the tokens added
-   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) when the vectors' width is not the text encoder's hidden size, or the file is no embedding.
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) when the vectors' width is not the text encoder's hidden size, the file is no
+   *   embedding, or an SDXL (`clip_l`/`clip_g`) file meets a one-encoder pipeline.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when the token is already known.
    * @example await pipe.loadTextualInversion('./embeddings/my-style.safetensors', { token: '<my-style>' });
    */
