@@ -25,6 +25,8 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   at::InferenceMode inference;
   GenerateResult result;
   applyOptimizations();  // toggles set since the last call apply to inpainting too
+  const bool channelsLast = applied_.channelsLast;
+  const bool modelOffload = applied_.offload == "model";
   const int64_t f = info_.vaeScaleFactor;
   detail::ScopedLoraScale loraScale({&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()},
                                     req.loraScale);
@@ -55,8 +57,10 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
     return weights.defined() ? encodePromptWeighted(ids, weights, clipSkip, req.numImagesPerPrompt)
                              : encodePrompt(ids, clipSkip, req.numImagesPerPrompt);  // [B, 77·k, D]
   };
+  detail::OnDevice clipOnDevice(&textEncoder_->weights(), device_, !applied_.offload.empty());
   at::Tensor promptEmbeds = encode(req.inputIds, req.promptWeights, req.clipSkip);
   if (cfg) promptEmbeds = at::cat({encode(req.negativeInputIds, req.negativePromptWeights, 0), promptEmbeds}, 0);
+  clipOnDevice.release();
   result.encodeMs = msSince(tEncode);
 
   // 4. Set timesteps (get_timesteps as img2img)
@@ -80,7 +84,10 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   at::Tensor maskedImage = initImage * maskCondition.lt(0.5);  // [1, 3, H, W]; repaint area 0
 
   auto encodeSample = [&](const at::Tensor& img) {  // _encode_vae_image: latent_dist.sample(generator) · scaling
-    return vae_->encode(img.to(device_, vaeDtype_)).sample(&generator).to(dtype_) * vae_->scalingFactor();
+    at::Tensor x = img.to(device_, vaeDtype_);
+    if (channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
+    return vae_->encode(x).sample(&generator).to(dtype_) * vae_->scalingFactor();
   };
   auto repeatBatch = [&](at::Tensor t) { return batch > t.size(0) ? t.repeat({batch / t.size(0), 1, 1, 1}) : t; };
 
@@ -103,6 +110,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
 
   // 9. Denoising loop
   auto tDenoise = std::chrono::steady_clock::now();
+  detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
   const int64_t numSteps = timesteps.size(0);
   for (int64_t i = 0; i < numSteps; ++i) {
     if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
@@ -111,7 +119,8 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
     at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;
     modelInput = scheduler->scaleModelInput(modelInput, tValue);
     if (unetChannels == 9) modelInput = at::cat({modelInput, maskIn, maskedIn}, 1);  // [2B, 9, h, w]
-    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr);
+    if (channelsLast) modelInput = modelInput.contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr).contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
@@ -126,17 +135,16 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
     result.timesteps.push_back(tValue);
     if (onStep) onStep({i + 1, numSteps, tValue});
   }
+  unetOnDevice.release();
   result.denoiseMs = msSince(tDenoise);
   result.latents = latents.to(at::kFloat).cpu();
   if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
 
   if (!req.outputLatent) {
     auto tDecode = std::chrono::steady_clock::now();
-    at::Tensor image = vae_->decode((latents / vae_->scalingFactor()).to(vaeDtype_)).to(at::kFloat);  // [B, 3, H, W]
-    if (!at::isfinite(image).all().item<bool>())
-      fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype \"bfloat16\" or \"float32\")");
-    image = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
-    result.images = image.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
+    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
+    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, channelsLast);  // [B, H, W, 3]
+    vaeOnDevice.release();
     result.decodeMs = msSince(tDecode);
   }
   result.totalMs = msSince(t0);
