@@ -78,13 +78,13 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
   io::ModelIndex index = io::readModelIndex(folder);
   if (index.className != "StableDiffusionXLPipeline" && index.className != "StableDiffusionXLImg2ImgPipeline") {
     if (index.className == "StableDiffusionPipeline" || index.className == "StableDiffusionImg2ImgPipeline")
-      fail(codes::kUnsupportedModel, path + " is an SD 1.x/2.x model (" + index.className +
+      fail(codes::kUnsupportedModel, folder + " is an SD 1.x/2.x model (" + index.className +
                                          "); load it with StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline)");
-    fail(codes::kUnsupportedModel, path + ": model_index.json _class_name \"" + index.className +
+    fail(codes::kUnsupportedModel, folder + ": model_index.json _class_name \"" + index.className +
                                        "\" is not an SDXL pipeline (StableDiffusionXLPipeline)");
   }
   if (!index.component("text_encoder_2") || !index.component("unet") || !index.component("vae"))
-    fail(codes::kBadConfig, path + "/model_index.json: an SDXL pipeline needs text_encoder_2, unet and vae");
+    fail(codes::kBadConfig, folder + "/model_index.json: an SDXL pipeline needs text_encoder_2, unet and vae");
   const bool hasTe1 = index.component("text_encoder") != nullptr;
 
   auto pipe = std::shared_ptr<StableDiffusionXLPipeline>(new StableDiffusionXLPipeline());
