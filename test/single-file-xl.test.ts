@@ -8,6 +8,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
+import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -261,4 +262,28 @@ describe('SD 1.x / 2.x: the inverse equals the stored single files (written by d
       await expectRoundTrip(file, models(model), ['unet', 'vae', 'text_encoder']);
     });
   }
+});
+
+describe('CLI: sd-native convert / info on an SDXL single file', () => {
+  const root = path.resolve(import.meta.dirname, '..');
+  const cli = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile('npx', ['tsx', 'lib/cli.ts', ...args], { cwd: root, timeout: 60_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+
+  it('convert writes the same file as saveSingleFile; info loads it as SDXL with --config-dir', async () => {
+    const out = path.join(tmp, 'cli-xl.safetensors');
+    const r = await cli('convert', XL, out);
+    expect(r.stderr).toContain('sdxl layout');
+    expect(r.code).toBe(0);
+    const ref = path.join(tmp, 'api-xl.safetensors');
+    await saveSingleFile(XL, ref);
+    expect(fs.readFileSync(out).equals(fs.readFileSync(ref))).toBe(true);
+    const info = await cli('info', out, '--config-dir', XL, '--json');
+    expect(info.code).toBe(0);
+    expect(JSON.parse(info.stdout)).toMatchObject({ family: 'sdxl', className: 'StableDiffusionXLPipeline' });
+    const bad = await cli('convert', path.join(tmp, 'nope'), out);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/error \[E_MODEL_NOT_FOUND\]/);
+  }, 120_000);
 });
