@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `sd-native` command line: `generate` (text → image, or image → image with --image),
- * `info` (what a model is made of) and `create-model` (a random-weight diffusers folder).
+ * `info` (what a model is made of), `create-model` (a random-weight diffusers folder) and `convert`
+ * (a diffusers folder → one original-layout single-file checkpoint).
  * Errors print `error [E_CODE]: message` on stderr and exit with status 1.
  */
 import { realpathSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { createModel } from './create-model.js';
 import { StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline } from './pipeline_xl.js';
 import { readFile } from 'node:fs/promises';
 import { addon } from './native.js';
+import { saveSingleFile } from './checkpoint.js';
 import type { PipelineDtype } from '../types/native.js';
 
 // =============================================================================================
@@ -154,9 +156,11 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const Cls = o.mask !== undefined ? StableDiffusionInpaintPipeline
     : o.image !== undefined ? StableDiffusionImg2ImgPipeline : StableDiffusionPipeline;
   log(`Loading ${o.model} ...`);
-  const xl = !single && await isXlFolder(o.model);
+  // SDXL: a folder whose model_index.json says so, or a single file whose --config-dir does.
+  const xl = single ? o.configDir !== undefined && await isXlFolder(o.configDir) : await isXlFolder(o.model);
+  const XlCls = o.image !== undefined ? StableDiffusionXLImg2ImgPipeline : StableDiffusionXLPipeline;
   const pipe = xl
-    ? await (o.image !== undefined ? StableDiffusionXLImg2ImgPipeline : StableDiffusionXLPipeline).fromPretrained(o.model, loadOptionsOf(o))
+    ? await (single ? XlCls.fromSingleFile(o.model, loadOptionsOf(o)) : XlCls.fromPretrained(o.model, loadOptionsOf(o)))
     : single
       ? await Cls.fromSingleFile(o.model, loadOptionsOf(o))
       : await Cls.fromPretrained(o.model, loadOptionsOf(o));
@@ -232,7 +236,9 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
 async function runInfo(model: string, o: { device?: string; dtype?: string; configDir?: string; json?: boolean }): Promise<void> {
   const single = await isFile(model);
   const pipe = single
-    ? await StableDiffusionPipeline.fromSingleFile(model, loadOptionsOf(o))
+    ? o.configDir !== undefined && await isXlFolder(o.configDir)
+      ? await StableDiffusionXLPipeline.fromSingleFile(model, loadOptionsOf(o))
+      : await StableDiffusionPipeline.fromSingleFile(model, loadOptionsOf(o))
     : await isXlFolder(model)
       ? await StableDiffusionXLPipeline.fromPretrained(model, loadOptionsOf(o))
       : await StableDiffusionPipeline.fromPretrained(model, loadOptionsOf(o));
@@ -344,6 +350,17 @@ export function buildProgram(): Command {
     .requiredOption('-o, --out <dir>', 'output folder')
     .action(async (opts: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tiny' | 'full'; seed: number; out: string; dtype?: 'float32' | 'float16' }) => {
       await runCreateModel(opts);
+    });
+
+  program.command('convert')
+    .description('write a diffusers folder as one original-layout single-file checkpoint (SD 1.x, 2.x, XL)')
+    .argument('<dir>', 'diffusers model folder')
+    .argument('<out>', 'output .safetensors file')
+    .addOption(new Option('--to <format>', 'output format').choices(['single-file']).default('single-file'))
+    .option('--variant <name>', 'weight file variant to read, e.g. fp16')
+    .action(async (dir: string, out: string, opts: { variant?: string }) => {
+      const r = await saveSingleFile(dir, out, { variant: opts.variant });
+      log(`wrote ${r.path}: ${r.tensors} tensors, ${r.family}${r.refiner ? ' refiner' : ''} layout`);
     });
 
   return program;

@@ -138,6 +138,23 @@ export class StableDiffusionXLPipeline extends PipelineBase {
     return new StableDiffusionXLPipeline(await loadModel(dir, options, false, true));
   }
 
+  /**
+   * Loads an original SDXL single-file checkpoint (`.safetensors`: `model.diffusion_model.*`,
+   * `first_stage_model.*`, `conditioner.embedders.0.transformer.*` (CLIP ViT-L) and
+   * `conditioner.embedders.1.model.*` (OpenCLIP bigG, fused in_proj); or the refiner layout with
+   * `conditioner.embedders.0.model.*` alone), mapped natively to diffusers names.
+   * `options.configDir` (required) is an SDXL diffusers folder of the same architecture: its
+   * configs, tokenizers and scheduler are used, nothing is guessed from tensor shapes.
+   * @example const pipe = await StableDiffusionXLPipeline.fromSingleFile('./sd_xl_base_1.0.safetensors', { configDir: './sdxl-base' });
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) without configDir, or when configDir is an SD 1.x/2.x folder.
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) for pickle files, keys that map to nothing (listed),
+   *   a component with no tensors, or missing tensors (named by the strict load).
+   * @throws the other errors of {@link StableDiffusionXLPipeline.fromPretrained}.
+   */
+  static async fromSingleFile(file: string, options?: LoadOptions): Promise<StableDiffusionXLPipeline> {
+    return new StableDiffusionXLPipeline(await loadModel(file, options, true, true));
+  }
+
   /** A text-to-image pipeline sharing the native model (and queue) of `pipe`; the scheduler is copied. */
   static fromPipeline(pipe: AnyXl): StableDiffusionXLPipeline {
     const { model, sched } = shareXl(pipe);
@@ -182,6 +199,11 @@ export class StableDiffusionXLImg2ImgPipeline extends PipelineBase {
   /** Loads an SDXL diffusers folder (base or refiner). Errors as {@link StableDiffusionXLPipeline.fromPretrained}. */
   static async fromPretrained(dir: string, options?: LoadOptions): Promise<StableDiffusionXLImg2ImgPipeline> {
     return new StableDiffusionXLImg2ImgPipeline(await loadModel(dir, options, false, true));
+  }
+
+  /** Loads an original SDXL (base or refiner) single-file checkpoint. Options and errors as {@link StableDiffusionXLPipeline.fromSingleFile}. */
+  static async fromSingleFile(file: string, options?: LoadOptions): Promise<StableDiffusionXLImg2ImgPipeline> {
+    return new StableDiffusionXLImg2ImgPipeline(await loadModel(file, options, true, true));
   }
 
   /** An img2img pipeline sharing the native model of `pipe`; the scheduler is copied. */

@@ -306,12 +306,14 @@ describe('single-file (original LDM) checkpoints', () => {
       expect(e.message).toContain(key);
     });
 
-    it('detects SDXL and non-SD files as E_UNSUPPORTED_MODEL', async () => {
+    it('detects SDXL files (mapped: an incomplete one is E_BAD_CHECKPOINT) and refuses non-SD files as E_UNSUPPORTED_MODEL', async () => {
       const p = path.join(tmp, 'sdxl-like.safetensors');
       await writeSafetensors(p, { 'conditioner.embedders.0.transformer.text_model.final_layer_norm.weight': one, 'model.diffusion_model.out.0.weight': one });
       let e = await rejection(loadStateDict(p, { singleFile: true, configDir: models('tiny-sdxl'), component: 'unet' }));
-      expect(e.code).toBe('E_UNSUPPORTED_MODEL');
-      expect(e.message).toMatch(/Stable Diffusion XL/);
+      expect(e.code).toBe('E_BAD_CHECKPOINT');
+      expect(e.message).toMatch(/incomplete Stable Diffusion XL checkpoint/);
+      expect(e.message).toContain('vae (first_stage_model.*)');
+      expect(e.message).toContain('text_encoder_2 (conditioner.embedders.1.model.*)');
       e = await rejection(loadStateDict(fixture('loras', 'tiny-sd15-kohya.safetensors'), { singleFile: true, configDir: models('tiny-sd15'), component: 'unet' }));
       expect(e.code).toBe('E_UNSUPPORTED_MODEL');
       expect(e.message).toContain('tiny-sd15-kohya.safetensors');

@@ -104,7 +104,7 @@ export interface ModelIndex {
 
 /** Options of {@link NativeAddon.loadStateDict}. */
 export interface LoadStateDictOptions {
-  /** Component folder name ('unet', 'vae', 'text_encoder', ...); with singleFile: 'unet' | 'vae' | 'text_encoder'. */
+  /** Component folder name ('unet', 'vae', 'text_encoder', ...); with singleFile: 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2' (SDXL). */
   component?: string;
   /** Weight variant, e.g. 'fp16' → `<base>.fp16.safetensors`. */
   variant?: string;
@@ -112,7 +112,7 @@ export interface LoadStateDictOptions {
   baseName?: string;
   /** `path` is an original single-file checkpoint (mapped to diffusers names). */
   singleFile?: boolean;
-  /** With singleFile: a diffusers folder whose unet/vae/text_encoder config.json fix the architecture. */
+  /** With singleFile: a diffusers folder whose unet/vae/text_encoder(/text_encoder_2) config.json fix the architecture. */
   configDir?: string;
 }
 
@@ -120,6 +120,21 @@ export interface LoadStateDictOptions {
 export interface TensorSummary {
   shape: number[];
   dtype: string;
+}
+
+/** Per component: unet, vae, text_encoder (absent for an SDXL refiner), text_encoder_2 (SDXL only). */
+export type CheckpointComparisons = Record<'unet' | 'vae' | 'text_encoder', CheckpointComparison> & { text_encoder_2?: CheckpointComparison };
+
+/** Result of {@link NativeAddon.saveSingleFile}. */
+export interface SingleFileSummary {
+  /** The file written. */
+  path: string;
+  /** Layout written: 'sd1' (cond_stage_model.transformer), 'sd2' (cond_stage_model.model), 'sdxl' (conditioner.embedders). */
+  family: 'sd1' | 'sd2' | 'sdxl';
+  /** SDXL refiner layout (no text_encoder; OpenCLIP bigG as conditioner.embedders.0.model). */
+  refiner: boolean;
+  /** Number of tensors written. */
+  tensors: number;
 }
 
 /** A single-file component compared with the same component loaded from a folder. */
@@ -479,7 +494,8 @@ export interface NativeAddon {
   generatorRandn(generator: NativeHandle, shape: number[]): TensorData;
   readModelIndex(dir: string): Promise<ModelIndex>;
   loadStateDict(path: string, options?: LoadStateDictOptions): Promise<Record<string, TensorSummary>>;
-  compareCheckpoints(singleFile: string, configDir: string, folder: string): Promise<Record<'unet' | 'vae' | 'text_encoder', CheckpointComparison>>;
+  compareCheckpoints(singleFile: string, configDir: string, folder: string): Promise<CheckpointComparisons>;
+  saveSingleFile(modelDir: string, outFile: string, options?: { variant?: string }): Promise<SingleFileSummary>;
   /** Synchronous; throws a coded Error (E_BAD_CHECKPOINT) when the image is invalid. */
   validateSafetensorsBuffer(buf: Uint8Array): SafetensorsValidation;
   [key: string]: any;

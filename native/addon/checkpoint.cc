@@ -93,7 +93,7 @@ Napi::Value LoadStateDict(const Napi::CallbackInfo& info) {
   if (singleFile && configDir.empty())
     throwInvalid(env, "loadStateDict: options.configDir (a diffusers folder with the configs) is required with singleFile");
   if (singleFile && component.empty())
-    throwInvalid(env, "loadStateDict: options.component (\"unet\", \"vae\" or \"text_encoder\") is required with singleFile");
+    throwInvalid(env, "loadStateDict: options.component (\"unet\", \"vae\", \"text_encoder\" or \"text_encoder_2\") is required with singleFile");
   return runAsync<StateDictSummary>(
       env,
       [=] {
@@ -153,7 +153,7 @@ Comparison compare(const nn::StateDict& got, const nn::StateDict& ref) {
   return c;
 }
 
-// compareCheckpoints(singleFilePath, configDir, folderDir) → {unet|vae|text_encoder: Comparison}
+// compareCheckpoints(singleFilePath, configDir, folderDir) → {unet|vae|text_encoder|text_encoder_2?: Comparison}
 Napi::Value CompareCheckpoints(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string single = requireString(info, 0, "compareCheckpoints(singleFile, configDir, folder): singleFile");
@@ -165,8 +165,11 @@ Napi::Value CompareCheckpoints(const Napi::CallbackInfo& info) {
       [=] {
         io::SingleFileCheckpoint ck = io::loadSingleFile(single, configDir);
         Result r;
-        for (const char* name : {"unet", "vae", "text_encoder"}) {
+        for (const char* name : {"unet", "vae", "text_encoder", "text_encoder_2"}) {
           const std::string dir = (std::filesystem::path(folder) / name).string();
+          // text_encoder_2 only for SDXL; text_encoder absent for an SDXL refiner.
+          if (ck.component(name).empty() && !std::filesystem::exists(dir)) continue;
+          if (std::string(name) == "text_encoder_2" && ck.family != io::CheckpointFamily::SDXL) continue;
           nn::StateDict ref = io::loadComponentWeights(dir, io::weightsBaseName(dir), "");
           r.emplace_back(name, compare(ck.component(name), ref));
         }
@@ -183,6 +186,28 @@ Napi::Value CompareCheckpoints(const Napi::CallbackInfo& info) {
           e.Set("count", Napi::Number::New(env, static_cast<double>(c.count)));
           o.Set(name, e);
         }
+        return o;
+      });
+}
+
+// saveSingleFile(modelDir, outFile, {variant?}) → {path, family, refiner, tensors}: the diffusers
+// folder written as an original-layout single-file checkpoint (io::saveSingleFile).
+Napi::Value SaveSingleFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string modelDir = requireString(info, 0, "saveSingleFile(modelDir, outFile): modelDir");
+  const std::string outFile = requireString(info, 1, "saveSingleFile(modelDir, outFile): outFile");
+  Napi::Object opts = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  const std::string variant = getString(opts, "variant", "");
+  return runAsync<io::SingleFileSummary>(
+      env, [=] { return io::saveSingleFile(modelDir, outFile, variant); },
+      [](Napi::Env env, io::SingleFileSummary& s) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("path", s.path);
+        o.Set("family", s.family == io::CheckpointFamily::SD1   ? "sd1"
+                        : s.family == io::CheckpointFamily::SD2 ? "sd2"
+                                                                : "sdxl");
+        o.Set("refiner", s.refiner);
+        o.Set("tensors", Napi::Number::New(env, static_cast<double>(s.tensors)));
         return o;
       });
 }
@@ -232,6 +257,7 @@ void InitCheckpoint(Napi::Env env, Napi::Object exports) {
   exports.Set("loadStateDict", Napi::Function::New(env, LoadStateDict));
   exports.Set("compareCheckpoints", Napi::Function::New(env, CompareCheckpoints));
   exports.Set("validateSafetensorsBuffer", Napi::Function::New(env, ValidateSafetensorsBuffer));
+  exports.Set("saveSingleFile", Napi::Function::New(env, SaveSingleFile));
 }
 
 }  // namespace sd::addon

@@ -9,12 +9,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <set>
 
 #include "config/config_reader.h"
+#include "models/unet_2d_condition.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -311,8 +313,13 @@ const nn::StateDict& SingleFileCheckpoint::component(const std::string& name) co
   if (name == "unet") return unet;
   if (name == "vae") return vae;
   if (name == "text_encoder") return textEncoder;
-  fail(codes::kInvalidArgument, "single-file checkpoints hold components \"unet\", \"vae\" and \"text_encoder\", not \"" +
-                                    name + "\"");
+  if (name == "text_encoder_2") return textEncoder2;
+  fail(codes::kInvalidArgument, "single-file checkpoints hold components \"unet\", \"vae\", \"text_encoder\" and "
+                                "\"text_encoder_2\" (SDXL), not \"" + name + "\"");
+}
+
+nn::StateDict& SingleFileCheckpoint::component(const std::string& name) {
+  return const_cast<nn::StateDict&>(static_cast<const SingleFileCheckpoint&>(*this).component(name));
 }
 
 namespace {
@@ -320,6 +327,11 @@ constexpr const char* kUnetPrefix = "model.diffusion_model.";
 constexpr const char* kVaePrefix = "first_stage_model.";
 constexpr const char* kClipPrefix = "cond_stage_model.transformer.";
 constexpr const char* kOpenClipPrefix = "cond_stage_model.model.";
+// SDXL (sgm GeneralConditioner): base = OpenAI CLIP ViT-L (embedders.0) + OpenCLIP bigG (embedders.1);
+// refiner = OpenCLIP bigG alone (embedders.0).
+constexpr const char* kXlClipPrefix = "conditioner.embedders.0.transformer.";
+constexpr const char* kXlOpenClipPrefix = "conditioner.embedders.1.model.";
+constexpr const char* kXlRefinerPrefix = "conditioner.embedders.0.model.";
 }  // namespace
 
 CheckpointFamily detectFamily(const SafetensorsFile& file) {
@@ -363,6 +375,7 @@ enum class Suffix {
 struct Rule {
   std::string target;  // diffusers prefix
   Suffix suffix;
+  int64_t transformerBlocks = 0;  // UnetAttention: number of transformer_blocks (from the config)
 };
 
 /// Block prefix (LDM, without the component prefix) → rule. Prefixes never nest, so a key has at
@@ -390,9 +403,9 @@ bool validTransformerBlockSuffix(const std::string& s) {
 }
 
 /// Renames `rest` (the part after the block prefix); "" when it is not a parameter of that block.
-std::string mapSuffix(Suffix kind, const std::string& rest) {
+std::string mapSuffix(const Rule& rule, const std::string& rest) {
   std::string module, param;
-  switch (kind) {
+  switch (rule.suffix) {
     case Suffix::Param:
       return isWeightOrBias(rest) ? rest : "";
     case Suffix::UnetResnet: {
@@ -408,7 +421,9 @@ std::string mapSuffix(Suffix kind, const std::string& rest) {
       if (module == "norm" || module == "proj_in" || module == "proj_out") return rest;
       int64_t idx;
       std::string inner;
-      if (matchIndexed(rest, "transformer_blocks.", idx, inner) && validTransformerBlockSuffix(inner)) return rest;
+      if (matchIndexed(rest, "transformer_blocks.", idx, inner) && idx < rule.transformerBlocks &&
+          validTransformerBlockSuffix(inner))
+        return rest;
       return "";
     }
     case Suffix::VaeResnet: {
@@ -421,6 +436,39 @@ std::string mapSuffix(Suffix kind, const std::string& rest) {
       if (!splitParam(rest, module, param)) return "";
       static const std::map<std::string, std::string> names = {
           {"norm", "group_norm"}, {"q", "to_q"}, {"k", "to_k"}, {"v", "to_v"}, {"proj_out", "to_out.0"}};
+      auto it = names.find(module);
+      return it == names.end() ? "" : it->second + "." + param;
+    }
+  }
+  return "";
+}
+
+/// The inverse of mapSuffix: a diffusers parameter name after the block prefix → the LDM one; "" when
+/// it is not a parameter of that block.
+std::string unmapSuffix(const Rule& rule, const std::string& rest) {
+  std::string module, param;
+  switch (rule.suffix) {
+    case Suffix::Param:
+    case Suffix::UnetAttention:
+      return mapSuffix(rule, rest);  // same names on both sides
+    case Suffix::UnetResnet: {
+      if (!splitParam(rest, module, param)) return "";
+      static const std::map<std::string, std::string> names = {
+          {"norm1", "in_layers.0"},  {"conv1", "in_layers.2"},  {"time_emb_proj", "emb_layers.1"},
+          {"norm2", "out_layers.0"}, {"conv2", "out_layers.3"}, {"conv_shortcut", "skip_connection"}};
+      auto it = names.find(module);
+      return it == names.end() ? "" : it->second + "." + param;
+    }
+    case Suffix::VaeResnet: {
+      if (!splitParam(rest, module, param)) return "";
+      if (module == "norm1" || module == "conv1" || module == "norm2" || module == "conv2") return rest;
+      if (module == "conv_shortcut") return "nin_shortcut." + param;
+      return "";
+    }
+    case Suffix::VaeAttention: {
+      if (!splitParam(rest, module, param)) return "";
+      static const std::map<std::string, std::string> names = {
+          {"group_norm", "norm"}, {"to_q", "q"}, {"to_k", "k"}, {"to_v", "v"}, {"to_out.0", "proj_out"}};
       auto it = names.find(module);
       return it == names.end() ? "" : it->second + "." + param;
     }
@@ -444,6 +492,14 @@ RuleTable unetRules(const ConfigReader& c) {
   if (up.size() != n) c.error("up_block_types", "must list as many blocks as down_block_types");
   const auto layers = c.intOrList("layers_per_block", n);
   for (auto l : layers) checkRange(c, "layers_per_block", l, 1, 64);
+  // transformer_layers_per_block (int | per block | per layer, and the up blocks' reverse list) as
+  // the model reads it: the number of transformer_blocks.N of every attention.
+  const auto model = models::UNet2DConditionConfig::fromJson(c.json(), c.file());
+  auto blocksOf = [&](const models::PerLayerCount& plc, int64_t count, const std::string& where) {
+    std::vector<int64_t> v = plc.expand(count, c.file() + ": transformer layers of " + where);
+    for (auto b : v) checkRange(c, "transformer_layers_per_block", b, 1, 1024);
+    return v;
+  };
 
   RuleTable r;
   r["time_embed.0"] = {"time_embedding.linear_1", Suffix::Param};
@@ -463,10 +519,11 @@ RuleTable unetRules(const ConfigReader& c) {
     else if (down[b] == "DownBlock2D") attn = false;
     else fail(codes::kUnsupportedModel, c.file() + ": down block type \"" + down[b] + "\" has no single-file mapping");
     const std::string db = "down_blocks." + std::to_string(b);
+    const auto tb = attn ? blocksOf(model.transformerLayersPerBlock.at(b), layers[b], db) : std::vector<int64_t>();
     for (int64_t l = 0; l < layers[b]; ++l, ++in) {
       const std::string ib = "input_blocks." + std::to_string(in);
       r[ib + ".0"] = {db + ".resnets." + std::to_string(l), Suffix::UnetResnet};
-      if (attn) r[ib + ".1"] = {db + ".attentions." + std::to_string(l), Suffix::UnetAttention};
+      if (attn) r[ib + ".1"] = {db + ".attentions." + std::to_string(l), Suffix::UnetAttention, tb[l]};
     }
     if (b + 1 < n) {
       r["input_blocks." + std::to_string(in) + ".0.op"] = {db + ".downsamplers.0.conv", Suffix::Param};
@@ -478,7 +535,8 @@ RuleTable unetRules(const ConfigReader& c) {
   const std::string midType = !mid ? "UNetMidBlock2DCrossAttn" : mid->isNull() ? "" : mid->isString() ? mid->string() : "?";
   if (midType == "UNetMidBlock2DCrossAttn") {
     r["middle_block.0"] = {"mid_block.resnets.0", Suffix::UnetResnet};
-    r["middle_block.1"] = {"mid_block.attentions.0", Suffix::UnetAttention};
+    r["middle_block.1"] = {"mid_block.attentions.0", Suffix::UnetAttention,
+                           blocksOf(model.transformerLayersPerBlock.at(n - 1), 1, "mid_block")[0]};
     r["middle_block.2"] = {"mid_block.resnets.1", Suffix::UnetResnet};
   } else if (!midType.empty()) {
     fail(codes::kUnsupportedModel, c.file() + ": mid_block_type \"" + midType + "\" has no single-file mapping");
@@ -492,10 +550,14 @@ RuleTable unetRules(const ConfigReader& c) {
     else fail(codes::kUnsupportedModel, c.file() + ": up block type \"" + up[u] + "\" has no single-file mapping");
     const std::string ub = "up_blocks." + std::to_string(u);
     const int64_t count = layers[n - 1 - u] + 1;  // reversed layers_per_block, + 1
+    const models::PerLayerCount& plc = model.reverseTransformerLayersPerBlock.empty()
+                                           ? model.transformerLayersPerBlock.at(n - 1 - u)
+                                           : model.reverseTransformerLayersPerBlock.at(u);
+    const auto tb = attn ? blocksOf(plc, count, ub) : std::vector<int64_t>();
     for (int64_t l = 0; l < count; ++l, ++out) {
       const std::string ob = "output_blocks." + std::to_string(out);
       r[ob + ".0"] = {ub + ".resnets." + std::to_string(l), Suffix::UnetResnet};
-      if (attn) r[ob + ".1"] = {ub + ".attentions." + std::to_string(l), Suffix::UnetAttention};
+      if (attn) r[ob + ".1"] = {ub + ".attentions." + std::to_string(l), Suffix::UnetAttention, tb[l]};
       if (l + 1 == count && u + 1 < n)
         r[ob + (attn ? ".2.conv" : ".1.conv")] = {ub + ".upsamplers.0.conv", Suffix::Param};
     }
@@ -586,6 +648,11 @@ bool knownUnused(const std::string& key, CheckpointFamily family, int64_t textLa
   if (startsWith(key, "model_ema.")) return yes("EMA copy (the non-EMA weights are loaded, as diffusers does)");
   if (family == CheckpointFamily::SD1 && key == std::string(kClipPrefix) + "text_model.embeddings.position_ids")
     return yes("CLIP position_ids buffer");
+  if (family == CheckpointFamily::SDXL) {
+    if (key == std::string(kXlClipPrefix) + "text_model.embeddings.position_ids") return yes("CLIP position_ids buffer");
+    if (key == std::string(kXlOpenClipPrefix) + "logit_scale" || key == std::string(kXlRefinerPrefix) + "logit_scale")
+      return yes("OpenCLIP logit_scale (contrastive training only)");
+  }
   if (family == CheckpointFamily::SD2) {
     if (key == std::string(kOpenClipPrefix) + "text_projection" || key == std::string(kOpenClipPrefix) + "logit_scale")
       return yes("OpenCLIP projection (the SD 2 text encoder has none)");
@@ -611,7 +678,7 @@ struct Mapper {
   void unetKey(const RuleTable& rules, const std::string& key, const TensorInfo& info) {
     std::string rest;
     const Rule* r = findRule(rules, key.substr(std::string(kUnetPrefix).size()), rest);
-    const std::string suffix = r ? mapSuffix(r->suffix, rest) : "";
+    const std::string suffix = r ? mapSuffix(*r, rest) : "";
     if (suffix.empty()) return unmapped.push_back(key);
     put(out.unet, r->target + "." + suffix, file.tensor(info), key);
   }
@@ -619,7 +686,7 @@ struct Mapper {
   void vaeKey(const RuleTable& rules, const std::string& key, const TensorInfo& info) {
     std::string rest;
     const Rule* r = findRule(rules, key.substr(std::string(kVaePrefix).size()), rest);
-    const std::string suffix = r ? mapSuffix(r->suffix, rest) : "";
+    const std::string suffix = r ? mapSuffix(*r, rest) : "";
     if (suffix.empty()) return unmapped.push_back(key);
     at::Tensor t = file.tensor(info);
     if (r->suffix == Suffix::VaeAttention && endsWith(suffix, ".weight") && !startsWith(suffix, "group_norm"))
@@ -627,21 +694,33 @@ struct Mapper {
     put(out.vae, r->target + "." + suffix, t, key);
   }
 
-  void clipKey(int64_t layers, const std::string& key, const TensorInfo& info) {
-    const std::string name = key.substr(std::string(kClipPrefix).size());  // text_model.*
+  /// OpenAI CLIP (transformers CLIPTextModel under `prefix`) → the same names in `dict`.
+  void clipKey(const char* prefix, nn::StateDict& dict, int64_t layers, const std::string& key, const TensorInfo& info) {
+    const std::string name = key.substr(std::string(prefix).size());  // text_model.*
     if (!startsWith(name, "text_model.") || !validClipSuffix(name.substr(11), layers)) return unmapped.push_back(key);
-    put(out.textEncoder, name, file.tensor(info), key);
+    put(dict, name, file.tensor(info), key);
   }
 
-  /// OpenCLIP (open_clip.model.CLIP text tower) → transformers CLIPTextModel.
-  void openClipKey(int64_t layers, int64_t hidden, const std::string& key, const TensorInfo& info) {
-    const std::string k = key.substr(std::string(kOpenClipPrefix).size());
+  /// OpenCLIP (open_clip.model.CLIP text tower under `prefix`) → transformers CLIPTextModel names in
+  /// `dict`; with `projection` (CLIPTextModelWithProjection, SDXL's text_encoder_2) OpenCLIP's
+  /// `text_projection` [D, P] (x @ P) becomes `text_projection.weight` [P, D] (nn.Linear).
+  void openClipKey(const char* prefix, nn::StateDict& dict, int64_t layers, int64_t hidden, bool projection,
+                   const std::string& key, const TensorInfo& info) {
+    const std::string k = key.substr(std::string(prefix).size());
     static const std::map<std::string, std::string> top = {
         {"token_embedding.weight", "text_model.embeddings.token_embedding.weight"},
         {"positional_embedding", "text_model.embeddings.position_embedding.weight"},
         {"ln_final.weight", "text_model.final_layer_norm.weight"},
         {"ln_final.bias", "text_model.final_layer_norm.bias"}};
-    if (auto it = top.find(k); it != top.end()) return put(out.textEncoder, it->second, file.tensor(info), key);
+    if (auto it = top.find(k); it != top.end()) return put(dict, it->second, file.tensor(info), key);
+    if (projection && k == "text_projection") {
+      at::Tensor t = file.tensor(info);  // [D, P]
+      if (t.dim() != 2 || t.size(0) != hidden)
+        fail(codes::kBadCheckpoint, file.path() + ": \"" + key + "\" has shape " + nn::shapeString(t.sizes()) +
+                                        " but text_encoder_2 hidden_size " + std::to_string(hidden) + " implies [" +
+                                        std::to_string(hidden) + ", projection_dim]");
+      return put(dict, "text_projection.weight", t.t().contiguous(), key);  // [P, D]
+    }
     int64_t idx;
     std::string rest;
     if (!matchIndexed(k, "transformer.resblocks.", idx, rest) || idx >= layers) return unmapped.push_back(key);
@@ -658,7 +737,7 @@ struct Mapper {
       const std::string param = weight ? "weight" : "bias";
       const char* names[3] = {"q_proj", "k_proj", "v_proj"};
       for (int i = 0; i < 3; ++i)
-        put(out.textEncoder, layer + "self_attn." + names[i] + "." + param, t.narrow(0, i * hidden, hidden), key);
+        put(dict, layer + "self_attn." + names[i] + "." + param, t.narrow(0, i * hidden, hidden), key);
       return;
     }
     std::string module, param;
@@ -670,7 +749,7 @@ struct Mapper {
                                                              {"mlp.c_proj", "mlp.fc2"}};
     auto it = names.find(module);
     if (it == names.end()) return unmapped.push_back(key);
-    put(out.textEncoder, layer + it->second + "." + param, file.tensor(info), key);
+    put(dict, layer + it->second + "." + param, file.tensor(info), key);
   }
 };
 
@@ -678,8 +757,37 @@ ConfigReader componentConfig(const std::string& configDir, const std::string& co
   const std::string p = join(join(configDir, component), "config.json");
   if (!isFile(p))
     fail(codes::kModelNotFound, p + " not found: the config folder of a single-file checkpoint must be a diffusers "
-                                    "folder with unet/, vae/ and text_encoder/ config.json");
+                                    "folder with unet/, vae/ and text_encoder/ (SDXL: and text_encoder_2/) config.json");
   return ConfigReader::fromFile(p);
+}
+
+/// A text encoder's config: num_hidden_layers and hidden_size, range-checked.
+struct TextConfig {
+  int64_t layers = 0, hidden = 0;
+};
+TextConfig textConfig(const std::string& configDir, const std::string& component) {
+  const ConfigReader te = componentConfig(configDir, component);
+  TextConfig t;
+  t.layers = te.requireInt("num_hidden_layers");
+  checkRange(te, "num_hidden_layers", t.layers, 1, 1024);
+  t.hidden = te.requireInt("hidden_size");
+  checkRange(te, "hidden_size", t.hidden, 1, 1 << 20);
+  return t;
+}
+
+bool isXlClassName(const std::string& cls) { return cls.find("StableDiffusionXL") == 0; }
+
+/// E_INVALID_ARGUMENT when configDir's model_index.json (if any) names a pipeline of another family
+/// than the checkpoint's (an SDXL file with an SD 1.x folder, or the reverse).
+void checkConfigFamily(const std::string& path, CheckpointFamily family, const std::string& configDir) {
+  if (!isFile(join(configDir, "model_index.json"))) return;
+  const std::string cls = readModelIndex(configDir).className;
+  const bool xlFile = family == CheckpointFamily::SDXL;
+  if (xlFile != isXlClassName(cls))
+    fail(codes::kInvalidArgument,
+         path + " is a " + familyName(family) + " checkpoint but the config folder " + configDir + " holds a " + cls +
+             " (model_index.json): pass configDir = a diffusers folder of the same family (" +
+             (xlFile ? "StableDiffusionXLPipeline" : "StableDiffusionPipeline") + ")");
 }
 
 }  // namespace
@@ -694,44 +802,246 @@ SingleFileCheckpoint loadSingleFile(const std::string& path, const std::string& 
   out.path = path;
   out.metadata = file->header().metadata;
   out.family = detectFamily(*file);
-  if (out.family == CheckpointFamily::SDXL)
-    fail(codes::kUnsupportedModel, path + ": " + familyName(out.family) +
-                                       " single-file checkpoints (conditioner.embedders.*) are recognised but not "
-                                       "mapped yet; load the model from a diffusers folder instead");
+  checkConfigFamily(path, out.family, configDir);
+  const bool xl = out.family == CheckpointFamily::SDXL;
+  // SDXL refiner layout: the OpenCLIP bigG encoder alone, as embedders.0 (→ text_encoder_2).
+  bool refiner = false;
+  if (xl)
+    for (const auto& t : file->header().tensors)
+      if (startsWith(t.name, kXlRefinerPrefix)) refiner = true;
 
   const RuleTable unet = unetRules(componentConfig(configDir, "unet"));
   const RuleTable vae = vaeRules(componentConfig(configDir, "vae"));
-  const ConfigReader te = componentConfig(configDir, "text_encoder");
-  const int64_t textLayers = te.requireInt("num_hidden_layers");
-  checkRange(te, "num_hidden_layers", textLayers, 1, 1024);
-  const int64_t hidden = te.requireInt("hidden_size");
-  checkRange(te, "hidden_size", hidden, 1, 1 << 20);
+  const TextConfig te = refiner ? TextConfig{} : textConfig(configDir, "text_encoder");
+  const TextConfig te2 = xl ? textConfig(configDir, "text_encoder_2") : TextConfig{};
 
   Mapper m{*file, out, {}};
   for (const auto& info : file->header().tensors) {
     const std::string& key = info.name;
     std::string why;
-    if (knownUnused(key, out.family, textLayers, why)) {
+    if (knownUnused(key, out.family, te.layers, why)) {
       out.ignored.push_back(key);
       continue;
     }
     if (startsWith(key, kUnetPrefix)) m.unetKey(unet, key, info);
     else if (startsWith(key, kVaePrefix)) m.vaeKey(vae, key, info);
-    else if (out.family == CheckpointFamily::SD1 && startsWith(key, kClipPrefix)) m.clipKey(textLayers, key, info);
+    else if (out.family == CheckpointFamily::SD1 && startsWith(key, kClipPrefix))
+      m.clipKey(kClipPrefix, out.textEncoder, te.layers, key, info);
     else if (out.family == CheckpointFamily::SD2 && startsWith(key, kOpenClipPrefix))
-      m.openClipKey(textLayers, hidden, key, info);
+      m.openClipKey(kOpenClipPrefix, out.textEncoder, te.layers, te.hidden, false, key, info);
+    else if (xl && !refiner && startsWith(key, kXlClipPrefix))
+      m.clipKey(kXlClipPrefix, out.textEncoder, te.layers, key, info);
+    else if (xl && !refiner && startsWith(key, kXlOpenClipPrefix))
+      m.openClipKey(kXlOpenClipPrefix, out.textEncoder2, te2.layers, te2.hidden, true, key, info);
+    else if (xl && refiner && startsWith(key, kXlRefinerPrefix))
+      m.openClipKey(kXlRefinerPrefix, out.textEncoder2, te2.layers, te2.hidden, true, key, info);
     else m.unmapped.push_back(key);
   }
   if (!m.unmapped.empty())
     fail(codes::kBadCheckpoint,
          path + ": " + std::to_string(m.unmapped.size()) + " key(s) of this " + familyName(out.family) +
-             " checkpoint map to no diffusers weight of the architecture in " + configDir + ": " +
-             listSome(m.unmapped) + ". Is the config folder the right one for this checkpoint?");
-  if (out.unet.empty() || out.vae.empty() || out.textEncoder.empty())
-    fail(codes::kBadCheckpoint, path + ": incomplete checkpoint: " + std::to_string(out.unet.size()) + " unet, " +
-                                    std::to_string(out.vae.size()) + " vae and " + std::to_string(out.textEncoder.size()) +
-                                    " text_encoder tensors");
+             (refiner ? " refiner" : "") + " checkpoint map to no diffusers weight of the architecture in " +
+             configDir + ": " + listSome(m.unmapped) + ". Is the config folder the right one for this checkpoint?");
+  std::vector<std::string> empty;
+  if (out.unet.empty()) empty.push_back(std::string("unet (") + kUnetPrefix + "*)");
+  if (out.vae.empty()) empty.push_back(std::string("vae (") + kVaePrefix + "*)");
+  if (out.textEncoder.empty() && !refiner)
+    empty.push_back(std::string("text_encoder (") +
+                    (xl ? kXlClipPrefix : out.family == CheckpointFamily::SD2 ? kOpenClipPrefix : kClipPrefix) + "*)");
+  if (out.textEncoder2.empty() && xl)
+    empty.push_back(std::string("text_encoder_2 (") + (refiner ? kXlRefinerPrefix : kXlOpenClipPrefix) + "*)");
+  if (!empty.empty())
+    fail(codes::kBadCheckpoint, path + ": incomplete " + familyName(out.family) + " checkpoint: no tensors for " +
+                                    listSome(empty) + " (" + std::to_string(out.unet.size()) + " unet, " +
+                                    std::to_string(out.vae.size()) + " vae, " + std::to_string(out.textEncoder.size()) +
+                                    " text_encoder" +
+                                    (xl ? ", " + std::to_string(out.textEncoder2.size()) + " text_encoder_2" : "") +
+                                    " tensors mapped)");
   return out;
+}
+
+// ---- the inverse: diffusers names → the original layout --------------------------------------
+
+namespace {
+
+/// Inverts a rule table: diffusers prefix → (LDM prefix, rule).
+std::map<std::string, std::pair<std::string, Rule>> invert(const RuleTable& rules) {
+  std::map<std::string, std::pair<std::string, Rule>> out;
+  for (const auto& [ldm, rule] : rules) out.emplace(rule.target, std::make_pair(ldm, rule));
+  return out;
+}
+
+struct Unmapper {
+  nn::StateDict& out;
+  std::vector<std::string> unmapped;  // "component: key"
+
+  void put(const std::string& name, at::Tensor t) {
+    if (!out.emplace(name, std::move(t)).second)
+      fail(codes::kInternal, "two diffusers weights map to the original key \"" + name + "\"");
+  }
+
+  /// UNet or VAE: the block prefix is found among the inverted rules, the suffix renamed back.
+  void blocks(const nn::StateDict& dict, const RuleTable& rules, const char* prefix, const char* component) {
+    const auto inverse = invert(rules);
+    for (const auto& [key, tensor] : dict) {
+      const std::pair<std::string, Rule>* hit = nullptr;
+      std::string rest;
+      for (size_t dot = key.find('.'); dot != std::string::npos && !hit; dot = key.find('.', dot + 1)) {
+        auto it = inverse.find(key.substr(0, dot));
+        if (it != inverse.end()) {
+          hit = &it->second;
+          rest = key.substr(dot + 1);
+        }
+      }
+      const std::string suffix = hit ? unmapSuffix(hit->second, rest) : "";
+      if (suffix.empty()) {
+        unmapped.push_back(std::string(component) + ": " + key);
+        continue;
+      }
+      at::Tensor t = tensor;
+      // AutoencoderKL's attention Linear [C, C] → LDM AttnBlock's 1x1 conv [C, C, 1, 1]
+      if (hit->second.suffix == Suffix::VaeAttention && endsWith(suffix, ".weight") && !startsWith(suffix, "norm") &&
+          t.dim() == 2)
+        t = t.view({t.size(0), t.size(1), 1, 1});
+      put(std::string(prefix) + hit->first + "." + suffix, t);
+    }
+  }
+
+  /// transformers CLIPTextModel → the same names under `prefix`, plus the position_ids buffer
+  /// [1, max_position_embeddings] int64 that original CLIP checkpoints carry.
+  void clip(const nn::StateDict& dict, const std::string& configDir, const char* prefix) {
+    const ConfigReader c = componentConfig(configDir, "text_encoder");
+    const TextConfig tc = textConfig(configDir, "text_encoder");
+    for (const auto& [key, tensor] : dict) {
+      if (!startsWith(key, "text_model.") || !validClipSuffix(key.substr(11), tc.layers)) {
+        unmapped.push_back("text_encoder: " + key);
+        continue;
+      }
+      put(prefix + key, tensor);
+    }
+    const int64_t positions = c.getInt("max_position_embeddings", 77);
+    checkRange(c, "max_position_embeddings", positions, 1, 1 << 20);
+    put(std::string(prefix) + "text_model.embeddings.position_ids", at::arange(positions, at::kLong).unsqueeze(0));
+  }
+
+  /// transformers CLIPTextModel(WithProjection) → OpenCLIP under `prefix`: q/k/v re-fused into
+  /// in_proj (cat on dim 0), `text_projection.weight` [P, D] → `text_projection` [D, P].
+  void openClip(const nn::StateDict& dict, const TextConfig& tc, const char* prefix, const char* component,
+                bool projection) {
+    static const std::map<std::string, std::string> top = {
+        {"text_model.embeddings.token_embedding.weight", "token_embedding.weight"},
+        {"text_model.embeddings.position_embedding.weight", "positional_embedding"},
+        {"text_model.final_layer_norm.weight", "ln_final.weight"},
+        {"text_model.final_layer_norm.bias", "ln_final.bias"}};
+    static const std::map<std::string, std::string> layerNames = {{"layer_norm1", "ln_1"},
+                                                                  {"layer_norm2", "ln_2"},
+                                                                  {"self_attn.out_proj", "attn.out_proj"},
+                                                                  {"mlp.fc1", "mlp.c_fc"},
+                                                                  {"mlp.fc2", "mlp.c_proj"}};
+    std::map<std::string, std::array<at::Tensor, 3>> qkv;  // "resblocks.N.attn.in_proj_<param>" → q, k, v
+    for (const auto& [key, tensor] : dict) {
+      if (auto it = top.find(key); it != top.end()) {
+        put(prefix + it->second, tensor);
+        continue;
+      }
+      if (projection && key == "text_projection.weight" && tensor.dim() == 2) {
+        put(std::string(prefix) + "text_projection", tensor.t().contiguous());  // [D, P]
+        continue;
+      }
+      int64_t idx;
+      std::string rest, module, param;
+      if (!matchIndexed(key, "text_model.encoder.layers.", idx, rest) || idx >= tc.layers ||
+          !splitParam(rest, module, param)) {
+        unmapped.push_back(std::string(component) + ": " + key);
+        continue;
+      }
+      const std::string block = "transformer.resblocks." + std::to_string(idx) + ".";
+      const int which = module == "self_attn.q_proj" ? 0 : module == "self_attn.k_proj" ? 1 : module == "self_attn.v_proj" ? 2 : -1;
+      if (which >= 0) {
+        qkv[block + "attn.in_proj_" + param][which] = tensor;
+        continue;
+      }
+      auto it = layerNames.find(module);
+      if (it == layerNames.end()) {
+        unmapped.push_back(std::string(component) + ": " + key);
+        continue;
+      }
+      put(prefix + block + it->second + "." + param, tensor);
+    }
+    for (const auto& [name, parts] : qkv) {
+      for (int i = 0; i < 3; ++i)
+        if (!parts[i].defined())
+          fail(codes::kBadCheckpoint, std::string(component) + ": " + name + " needs q_proj, k_proj and v_proj; " +
+                                          "\"" + "qkv"[i] + "_proj\" is missing");
+      put(prefix + name, at::cat({parts[0], parts[1], parts[2]}, 0));  // [3·D, D] / [3·D]
+    }
+  }
+};
+
+}  // namespace
+
+nn::StateDict toOriginalLayout(const SingleFileCheckpoint& components, const std::string& configDir) {
+  if (!isDir(configDir)) fail(codes::kModelNotFound, "config folder " + configDir + " does not exist");
+  const CheckpointFamily family = components.family;
+  const bool xl = family == CheckpointFamily::SDXL;
+  const bool refiner = xl && components.textEncoder.empty();
+  nn::StateDict out;
+  Unmapper u{out, {}};
+  u.blocks(components.unet, unetRules(componentConfig(configDir, "unet")), kUnetPrefix, "unet");
+  u.blocks(components.vae, vaeRules(componentConfig(configDir, "vae")), kVaePrefix, "vae");
+  if (family == CheckpointFamily::SD1) u.clip(components.textEncoder, configDir, kClipPrefix);
+  if (family == CheckpointFamily::SD2)
+    u.openClip(components.textEncoder, textConfig(configDir, "text_encoder"), kOpenClipPrefix, "text_encoder", false);
+  if (xl && !refiner) u.clip(components.textEncoder, configDir, kXlClipPrefix);
+  if (xl)
+    u.openClip(components.textEncoder2, textConfig(configDir, "text_encoder_2"),
+               refiner ? kXlRefinerPrefix : kXlOpenClipPrefix, "text_encoder_2", true);
+  if (!xl && !components.textEncoder2.empty())
+    fail(codes::kInvalidArgument, std::string(familyName(family)) + " checkpoints have no text_encoder_2");
+  if (!u.unmapped.empty())
+    fail(codes::kBadCheckpoint, std::to_string(u.unmapped.size()) + " diffusers weight(s) have no name in the original " +
+                                    familyName(family) + " layout for the architecture in " + configDir + ": " +
+                                    listSome(u.unmapped));
+  return out;
+}
+
+CheckpointFamily folderFamily(const std::string& modelDir) {
+  const ModelIndex mi = readModelIndex(modelDir);
+  if (isXlClassName(mi.className)) return CheckpointFamily::SDXL;
+  if (!mi.component("text_encoder"))
+    fail(codes::kUnsupportedModel, modelDir + "/model_index.json: a " + mi.className +
+                                       " without text_encoder has no original single-file layout");
+  const ConfigReader te = componentConfig(modelDir, "text_encoder");
+  // OpenAI CLIP (SD 1.x) uses quick_gelu; OpenCLIP ViT-H (SD 2.x) uses gelu.
+  return te.getString("hidden_act", "quick_gelu") == "quick_gelu" ? CheckpointFamily::SD1 : CheckpointFamily::SD2;
+}
+
+SingleFileSummary saveSingleFile(const std::string& modelDir, const std::string& outFile, const std::string& variant) {
+  SingleFileCheckpoint c;
+  c.family = folderFamily(modelDir);
+  c.path = outFile;
+  const ModelIndex mi = readModelIndex(modelDir);
+  auto load = [&](const char* name) {
+    const std::string dir = join(modelDir, name);
+    return loadComponentWeights(dir, weightsBaseName(dir), variant);
+  };
+  c.unet = load("unet");
+  c.vae = load("vae");
+  if (mi.component("text_encoder")) c.textEncoder = load("text_encoder");
+  if (c.family == CheckpointFamily::SDXL) {
+    if (!mi.component("text_encoder_2"))
+      fail(codes::kBadConfig, modelDir + "/model_index.json: an SDXL pipeline needs text_encoder_2");
+    c.textEncoder2 = load("text_encoder_2");
+  }
+  const nn::StateDict sd = toOriginalLayout(c, modelDir);
+  std::vector<std::pair<std::string, at::Tensor>> tensors(sd.begin(), sd.end());
+  writeSafetensors(outFile, tensors);
+  SingleFileSummary s;
+  s.path = outFile;
+  s.family = c.family;
+  s.refiner = c.family == CheckpointFamily::SDXL && c.textEncoder.empty();
+  s.tensors = static_cast<int64_t>(tensors.size());
+  return s;
 }
 
 }  // namespace sd::io

@@ -59,27 +59,30 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
   const at::Device device = parseDevice(options.device);
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
-  if (options.singleFile)
-    fail(codes::kUnsupportedModel, path + ": SDXL single-file checkpoints are not supported yet; use a diffusers folder");
+  // Single file: the weights come from `path`, everything else (configs, tokenizers, scheduler) from configDir.
+  if (options.singleFile && options.configDir.empty())
+    invalid("loading the single file " + path + " needs configDir: an SDXL diffusers folder with the model's configs "
+            "(model_index.json, unet/, vae/, text_encoder/, text_encoder_2/, scheduler/, tokenizer/, tokenizer_2/)");
+  const std::string folder = options.singleFile ? options.configDir : path;
   if (!fs::exists(path)) fail(codes::kModelNotFound, "model not found: " + path);
-  if (!fs::is_directory(path)) fail(codes::kModelNotFound, "model folder not found: " + path);
+  if (!fs::is_directory(folder)) fail(codes::kModelNotFound, "model folder not found: " + folder);
 
-  io::ModelIndex index = io::readModelIndex(path);
+  io::ModelIndex index = io::readModelIndex(folder);
   if (index.className != "StableDiffusionXLPipeline" && index.className != "StableDiffusionXLImg2ImgPipeline") {
     if (index.className == "StableDiffusionPipeline" || index.className == "StableDiffusionImg2ImgPipeline")
-      fail(codes::kUnsupportedModel, path + " is an SD 1.x/2.x model (" + index.className +
+      fail(codes::kUnsupportedModel, folder + " is an SD 1.x/2.x model (" + index.className +
                                          "); load it with StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline)");
-    fail(codes::kUnsupportedModel, path + ": model_index.json _class_name \"" + index.className +
+    fail(codes::kUnsupportedModel, folder + ": model_index.json _class_name \"" + index.className +
                                        "\" is not an SDXL pipeline (StableDiffusionXLPipeline)");
   }
   if (!index.component("text_encoder_2") || !index.component("unet") || !index.component("vae"))
-    fail(codes::kBadConfig, path + "/model_index.json: an SDXL pipeline needs text_encoder_2, unet and vae");
+    fail(codes::kBadConfig, folder + "/model_index.json: an SDXL pipeline needs text_encoder_2, unet and vae");
   const bool hasTe1 = index.component("text_encoder") != nullptr;
 
   auto pipe = std::shared_ptr<StableDiffusionXLPipeline>(new StableDiffusionXLPipeline());
   pipe->device_ = device;
   pipe->dtype_ = options.dtype;
-  const fs::path root(path);
+  const fs::path root(folder);
 
   const auto unetConfig = models::UNet2DConditionConfig::fromFile((root / "unet" / "config.json").string());
   if (unetConfig.additionEmbedType != "text_time")
@@ -91,7 +94,10 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
     fail(codes::kBadConfig, (root / "text_encoder_2" / "config.json").string() +
                                 ": text_encoder_2 must be CLIPTextModelWithProjection (architectures)");
 
+  std::optional<io::SingleFileCheckpoint> single;
+  if (options.singleFile) single = io::loadSingleFile(path, options.configDir);
   auto loadW = [&](const char* comp, const char* base) {
+    if (single) return std::move(single->component(comp));
     return io::loadComponentWeights((root / comp).string(), base, options.variant);
   };
   pipe->unet_ = std::make_shared<models::UNet2DConditionModel>(unetConfig, loadW("unet", "diffusion_pytorch_model"),
