@@ -237,6 +237,17 @@ describe('SDXL single file: saveSingleFile → loadSingleFile round trip (tiny-s
       expect(Buffer.from(bi.images[0].data).equals(Buffer.from(ai.images[0].data))).toBe(true);
     });
 
+    it('fp8 storage on a single-file SDXL pipeline: disabling it re-reads the UNet from the file, exactly', async () => {
+      const opts = { prompt: 'a lighthouse', negativePrompt: 'blurry', numInferenceSteps: 2, height: 32, width: 32, seed: 7, outputType: 'latent' as const };
+      const before = await fromFile.generate(opts);
+      fromFile.enableFp8Storage();
+      const fp8 = await fromFile.generate(opts);
+      expect(sameTensor(fp8.latents!, before.latents!)).toBe(false);
+      fromFile.disableFp8Storage();
+      const after = await fromFile.generate(opts);
+      expect(sameTensor(after.latents!, before.latents!)).toBe(true);
+    });
+
     it('StableDiffusionXLImg2ImgPipeline.fromSingleFile loads the same file', async () => {
       const img2img = await StableDiffusionXLImg2ImgPipeline.fromSingleFile(file, { configDir: XL });
       try {

@@ -439,6 +439,7 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
 }
 
 nn::StateDict StableDiffusionXLPipeline::readUnetWeights() const {
+  if (loadOptions_.singleFile) return std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
   return io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
                                   loadOptions_.variant);
 }
