@@ -4,6 +4,7 @@
  *   npm run bench -- --full [--steps 3]    # the real SD 1.5 architecture (random weights), 512², CFG 7.5
  *   npm run bench -- --model <dir>         # any diffusers folder
  *   npm run bench -- --toggles [--size 128] # one row per optimization toggle (scripts/bench-toggles.ts)
+ *   npm run bench -- --memory [--preset sdxl] [--scale full] # weight bytes / load time per dtype and fp8 (scripts/bench-memory.ts)
  * On a shared 2-core machine compare rows of one run (ratios); absolute times count on the GPU.
  */
 import fs from 'node:fs';
@@ -14,6 +15,10 @@ import { StableDiffusionPipeline, createModel, buildInfo } from '../lib/index.js
 const args = process.argv.slice(2);
 if (args.includes('--toggles')) {
   await import('./bench-toggles.js'); // one row per speed/memory toggle (docs/BENCHMARKS.md)
+  process.exit(0);
+}
+if (args.includes('--memory')) {
+  await import('./bench-memory.js'); // weight bytes per component in float32 / bfloat16 / fp8 storage
   process.exit(0);
 }
 const arg = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
