@@ -13,6 +13,7 @@ import {
   writeSafetensors, type GenerateResult,
 } from '../lib/index.js';
 import { loadCases, loadGolden, maxAbs, maxAbsDiff } from './helpers/fixtures.js';
+import { addon } from '../lib/native.js';
 import type { TensorData } from '../types/native.js';
 
 const { modelDir } = loadCases('tiny-sd15');
@@ -205,6 +206,55 @@ function roundFp8(x: number, format: 'e4m3fn' | 'e5m2'): number {
   const q = (v - f > 0.5 || (v - f === 0.5 && f % 2 === 1) ? f + 1 : f) * step;
   return Math.sign(x) * Math.min(q, max);
 }
+
+describe('fp8 rounding (the native encoder/decoder fp8 storage uses)', () => {
+  for (const format of ['e4m3fn', 'e5m2'] as const) {
+    it(`${format}: every code, every midpoint (ties to even), ±1 ulp around them, saturation, NaN and ±0 match the independent rounding`, async () => {
+      const [man, emin, emax, max] = format === 'e4m3fn' ? [3, -6, 8, 448] : [2, -14, 15, 57344];
+      // every non-negative finite value of the format, ascending
+      const grid: number[] = [];
+      for (let e = emin; e <= emax; e++) {
+        for (let m = e === emin ? 0 : 2 ** man; m < 2 ** (man + 1); m++) grid.push(m * 2 ** (e - man));
+      }
+      const finite = grid.filter((v) => v <= max);
+      const f32 = (x: number) => Math.fround(x);
+      const ulp = (x: number) => { const b = new Float32Array([x]); const u = new Uint32Array(b.buffer); u[0] += 1; return b[0] - x; };
+      const xs: number[] = [0, -0, Number.NaN, Infinity, -Infinity, max * 1.01, max * 4, 1e30, -1e30, 1e-30, -1e-30];
+      for (let i = 0; i < finite.length; i++) {
+        const v = finite[i];
+        xs.push(v, -v, f32(v + ulp(v)), f32(v - ulp(v)));
+        if (i + 1 < finite.length) {
+          const mid = (v + finite[i + 1]) / 2;
+          xs.push(mid, -mid, f32(mid + ulp(mid)), f32(mid - ulp(mid)), -f32(mid + ulp(mid)));
+        }
+      }
+      const values = Float32Array.from(xs);
+      const q = await addon().fp8Quantize({ data: values, shape: [values.length] }, format);
+      let bad = 0;
+      values.forEach((x, i) => {
+        const want = x === Infinity || x === -Infinity ? Math.sign(x) * max : roundFp8(x, format); // saturating
+        const got = q.data[i];
+        const ok = Number.isNaN(want) ? Number.isNaN(got) : Object.is(got, want);
+        if (!ok && bad++ < 5) console.log(`${format}: ${x} → ${got}, expected ${want}`);
+      });
+      expect(bad).toBe(0);
+      expect(values.length).toBeGreaterThan(4 * finite.length);
+    });
+  }
+
+  it('a large random tensor (several parallel chunks) rounds like the independent rounding', async () => {
+    const n = 300_000;
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = Math.fround(Math.sin(i * 12.9898) * 43758.5453 % 1 * 3);
+    for (const format of ['e4m3fn', 'e5m2'] as const) {
+      const q = await addon().fp8Quantize({ data, shape: [300, 1000] }, format);
+      expect(q.shape).toEqual([300, 1000]);
+      let bad = 0;
+      for (let i = 0; i < n; i++) if (!Object.is(q.data[i], roundFp8(data[i], format))) bad++;
+      expect(bad).toBe(0);
+    }
+  });
+});
 
 describe('fp8 storage (UNet Linear/Conv weights in 8 bits)', () => {
   let pipe: StableDiffusionPipeline;

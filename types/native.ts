@@ -472,6 +472,8 @@ export interface NativeAddon {
   /** Textual inversion rows of `component` (default 'text_encoder'); resolves to its new vocabulary size. */
   setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData, component?: 'text_encoder' | 'text_encoder_2'): Promise<number>;
   /** The prompt embeddings of generate(): ids [P, 77·k], optional A1111 weights [P, 77·k] → [P, 77·k, D]. */
+  /** io.cc: values rounded to the nearest OCP 8-bit float and decoded back (what fp8 storage keeps). */
+  fp8Quantize(values: TensorData<Float32Array>, format: 'e4m3fn' | 'e5m2'): Promise<TensorData<Float32Array>>;
   encodeText(h: NativeHandle, ids: TensorData<BigInt64Array>, weights?: TensorData<Float32Array>, clipSkip?: number): Promise<TensorData>;
   /**
    * SDXL (pipeline_xl.cc): the prompt embeddings of generateXl: ids [P, 77·k] (tokenizer), ids2 (tokenizer_2;

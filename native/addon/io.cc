@@ -107,6 +107,18 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// fp8Quantize({data: Float32Array, shape}, format) → {data: Float32Array, shape}: the values
+// rounded to the nearest OCP 8-bit float (encodeFp8 then decodeFp8), what fp8 storage keeps of them.
+Napi::Value Fp8Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsString()) throwInvalid(env, "fp8Quantize(values, format)");
+  at::Tensor values = toTensor(env, info[0], "values");
+  const std::string format = info[1].As<Napi::String>().Utf8Value();
+  return runAsync<at::Tensor>(
+      env, [values, format] { return io::decodeFp8(io::encodeFp8(values, format), format); },
+      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
+}
+
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
@@ -114,6 +126,7 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+  exports.Set("fp8Quantize", Napi::Function::New(env, Fp8Quantize));
 }
 
 }  // namespace sd::addon

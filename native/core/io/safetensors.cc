@@ -1,12 +1,16 @@
 // safetensors format reader/writer, following the format spec of huggingface/safetensors.
 #include "io/safetensors.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -328,36 +332,87 @@ bool isE4m3(const std::string& format) {
 }
 }  // namespace
 
-at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format) {
-  // Never destroyed (see runtime/dtype_support.cc): safe while worker threads outlive exit().
-  static const at::Tensor& e4m3 = *new at::Tensor(fp8Table(true));
-  static const at::Tensor& e5m2 = *new at::Tensor(fp8Table(false));
-  const at::Tensor& table = isE4m3(format) ? e4m3 : e5m2;
-  at::Tensor idx = bytes.to(at::kLong);
-  return table.to(bytes.device()).index_select(0, idx.reshape({-1})).reshape(bytes.sizes());
+namespace {
+/// The 256 decoded values of a format, built once (never destroyed: see runtime/dtype_support.cc).
+const std::array<float, 256>& fp8Values(bool e4m3) {
+  static const auto* tables = [] {
+    auto* t = new std::array<std::array<float, 256>, 2>();
+    for (int i = 0; i < 256; ++i) {
+      (*t)[0][i] = fp8ToFloat(static_cast<uint8_t>(i), false);
+      (*t)[1][i] = fp8ToFloat(static_cast<uint8_t>(i), true);
+    }
+    return t;
+  }();
+  return (*tables)[e4m3 ? 1 : 0];
+}
+
+/// `t` itself when its elements fill its storage span in some order (contiguous, channels-last,
+/// …), so a flat loop over it and over an empty_strided twin visits matching elements; else a
+/// contiguous copy.
+at::Tensor denseOrContiguous(const at::Tensor& t) { return t.is_non_overlapping_and_dense() ? t : t.contiguous(); }
+
+constexpr int64_t kGrain = 1 << 16;  // elements per parallel task
+}  // namespace
+
+at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format, at::ScalarType dtype) {
+  const bool e4m3 = isE4m3(format);
+  if (!bytes.device().is_cpu()) {  // a table lookup on the device
+    static const at::Tensor& e4m3T = *new at::Tensor(fp8Table(true));
+    static const at::Tensor& e5m2T = *new at::Tensor(fp8Table(false));
+    const at::Tensor& table = e4m3 ? e4m3T : e5m2T;
+    at::Tensor idx = bytes.to(at::kLong);
+    return table.to(bytes.device()).index_select(0, idx.reshape({-1})).reshape(bytes.sizes()).to(dtype);
+  }
+  // CPU: one pass, byte → value of `dtype` through a 256-entry table (every fp8 value is exact in
+  // float16 / bfloat16 / float32), keeping the source's strides (channels-last weights stay so).
+  at::Tensor src = denseOrContiguous(bytes);
+  at::Tensor out = at::empty_strided(src.sizes(), src.strides(), src.options().dtype(dtype));
+  const auto* in = static_cast<const uint8_t*>(src.data_ptr());
+  const std::array<float, 256>& values = fp8Values(e4m3);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "decodeFp8", [&] {
+    std::array<scalar_t, 256> lut;
+    for (int i = 0; i < 256; ++i) lut[i] = static_cast<scalar_t>(values[i]);
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, src.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) o[i] = lut[in[i]];
+    });
+  });
+  return out;
 }
 
 at::Tensor encodeFp8(const at::Tensor& values, const std::string& format) {
   const bool e4m3 = isE4m3(format);
-  // Non-negative finite codes in increasing order of value: 0x00 .. max finite.
+  // Non-negative finite codes in increasing order of value: 0x00 .. max finite; mids[c] is the
+  // midpoint between codes c and c + 1 (exact in float32: fp8 values have at most 4 significant bits).
   const int maxCode = e4m3 ? 0x7E : 0x7B;
-  std::vector<float> grid;
-  for (int c = 0; c <= maxCode; ++c) grid.push_back(fp8ToFloat(static_cast<uint8_t>(c), e4m3));
-  at::Tensor gridT = at::tensor(grid, at::kFloat);
-  at::Tensor mids = (gridT.slice(0, 1) + gridT.slice(0, 0, -1)) / 2;  // [maxCode]
-  at::Tensor x = values.to(at::kFloat).cpu().reshape({-1});  // index_select below needs 1-d indices
-  at::Tensor mag = x.abs().clamp_max(grid.back());                    // saturate
-  // right=false: code c satisfies mids[c-1] < mag <= mids[c], so a value exactly on a midpoint
-  // gets the lower code of the pair; ties go to the code with an even last bit instead.
-  at::Tensor code = at::bucketize(mag, mids, /*out_int32=*/false, /*right=*/false);
-  at::Tensor inRange = code.lt(maxCode);
-  at::Tensor tie = inRange & mag.eq(mids.index_select(0, code.clamp_max(maxCode - 1)));
-  code = at::where(tie & code.remainder(2).ne(0), code + 1, code);
-  at::Tensor sign = x.lt(0) | (x.eq(0) & at::signbit(x));
-  at::Tensor out = code + sign.to(at::kLong) * 128;
-  at::Tensor nan = x.isnan();
-  out = at::where(nan, at::full_like(out, e4m3 ? 0x7F : 0x7E), out);
-  return out.to(at::kByte).reshape(values.sizes()).to(values.device());
+  const std::array<float, 256>& grid = fp8Values(e4m3);
+  std::vector<float> mids(static_cast<size_t>(maxCode));
+  for (int c = 0; c < maxCode; ++c) mids[static_cast<size_t>(c)] = (grid[c] + grid[c + 1]) / 2;
+  const float maxFinite = grid[maxCode];
+  const uint8_t nanCode = e4m3 ? 0x7F : 0x7E;
+
+  at::Tensor x = denseOrContiguous(values.to(at::kCPU, at::kFloat));
+  at::Tensor out = at::empty_strided(x.sizes(), x.strides(), x.options().dtype(at::kByte));
+  const float* in = x.data_ptr<float>();
+  uint8_t* o = out.data_ptr<uint8_t>();
+  const float* m0 = mids.data();
+  const float* m1 = mids.data() + mids.size();
+  at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = in[i];
+      if (std::isnan(v)) {
+        o[i] = nanCode;
+        continue;
+      }
+      const float mag = std::min(std::fabs(v), maxFinite);  // saturate (inf included)
+      // first code c with mag <= mids[c] (mids[c-1] < mag); a value exactly on a midpoint is a tie:
+      // round to the code with an even last bit (round-to-nearest-even)
+      int code = static_cast<int>(std::lower_bound(m0, m1, mag) - m0);
+      if (code < maxCode && mag == m0[code] && (code & 1)) ++code;
+      o[i] = static_cast<uint8_t>(code + (std::signbit(v) ? 128 : 0));
+    }
+  });
+  return out.contiguous().to(values.device());
 }
 
 }  // namespace sd::io

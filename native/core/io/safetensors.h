@@ -95,9 +95,14 @@ void writeSafetensors(const std::string& path, const std::vector<std::pair<std::
 /// at::ScalarType for a safetensors dtype (F8 → kByte when libtorch has no float8).
 at::ScalarType toScalarType(StDType t);
 
-/// Decodes raw 8-bit float bytes (uint8 tensor) to float32. format: "e4m3fn" or "e5m2".
-at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format);
-/// Encodes a float tensor to 8-bit float bytes (uint8), round-to-nearest-even, saturating e4m3fn.
+/// Decodes raw 8-bit float bytes (uint8 tensor, any shape and strides) to `dtype` (float32,
+/// float16, bfloat16: every fp8 value is exact in each), same shape and strides. format: "e4m3fn"
+/// or "e5m2" (OCP FP8). CPU: one parallel pass through a 256-entry table. E_INVALID_ARGUMENT for
+/// another format.
+at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format, at::ScalarType dtype = at::kFloat);
+/// Encodes a float tensor to 8-bit float codes (uint8, contiguous, same shape and device):
+/// round-to-nearest-even, saturating to the largest finite value (both formats), NaN → the
+/// format's NaN code, -0 keeps its sign. E_INVALID_ARGUMENT for another format.
 at::Tensor encodeFp8(const at::Tensor& values, const std::string& format);
 
 }  // namespace sd::io

@@ -42,7 +42,7 @@ at::Tensor decodeFp8Storage(const at::Tensor& w, at::Device device, at::ScalarTy
 #else
   const std::string format = bytes.scalar_type() == at::kByte ? "e4m3fn" : "e5m2";
   at::Tensor codes = bytes.scalar_type() == at::kByte ? bytes : bytes.view(at::kByte);
-  return io::decodeFp8(codes, format).to(dtype);  // float32 via a 256-entry table, then dtype
+  return io::decodeFp8(codes, format, dtype);  // straight to the compute dtype (256-entry table)
 #endif
 }
 
