@@ -382,21 +382,20 @@ at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format, at::Sca
 
 at::Tensor encodeFp8(const at::Tensor& values, const std::string& format) {
   const bool e4m3 = isE4m3(format);
-  // Non-negative finite codes in increasing order of value: 0x00 .. max finite; mids[c] is the
-  // midpoint between codes c and c + 1 (exact in float32: fp8 values have at most 4 significant bits).
-  const int maxCode = e4m3 ? 0x7E : 0x7B;
-  const std::array<float, 256>& grid = fp8Values(e4m3);
-  std::vector<float> mids(static_cast<size_t>(maxCode));
-  for (int c = 0; c < maxCode; ++c) mids[static_cast<size_t>(c)] = (grid[c] + grid[c + 1]) / 2;
-  const float maxFinite = grid[maxCode];
+  const int manBits = e4m3 ? 3 : 2;
+  const int bias = e4m3 ? 7 : 15;
+  const int maxCode = e4m3 ? 0x7E : 0x7B;  // largest finite magnitude: 448 / 57344
   const uint8_t nanCode = e4m3 ? 0x7F : 0x7E;
+  const float maxFinite = fp8Values(e4m3)[maxCode];
+  const int minNormalExp = 1 - bias;                                          // -6 / -14
+  const float subnormalScale = std::ldexp(1.0f, manBits - minNormalExp);      // 1 / smallest subnormal
+  const int drop = 23 - manBits;                                              // float32 mantissa bits dropped
+  const uint32_t half = 1u << (drop - 1), restMask = (1u << drop) - 1;
 
   at::Tensor x = denseOrContiguous(values.to(at::kCPU, at::kFloat));
   at::Tensor out = at::empty_strided(x.sizes(), x.strides(), x.options().dtype(at::kByte));
   const float* in = x.data_ptr<float>();
   uint8_t* o = out.data_ptr<uint8_t>();
-  const float* m0 = mids.data();
-  const float* m1 = mids.data() + mids.size();
   at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float v = in[i];
@@ -404,12 +403,25 @@ at::Tensor encodeFp8(const at::Tensor& values, const std::string& format) {
         o[i] = nanCode;
         continue;
       }
-      const float mag = std::min(std::fabs(v), maxFinite);  // saturate (inf included)
-      // first code c with mag <= mids[c] (mids[c-1] < mag); a value exactly on a midpoint is a tie:
-      // round to the code with an even last bit (round-to-nearest-even)
-      int code = static_cast<int>(std::lower_bound(m0, m1, mag) - m0);
-      if (code < maxCode && mag == m0[code] && (code & 1)) ++code;
-      o[i] = static_cast<uint8_t>(code + (std::signbit(v) ? 128 : 0));
+      const float a = std::min(std::fabs(v), maxFinite);  // saturate (inf included)
+      uint32_t bits;
+      std::memcpy(&bits, &a, sizeof bits);
+      const int exp = static_cast<int>(bits >> 23) - 127;
+      int code;
+      if (exp < minNormalExp) {
+        // fp8 subnormal range: a multiple of the smallest subnormal, rounded half to even
+        // (nearbyint in the default rounding mode); 2^minNormalExp itself is the first normal code
+        code = static_cast<int>(std::nearbyint(a * subnormalScale));
+      } else {
+        // keep manBits of the mantissa, round half to even on the dropped bits; a carry out of
+        // the mantissa moves to the next exponent by the addition itself
+        const uint32_t mant = bits & 0x7FFFFF;
+        uint32_t q = mant >> drop;
+        const uint32_t rest = mant & restMask;
+        if (rest > half || (rest == half && (q & 1))) ++q;
+        code = ((exp + bias) << manBits) + static_cast<int>(q);
+      }
+      o[i] = static_cast<uint8_t>(std::min(code, maxCode) + (std::signbit(v) ? 128 : 0));
     }
   });
   return out.contiguous().to(values.device());
