@@ -46,7 +46,7 @@ function find() {
 
 const HOW_TO = [
   'sd-native needs libtorch (the C++ distribution of PyTorch). Install one of:',
-  '  Debian/Ubuntu (CPU):  sudo apt-get install libtorch-dev',
+  '  Debian/Ubuntu (CPU):  sudo apt-get install libtorch-dev libopenblas0-pthread',
   '  any libtorch folder:  export LIBTORCH=/path/to/libtorch   (download from pytorch.org)',
   '  a PyTorch install:    pip install torch   (its bundled libtorch is used; CUDA builds included)',
   'then run: npm rebuild sd-native',

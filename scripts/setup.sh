@@ -9,6 +9,12 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+# Debian's libtorch calls libblas for float32 GEMMs; without OpenBLAS that is the unoptimised
+# reference BLAS (2-3x slower pipelines: docs/BENCHMARKS.md). A pip torch brings its own BLAS.
+if { [ -f /usr/include/ATen/ATen.h ] || [[ " ${need[*]-} " == *" libtorch-dev "* ]]; } && [ -z "${LIBTORCH:-}" ] &&
+  ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libopenblas\.so\.0'; then
+  need+=(libopenblas0-pthread)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: installing ${need[*]}"
@@ -17,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Dependencies without the install hook (it would compile with node-gyp); then the fast
-# (The script is "compile", not "build": npm would run "prebuild" — prebuildify — before a "build".)
-# incremental CMake build of the addon and the TypeScript build.
+# incremental CMake build of the addon and the TypeScript build. (The script is "compile", not
+# "build": npm would run "prebuild" — prebuildify — before a "build".)
 npm ci --ignore-scripts --no-audit --no-fund
 npm run compile

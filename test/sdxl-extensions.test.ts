@@ -195,6 +195,7 @@ describe('SDXL LoRA (lora_te1_ + lora_te2_ + lora_unet_): loading equals merging
       expect(err).toBeInstanceOf(SdError);
       expect(err.code).toBe('E_BAD_CHECKPOINT');
       expect(err.message).toContain('lora_te2_text_model_encoder_layers_1_self_attn_k_proj');
+      expect(err.message).toContain('it has no text_encoder_2');
       expect(await sd15.getAdapters()).toEqual([]);
     } finally {
       sd15.dispose();

@@ -195,30 +195,34 @@ LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& 
   for (const auto& [name, w] : stores())
     if (nn::anyLoraFused(*w)) invalid("a LoRA is fused into the weights; call unfuseLora() before loading another");
 
-  std::vector<std::string> unmatched;
-  auto failUnmatched = [&](const std::string& why) {
-    std::string list;
-    for (size_t i = 0; i < unmatched.size() && i < 20; ++i) list += (i ? ", " : "") + unmatched[i];
-    if (unmatched.size() > 20) list += ", … (" + std::to_string(unmatched.size() - 20) + " more)";
-    fail(codes::kBadCheckpoint, path + ": " + std::to_string(unmatched.size()) + " LoRA keys " + why + ": " + list);
-  };
   // Keys for a component this pipeline lacks (text_encoder_2 keys on an SD 1.x/2.x model,
-  // text_encoder keys on a refiner) say more than any shape, so they are reported first.
-  std::vector<std::string> absent;
+  // text_encoder keys on a refiner) and keys that match no module are listed together; with keys
+  // of a missing component, shape mismatches elsewhere are not what the message should be about.
+  std::vector<std::string> unmatched, absent;
   for (auto& [component, pairs] : file.components) {
     if (component != "vae" && store(component)) continue;
     absent.push_back(component);
     for (const auto& p : pairs) unmatched.push_back(p.downKey);
   }
-  if (!unmatched.empty()) {
-    std::string names;
-    for (const auto& c : absent) names += (names.empty() ? "" : ", ") + c;
-    failUnmatched("target " + names + ", which this " + family_ + " pipeline does not have (a LoRA for another model family?)");
-  }
   std::vector<std::pair<std::string, std::vector<std::pair<nn::LoraSlot*, const nn::LoraPair*>>>> matches;
-  for (auto& [component, pairs] : file.components) matches.emplace_back(component, nn::resolveLora(*store(component), pairs, unmatched));
-  if (!unmatched.empty())
-    failUnmatched("match no Linear/Conv2d module of this " + family_ + " model (a LoRA for another model family?)");
+  for (auto& [component, pairs] : file.components) {
+    if (component == "vae" || !store(component)) continue;
+    try {
+      matches.emplace_back(component, nn::resolveLora(*store(component), pairs, unmatched));
+    } catch (const SdException&) {
+      if (absent.empty()) throw;  // a shape mismatch (naming the key and both shapes)
+    }
+  }
+  if (!unmatched.empty()) {
+    std::string list, names;
+    for (size_t i = 0; i < unmatched.size() && i < 20; ++i) list += (i ? ", " : "") + unmatched[i];
+    if (unmatched.size() > 20) list += ", … (" + std::to_string(unmatched.size() - 20) + " more)";
+    for (const auto& c : absent) names += (names.empty() ? "" : ", ") + c;
+    fail(codes::kBadCheckpoint, path + ": " + std::to_string(unmatched.size()) +
+                                    " LoRA keys match no Linear/Conv2d module of this " + family_ + " model" +
+                                    (absent.empty() ? "" : " (it has no " + names + ")") +
+                                    " (a LoRA for another model family?): " + list);
+  }
   LoraLoadInfo info{adapter, 0, 0, 0};
   for (const auto& [component, m] : matches) {
     const auto n = static_cast<int64_t>(m.size());
