@@ -17,6 +17,9 @@
 #   race      sd-native (scripts/gpu/bench-race.ts) then diffusers eager and torch.compile
 #             (scripts/gpu/diffusers_race.py) on the same folder: 512², 50 steps, CFG 7.5, fp16
 #   suite     (SD_GPU_FULL_SUITE=1, if time is left) the whole vitest suite with this build
+#   sdxl-*    (SD_GPU_SDXL=1; issue 6 item 6) create a full SDXL model, then peak GPU memory at 1024²
+#             for float16 and float16 + fp8 UNet storage (scripts/gpu/sdxl-vram.ts under nvidia-smi).
+#             Meant for a second call: SD_GPU_SDXL=1 SD_GPU_SKIP="parity model" bash scripts/gpu-check.sh
 # $OUT (at most 8 files come back): gpu-check.log env.txt build.log parity.log parity.json
 #   race.log race.jsonl summary.md
 # Dry run without a GPU (checks this script and the carried files): SD_GPU_DRYRUN=1 with
@@ -36,7 +39,9 @@ SKIP=" ${SD_GPU_SKIP:-} "
 MODEL_DIR=/tmp/sd15
 DRY="${SD_GPU_DRYRUN:-0}"
 SCALE=full; RACE_ARGS=()
-if [[ "$DRY" == 1 ]]; then SCALE=tiny; MODEL_DIR=/tmp/sd15-dry; RACE_ARGS=(--device cpu --dtype float32 --size 64 --steps 2); REPEATS=1; fi
+SDXL_DIR=/tmp/sdxl; SDXL_ARGS=()
+if [[ "$DRY" == 1 ]]; then SCALE=tiny; MODEL_DIR=/tmp/sd15-dry; RACE_ARGS=(--device cpu --dtype float32 --size 64 --steps 2); REPEATS=1;
+  SDXL_DIR=/tmp/sdxl-dry; SDXL_ARGS=(--device cpu --dtype float32 --size 64 --steps 2); fi
 BUILD_DIR="$ROOT/build-gpu"
 exec > >(tee -a "$OUT/gpu-check.log") 2>&1
 export PYTHONUNBUFFERED=1
@@ -207,6 +212,21 @@ p_race_compile() {
   with_smi diffusers-compile timeout "$(limit 10)" python3 scripts/gpu/diffusers_race.py --model "$MODEL_DIR" \
     --mode compile --repeats "$REPEATS" --jsonl "$OUT/race.jsonl" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
 }
+p_sdxl_model() {
+  timeout "$(limit 120)" node --import tsx lib/cli.ts create-model --preset sdxl --scale "$SCALE" --out "$SDXL_DIR" >> "$OUT/race.log" 2>&1 \
+    || { tail -20 "$OUT/race.log"; return 1; }
+  du -sh "$SDXL_DIR"/* | sed 's/^/  /'
+}
+p_sdxl_fp16() {
+  with_smi sdxl-fp16 timeout "$(limit 60)" node --import tsx scripts/gpu/sdxl-vram.ts --model "$SDXL_DIR" \
+    --jsonl "$OUT/race.jsonl" "${SDXL_ARGS[@]}" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
+  grep '"impl":"sdxl-fp16"' "$OUT/race.jsonl" | tail -2
+}
+p_sdxl_fp8() {
+  with_smi sdxl-fp8 timeout "$(limit 10)" node --import tsx scripts/gpu/sdxl-vram.ts --model "$SDXL_DIR" --fp8 \
+    --jsonl "$OUT/race.jsonl" "${SDXL_ARGS[@]}" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
+  grep '"impl":"sdxl-fp8"' "$OUT/race.jsonl" | tail -2
+}
 p_suite() {
   timeout "$(limit 5)" node node_modules/vitest/vitest.mjs run >> "$OUT/parity.log" 2>&1 || { tail -30 "$OUT/parity.log"; return 1; }
   tail -6 "$OUT/parity.log"
@@ -245,5 +265,9 @@ fi
 if ok model; then
   phase diffusers-eager 45 p_race_eager
   phase diffusers-compile 90 p_race_compile
+fi
+if [[ "${SD_GPU_SDXL:-0}" == 1 ]] && ok build; then
+  phase sdxl-model 90 p_sdxl_model
+  if ok sdxl-model; then phase sdxl-fp16 90 p_sdxl_fp16; phase sdxl-fp8 90 p_sdxl_fp8; fi
 fi
 if [[ "${SD_GPU_FULL_SUITE:-0}" == 1 ]] && ok build; then phase suite 120 p_suite; fi

@@ -11,7 +11,8 @@ import sys
 def race(path):
     rows = [json.loads(line) for line in open(path) if line.strip()] if os.path.exists(path) else []
     smi = {r["impl"]: r for r in rows if "smi_peak_MiB" in r}
-    runs = [r for r in rows if "smi_peak_MiB" not in r]
+    sdxl = [r for r in rows if "smi_peak_MiB" not in r and str(r.get("impl", "")).startswith("sdxl")]
+    runs = [r for r in rows if "smi_peak_MiB" not in r and r not in sdxl]
     print("## Race: SD 1.5-shaped random weights (the same folder), 512², 50 steps, CFG 7.5, batch 1, fp16\n")
     print("| impl | config | it/s | e2e s | peak allocated MiB | GPU memory used, process peak MiB (nvidia-smi: + context + cache) | note |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -26,6 +27,17 @@ def race(path):
               f"{r.get('peak_alloc_MiB') or ''} | {used} | {note[:200]} |")
         if r.get("it_s"):
             best[impl] = max(best.get(impl, 0.0), r["it_s"])
+    if sdxl:
+        print("\n## SDXL peak GPU memory (issue 6 item 6): float16 vs fp8 UNet storage\n")
+        print("| setting | load s | first call s | it/s | e2e s | weights MiB | GPU memory used, process peak MiB (nvidia-smi) | note |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in sdxl:
+            s = smi.get(r["impl"], {})
+            used = f"{s['smi_peak_MiB'] - s['smi_base_MiB']}" if s else ""
+            w = r.get("weights_MiB") or {}
+            print(f"| {r.get('config', '')} | {r.get('load_s', '')} | {r.get('first_call_s', '')} | {r.get('it_s', '')} | "
+                  f"{r.get('e2e_s', '')} | {sum(w.values()) if w else ''} ({', '.join(f'{k} {v}' for k, v in w.items())}) | {used} | "
+                  f"{(r.get('error') or '')[:200]} |")
     if "sd-native" in best and "diffusers" in best:
         print(f"\nsd-native best {best['sd-native']} it/s vs diffusers best {best['diffusers']} it/s: "
               f"ratio {best['sd-native'] / best['diffusers']:.2f}")
