@@ -175,7 +175,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
   try {
     for (const [i, l] of (o.lora ?? []).entries()) {
       const r = await pipe.loadLoraWeights(l.file, { adapterName: `lora_${i}`, weight: l.weight });
-      log(`LoRA ${l.file} (weight ${l.weight}): ${r.unetModules} UNet and ${r.textEncoderModules} text-encoder modules`);
+      log(`LoRA ${l.file} (weight ${l.weight}): ${r.unetModules} UNet and ${r.textEncoderModules + r.textEncoder2Modules} text-encoder modules`);
     }
     for (const e of o.embedding ?? []) log(`Embedding ${e}: tokens ${(await pipe.loadTextualInversion(e)).join(' ')}`);
     if (o.scheduler !== undefined || o.schedulerOption !== undefined) {
