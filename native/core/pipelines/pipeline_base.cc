@@ -78,6 +78,20 @@ std::vector<ComponentInfo> PipelineBase::recordComponents() {
   return out;
 }
 
+void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& latents, bool outputLatent,
+                                    const AbortCheck& aborted, std::chrono::steady_clock::time_point t0) {
+  result.latents = latents.to(at::kFloat).cpu();
+  if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
+  if (!outputLatent) {
+    const auto tDecode = std::chrono::steady_clock::now();
+    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
+    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, applied_.channelsLast);  // [B, H, W, 3]
+    vaeOnDevice.release();
+    result.decodeMs = detail::msSince(tDecode);
+  }
+  result.totalMs = detail::msSince(t0);
+}
+
 // ---- Optimizations (diffusers enable_* toggles) -----------------------------------------------
 
 void PipelineBase::setAttentionOptions(const nn::AttentionOptions& options) {

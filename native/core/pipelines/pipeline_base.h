@@ -10,6 +10,8 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,6 +61,25 @@ struct Optimizations {
   /// layer's weights are copied to the GPU when it runs). CUDA pipelines only.
   std::string offload;
 };
+
+struct StepInfo {
+  int64_t step;       // 1-based
+  int64_t numSteps;
+  double timestep;
+};
+
+struct GenerateResult {
+  at::Tensor images;          // uint8 [B, H, W, 3] (undefined when outputLatent)
+  at::Tensor latents;         // float32 final latents [B, C, h, w]
+  at::Tensor initialLatents;  // float32 latents entering the loop (after init_noise_sigma / add_noise)
+  std::vector<double> timesteps;  // the timesteps actually run
+  double encodeMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
+};
+
+/// Called after every denoising step (on the computing thread).
+using StepCallback = std::function<void(const StepInfo&)>;
+/// Polled at least once per denoising step; true aborts with E_ABORTED.
+using AbortCheck = std::function<bool()>;
 
 /// What loadLora attached: the adapter name and the modules it targets per model.
 struct LoraLoadInfo {
@@ -121,6 +142,12 @@ class PipelineBase {
   std::vector<models::CLIPTextModel*> textEncoders() const;
   /// Applies the toggles set since the last call; generate() calls it holding mutex_.
   void applyOptimizations();
+  /// The end of every generate(): the final latents (float32, CPU) into `result`, E_ABORTED when
+  /// `aborted` says so, then — unless `outputLatent` — the VAE decode to uint8 [B, H, W, 3] images
+  /// (with the applied channels-last and model-offload toggles), decodeMs and totalMs since `t0`.
+  /// Call with mutex_ held.
+  void finishGeneration(GenerateResult& result, const at::Tensor& latents, bool outputLatent, const AbortCheck& aborted,
+                        std::chrono::steady_clock::time_point t0);
   /// Records the components of the loaded models (after load()) and returns them for the info.
   std::vector<ComponentInfo> recordComponents();
   /// The UNet weights as stored in the model file (diffusers names), for disableFp8Storage.

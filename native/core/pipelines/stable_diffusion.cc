@@ -251,18 +251,8 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
                               generator, req.eta, onStep, aborted, result.timesteps, channelsLast);
   }
   result.denoiseMs = msSince(tDenoise);
-  result.latents = latents.to(at::kFloat).cpu();
-  if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
-
   // 8. Decode
-  if (!req.outputLatent) {
-    auto tDecode = std::chrono::steady_clock::now();
-    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
-    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, channelsLast);  // [B, H, W, 3]
-    vaeOnDevice.release();
-    result.decodeMs = msSince(tDecode);
-  }
-  result.totalMs = msSince(t0);
+  finishGeneration(result, latents, req.outputLatent, aborted, t0);
   return result;
 }
 

@@ -47,20 +47,6 @@ struct GenerateRequest {
   at::Tensor promptWeights, negativePromptWeights;
 };
 
-struct StepInfo {
-  int64_t step;       // 1-based
-  int64_t numSteps;
-  double timestep;
-};
-
-struct GenerateResult {
-  at::Tensor images;          // uint8 [B, H, W, 3] (undefined when outputLatent)
-  at::Tensor latents;         // float32 final latents [B, C, h, w]
-  at::Tensor initialLatents;  // float32 latents entering the loop (after init_noise_sigma / add_noise)
-  std::vector<double> timesteps;  // the timesteps actually run
-  double encodeMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
-};
-
 struct PipelineInfo {
   std::string family;     // "sd1" | "sd2"
   std::string className;  // model_index _class_name
@@ -73,11 +59,6 @@ struct PipelineInfo {
   std::string device, dtype;
   std::vector<ComponentInfo> components;
 };
-
-/// Called after every denoising step (on the computing thread).
-using StepCallback = std::function<void(const StepInfo&)>;
-/// Polled at least once per denoising step; true aborts with E_ABORTED.
-using AbortCheck = std::function<bool()>;
 
 /// SD 1.x / 2.x; the toggles, LoRA and textual-inversion methods come from PipelineBase.
 class StableDiffusionPipeline : public PipelineBase {
