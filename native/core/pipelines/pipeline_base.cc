@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <thread>
+
+#include <ATen/Parallel.h>
 
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
@@ -36,6 +39,15 @@ at::Device parseDevice(const std::string& device) {
     }
   }
   invalid("device \"" + device + "\" is not supported (expected \"cpu\", \"cuda\" or \"cuda:N\")");
+}
+
+at::Device prepareLoad(const LoadOptions& options) {
+  if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
+    invalid("dtype must be float32, float16 or bfloat16");
+  const at::Device device = parseDevice(options.device);
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
+  return device;
 }
 
 PipelineBase::PipelineBase() = default;

@@ -177,4 +177,9 @@ class PipelineBase {
 /// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.
 at::Device parseDevice(const std::string& device);
 
+/// What every pipeline load does first: checks the dtype (float32 / float16 / bfloat16, else
+/// E_INVALID_ARGUMENT), parses the device (parseDevice) and, on the CPU, sets the intra-op threads
+/// (options.threads, 0 = all cores). Returns the device.
+at::Device prepareLoad(const LoadOptions& options);
+
 }  // namespace sd::pipelines

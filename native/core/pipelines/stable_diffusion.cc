@@ -40,11 +40,7 @@ int64_t StableDiffusionPipeline::liveCount() { return liveInstances.load(); }
 
 std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std::string& path,
                                                                        const LoadOptions& options) {
-  if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
-    invalid("dtype must be float32, float16 or bfloat16");
-  const at::Device device = parseDevice(options.device);
-  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
+  const at::Device device = prepareLoad(options);
 
   auto pipe = std::shared_ptr<StableDiffusionPipeline>(new StableDiffusionPipeline());
   pipe->device_ = device;

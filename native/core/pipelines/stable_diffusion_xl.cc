@@ -54,11 +54,7 @@ int64_t StableDiffusionXLPipeline::liveCount() { return liveXl.load(); }
 
 std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const std::string& path,
                                                                            const LoadOptions& options) {
-  if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
-    invalid("dtype must be float32, float16 or bfloat16");
-  const at::Device device = parseDevice(options.device);
-  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
+  const at::Device device = prepareLoad(options);
   // Single file: the weights come from `path`, everything else (configs, tokenizers, scheduler) from configDir.
   if (options.singleFile && options.configDir.empty())
     invalid("loading the single file " + path + " needs configDir: an SDXL diffusers folder with the model's configs "
