@@ -221,7 +221,7 @@ Napi::Value ValidateSafetensorsBuffer(const Napi::CallbackInfo& info) {
     throwInvalid(env, "validateSafetensorsBuffer(buf): buf must be a Uint8Array");
   Napi::Uint8Array buf = info[0].As<Napi::Uint8Array>();
   uint64_t tensors = 0, bytes = 0, sum = 0;
-  try {
+  guarded(env, [&] {
     // Synchronous: the buffer cannot change or be collected while we read it; views die here.
     auto file = io::SafetensorsFile::fromMemory(nullptr, buf.Data(), buf.ByteLength(), "<buffer>");
     for (const auto& ti : file->header().tensors) {
@@ -235,13 +235,7 @@ Napi::Value ValidateSafetensorsBuffer(const Napi::CallbackInfo& info) {
       bytes += n;
       ++tensors;
     }
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (...) {
-    std::string code, message;
-    describeCurrentException(code, message);
-    throw makeError(env, code, message);
-  }
+  });
   Napi::Object o = Napi::Object::New(env);
   o.Set("ok", true);
   o.Set("tensors", Napi::Number::New(env, static_cast<double>(tensors)));

@@ -80,11 +80,7 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
   next.channelsLast = getBool(o, "channelsLast", false);
   next.fp8Format = getString(o, "fp8", "");
   next.offload = getString(o, "offload", "");
-  try {
-    p->setOptimizations(next);
-  } catch (const SdException& e) {
-    throw makeError(env, e.code(), e.what());
-  }
+  guarded(env, [&] { p->setOptimizations(next); });
   return env.Undefined();
 }
 

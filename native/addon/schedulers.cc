@@ -16,20 +16,6 @@ namespace {
 
 using schedulers::Scheduler;
 
-// Runs `f`, turning any non-JS exception (SdException, c10::Error, ...) into a coded JS error.
-template <typename F>
-Napi::Value guarded(Napi::Env env, F&& f) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (...) {
-    std::string code, message;
-    describeCurrentException(code, message);
-    throw makeError(env, code, message);
-  }
-}
-
 double requireNumber(Napi::Env env, const Napi::Value& v, const std::string& what) {
   if (!v.IsNumber()) throwInvalid(env, what + " must be a number");
   const double d = v.As<Napi::Number>().DoubleValue();

@@ -41,6 +41,21 @@ Napi::Promise runAsync(Napi::Env env, std::function<R()> work, std::function<Nap
 /// Converts the in-flight C++ exception into {code, message}.
 void describeCurrentException(std::string& code, std::string& message);
 
+/// Runs `f` on the JS thread (a synchronous binding), turning any non-JS exception (SdException,
+/// c10::Error, std::exception) into a coded JS error as runAsync does. Returns what `f` returns.
+template <typename F>
+auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    std::string code, message;
+    describeCurrentException(code, message);
+    throw makeError(env, code, message);
+  }
+}
+
 /// A native object owned by JS through a Napi::External; dispose() drops it early. Work in
 /// flight keeps its own shared_ptr, so disposal never frees memory a worker is using.
 /// Handles carry their C++ type: unwrapping one as another type is a typed JS error, never a

@@ -168,15 +168,13 @@ Napi::Value VaeSetOptions(const Napi::CallbackInfo& info) {
   const std::optional<double> overlap = numOpt("tileOverlap");
   if (tileSize && (!(*tileSize > 0) || *tileSize != std::floor(*tileSize) || *tileSize > 1e6))
     throwInvalid(env, "vaeSetOptions: tileSize must be a positive integer, got " + std::to_string(*tileSize));
-  try {
+  guarded(env, [&] {
     if (tiling || tileSize || overlap)
       m->setTiling(tiling.value_or(m->tiling()),
                    tileSize ? static_cast<int64_t>(*tileSize) : m->tileSampleMinSize(),
                    overlap ? *overlap : m->tileOverlapFactor());
     if (slicing) m->setSlicing(*slicing);
-  } catch (const SdException& e) {
-    throw makeError(env, e.code(), e.what());
-  }
+  });
   return describe(env, *m);
 }
 
