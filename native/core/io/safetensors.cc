@@ -318,13 +318,6 @@ float fp8ToFloat(uint8_t b, bool e4m3) {
   return sign ? -v : v;
 }
 
-at::Tensor fp8Table(bool e4m3) {
-  at::Tensor t = at::empty({256}, at::kFloat);
-  float* p = t.data_ptr<float>();
-  for (int i = 0; i < 256; ++i) p[i] = fp8ToFloat(static_cast<uint8_t>(i), e4m3);
-  return t;
-}
-
 bool isE4m3(const std::string& format) {
   if (format == "e4m3fn" || format == "e4m3") return true;
   if (format == "e5m2") return false;
@@ -357,9 +350,8 @@ constexpr int64_t kGrain = 1 << 16;  // elements per parallel task
 at::Tensor decodeFp8(const at::Tensor& bytes, const std::string& format, at::ScalarType dtype) {
   const bool e4m3 = isE4m3(format);
   if (!bytes.device().is_cpu()) {  // a table lookup on the device
-    static const at::Tensor& e4m3T = *new at::Tensor(fp8Table(true));
-    static const at::Tensor& e5m2T = *new at::Tensor(fp8Table(false));
-    const at::Tensor& table = e4m3 ? e4m3T : e5m2T;
+    const std::array<float, 256>& values = fp8Values(e4m3);
+    at::Tensor table = at::from_blob(const_cast<float*>(values.data()), {256}, at::kFloat);  // [256], copied below
     at::Tensor idx = bytes.to(at::kLong);
     return table.to(bytes.device()).index_select(0, idx.reshape({-1})).reshape(bytes.sizes()).to(dtype);
   }

@@ -69,20 +69,6 @@ CLIPTextConfig CLIPTextConfig::fromReader(const ConfigReader& r) {
   return c;
 }
 
-// ---- dtype support ---------------------------------------------------------------------------
-
-namespace {
-std::string dtypeName(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return "float32";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    case at::kDouble: return "float64";
-    default: return c10::toString(t);
-  }
-}
-}  // namespace
-
 // ---- model -----------------------------------------------------------------------------------
 
 CLIPTextModel::CLIPTextModel(CLIPTextConfig config, nn::Weights weights)
@@ -142,7 +128,7 @@ void CLIPTextModel::checkIds(const at::Tensor& ids) const {
     fail(codes::kInvalidArgument, "input_ids must be a 2-d tensor [batch, sequence]" +
                                       (ids.defined() ? " (got shape " + nn::shapeString(ids.sizes()) + ")" : ""));
   if (ids.scalar_type() != at::kLong && ids.scalar_type() != at::kInt)
-    fail(codes::kInvalidArgument, "input_ids must be int64 (got " + dtypeName(ids.scalar_type()) + ")");
+    fail(codes::kInvalidArgument, "input_ids must be int64 (got " + runtime::dtypeName(ids.scalar_type()) + ")");
   if (ids.size(0) < 1 || ids.size(1) < 1 || ids.size(1) > config_.maxPositionEmbeddings)
     fail(codes::kInvalidArgument, "input_ids has shape " + nn::shapeString(ids.sizes()) +
                                       "; needs batch ≥ 1 and 1 ≤ sequence length ≤ max_position_embeddings (" +
