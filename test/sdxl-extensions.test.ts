@@ -240,15 +240,27 @@ describe('SDXL textual inversion (clip_l + clip_g)', () => {
   });
 
   it('a one-set file goes to text_encoder by default (diffusers), or to the encoder named by textEncoder', async () => {
+    const table = (c: Component) => weightOf(pipe, c, 'text_model.embeddings.token_embedding.weight');
     const v = { data: uniform(32, 3, 0.05), shape: [1, 32] };
     const file = path.join(tmp, 'one.safetensors');
     await writeSafetensors(file, { '<one>': v });
     expect(await pipe.loadTextualInversion(file, { textEncoder: 'text_encoder_2' })).toEqual(['<one>']);
-    const w2 = await weightOf(pipe, 'text_encoder_2', 'text_model.embeddings.token_embedding.weight');
+    const w2 = await table('text_encoder_2');
     expect(w2.shape[0]).toBe(49411);
     expect(maxAbsDiff({ data: w2.data.slice(49410 * 32), shape: [1, 32] }, v)).toBe(0);
-    const w1 = await weightOf(pipe, 'text_encoder', 'text_model.embeddings.token_embedding.weight');
-    expect(w1.shape[0]).toBe(49410); // text_encoder untouched
+    expect((await table('text_encoder')).shape[0]).toBe(49410); // text_encoder untouched
+
+    const u = { data: uniform(32, 4, 0.05), shape: [1, 32] };
+    const file2 = path.join(tmp, 'two.safetensors');
+    await writeSafetensors(file2, { '<two>': u });
+    expect(await pipe.loadTextualInversion(file2)).toEqual(['<two>']); // no option: text_encoder
+    const w1 = await table('text_encoder');
+    expect(w1.shape[0]).toBe(49411);
+    expect(maxAbsDiff({ data: w1.data.slice(49410 * 32), shape: [1, 32] }, u)).toBe(0);
+    expect((await table('text_encoder_2')).shape[0]).toBe(49411); // text_encoder_2 untouched
+    const [t1, t2] = (pipe as any).model.tokenizers as CLIPTokenizer[];
+    expect(t1.tokenToId('<two>')).toBe(49410);
+    expect(t2.tokenToId('<two>')).toBeUndefined();
   });
 
   it('bad files are clear errors and change nothing', async () => {
@@ -339,8 +351,12 @@ describe("SDXL promptWeighting: 'a1111'", () => {
     expect(same(ones.image, plain.image)).toBe(true);
     const emph = await pixels(pipe, { prompt: 'a (lighthouse:1.6) on a cliff at dusk', promptWeighting: 'a1111' });
     expect(relErr(emph.latents, plain.latents)).toBeGreaterThan(1e-4);
-    const long = await pixels(pipe, { prompt: `${'tall '.repeat(80)}lighthouse`, prompt2: 'a lighthouse', promptWeighting: 'a1111' });
-    expect(long.latents.shape).toEqual(plain.latents.shape);
+    // 81 tokens: diffusers truncates to 75, A1111 weighting encodes a second chunk; all weights are 1
+    // and the first chunk equals the truncated encoding, so any difference is the second chunk's
+    const longPrompt = `${'tall '.repeat(80)}lighthouse`;
+    const truncated = await pixels(pipe, { prompt: longPrompt });
+    const chunked = await pixels(pipe, { prompt: longPrompt, promptWeighting: 'a1111' });
+    expect(relErr(chunked.latents, truncated.latents)).toBeGreaterThan(1e-4);
   });
 });
 
