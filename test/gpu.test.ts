@@ -25,7 +25,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import * as sd from '../lib/index.js';
 import { StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, Generator, buildInfo } from '../lib/index.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture } from './helpers/fixtures.js';
+import { goldenGenerateOptions, loadCases, loadGolden, maxAbs, maxAbsDiff, fixture } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const CUDA = buildInfo().cuda;
@@ -101,27 +101,16 @@ describe.skipIf(!CUDA)(`GPU parity on ${DEVICE}${CUDA ? '' : ' (skipped: no CUDA
             const isImg2img = p.pipeline === 'StableDiffusionImg2ImgPipeline';
             const target: any = isImg2img ? img2img : pipe;
             target.setScheduler(p.scheduler, p.scheduler_overrides ?? {});
-            const common = {
-              prompt: p.prompt,
-              negativePrompt: p.negative_prompt ?? undefined,
-              numInferenceSteps: p.num_inference_steps,
-              guidanceScale: p.guidance_scale,
-              numImagesPerPrompt: p.num_images_per_prompt ?? 1,
-              clipSkip: p.clip_skip ?? undefined,
-              seed: 42,
-            };
-            const extra = isImg2img
-              ? { image: { data: new Uint8Array(g.input_image_uint8_hwc.data), width: g.input_image_uint8_hwc.shape[1], height: g.input_image_uint8_hwc.shape[0], channels: 3 as const }, strength: p.strength }
-              : { height: p.height, width: p.width };
+            const opts = goldenGenerateOptions(p, g);
             const bound = BOUNDS[dtype];
 
-            const lat = await target.generate({ ...common, ...extra, outputType: 'latent' });
+            const lat = await target.generate({ ...opts, outputType: 'latent' });
             const latentsRel = maxAbsDiff(lat.latents, g.final_latents) / maxAbs(g.final_latents);
             let initialRel: number | null = null;
             if (!isImg2img && g.initial_latents_scaled && lat.initialLatents) {
               initialRel = maxAbsDiff(lat.initialLatents, g.initial_latents_scaled) / maxAbs(g.initial_latents_scaled);
             }
-            const out = await target.generate({ ...common, ...extra });
+            const out = await target.generate(opts);
             const img = imageErrors(out.images, g.image);
             report.push({ model, case: c.name, dtype, latentsRel, imageMax: img.max, imageMean: img.mean, initialRel, tf32Off });
 

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { StableDiffusionInpaintPipeline, StableDiffusionPipeline } from '../lib/index.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
+import { goldenGenerateOptions, loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const { modelDir, cases } = loadCases('tiny-sd15-inpaint');
@@ -21,13 +21,7 @@ describe('inpainting parity: tiny-sd15-inpaint', () => {
       const p = c.params;
       const g = await loadGolden('tiny-sd15-inpaint', c.file);
       pipe.setScheduler(p.scheduler, p.scheduler_overrides ?? {});
-      const img = g.input_image_uint8_hwc, mask = g.mask_uint8_hw;
-      const opts = {
-        prompt: p.prompt, negativePrompt: p.negative_prompt, numInferenceSteps: p.num_inference_steps,
-        guidanceScale: p.guidance_scale, strength: p.strength, seed: 42,
-        image: { data: new Uint8Array(img.data), width: img.shape[1], height: img.shape[0], channels: 3 as const },
-        maskImage: { data: new Uint8Array(mask.data), width: mask.shape[1], height: mask.shape[0], channels: 1 as const },
-      };
+      const opts = goldenGenerateOptions(p, g) as any; // image + maskImage from the golden
       const lat = await pipe.generate({ ...opts, outputType: 'latent' });
       const initRel = maxAbsDiff(lat.initialLatents!, g.initial_latents) / maxAbs(g.initial_latents);
       expect(initRel, `initial latents relative error ${initRel}`).toBeLessThan(1e-4);
@@ -47,15 +41,9 @@ describe('inpainting parity: tiny-sd15-inpaint', () => {
     const p = c.params;
     const g = await loadGolden('tiny-sd15-inpaint', c.file);
     pipe.setScheduler(p.scheduler, p.scheduler_overrides ?? {});
-    const img = g.input_image_uint8_hwc, mask = g.mask_uint8_hw;
     pipe.enableChannelsLast();
     try {
-      const out = await pipe.generate({
-        prompt: p.prompt, negativePrompt: p.negative_prompt, numInferenceSteps: p.num_inference_steps,
-        guidanceScale: p.guidance_scale, strength: p.strength, seed: 42,
-        image: { data: new Uint8Array(img.data), width: img.shape[1], height: img.shape[0], channels: 3 as const },
-        maskImage: { data: new Uint8Array(mask.data), width: mask.shape[1], height: mask.shape[0], channels: 1 as const },
-      });
+      const out = await pipe.generate(goldenGenerateOptions(p, g) as any);
       const rel = maxAbsDiff(out.latents!, g.final_latents) / maxAbs(g.final_latents);
       largest[`${c.name} channels-last final latents rel`] = rel;
       expect(rel).toBeLessThan(1e-4);

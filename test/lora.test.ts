@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StableDiffusionPipeline, writeSafetensors, extractLoraTags, maybeConvertPrompt } from '../lib/index.js';
 import { addon } from '../lib/native.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
+import { goldenGenerateOptions, loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const handle = (p: StableDiffusionPipeline) => (p as any).model.handle;
@@ -81,11 +81,7 @@ describe('LoRA: tiny-sd15', () => {
       const p = c.params;
       const g = await loadGolden('tiny-sd15-lora', c.file);
       pipe.setScheduler(p.scheduler, p.scheduler_overrides ?? {});
-      const opts = {
-        prompt: p.prompt, negativePrompt: p.negative_prompt, numInferenceSteps: p.num_inference_steps,
-        guidanceScale: p.guidance_scale, height: p.height, width: p.width, seed: 42,
-        loraScale: p.lora_scale === 1 ? undefined : p.lora_scale,
-      };
+      const opts = goldenGenerateOptions(p, g);
       for (const kind of ['kohya', 'diffusers'] as const) {
         await pipe.loadLoraWeights(loraFiles[kind], { adapterName: kind });
         try {
@@ -270,10 +266,7 @@ describe('textual inversion: tiny-sd15', () => {
       expect(maybeConvertPrompt(tok, c.params.prompt)).toBe(c.params.prompt_after_maybe_convert_prompt);
       const g = await loadGolden('tiny-sd15-ti', c.file);
       pipe.setScheduler(c.params.scheduler);
-      const opts = {
-        prompt: c.params.prompt, negativePrompt: c.params.negative_prompt, numInferenceSteps: c.params.num_inference_steps,
-        guidanceScale: c.params.guidance_scale, height: c.params.height, width: c.params.width, seed: 42,
-      };
+      const opts = goldenGenerateOptions(c.params, g);
       const lat = await pipe.generate({ ...opts, outputType: 'latent' });
       const rel = maxAbsDiff(lat.latents!, g.final_latents) / maxAbs(g.final_latents);
       console.log(`ti_pipe_ddim (${kind}) final latents rel err ${rel}`);

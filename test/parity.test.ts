@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import path from 'node:path';
 import { StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, Generator } from '../lib/index.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
+import { goldenGenerateOptions, loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 for (const model of ['tiny-sd15', 'tiny-sd2-v']) {
@@ -32,30 +32,19 @@ for (const model of ['tiny-sd15', 'tiny-sd2-v']) {
         const isImg2img = p.pipeline === 'StableDiffusionImg2ImgPipeline';
         const target = isImg2img ? img2img : pipe;
         target.setScheduler(p.scheduler, p.scheduler_overrides ?? {});
-        const common = {
-          prompt: p.prompt,
-          negativePrompt: p.negative_prompt ?? undefined,
-          numInferenceSteps: p.num_inference_steps,
-          guidanceScale: p.guidance_scale,
-          numImagesPerPrompt: p.num_images_per_prompt ?? 1,
-          clipSkip: p.clip_skip ?? undefined,
-          seed: 42,
-        };
+        const opts = goldenGenerateOptions(p, g);
         if (!isImg2img) {
           // The seed alone reproduces diffusers' initial latents (CPU generator semantics).
           const init = g.initial_latents_randn;
-          const drawn = new Generator(42).randn(init.shape);
+          const drawn = new Generator(opts.seed).randn(init.shape);
           expect(maxAbsDiff(drawn, init)).toBe(0);
         }
-        const extra = isImg2img
-          ? { image: { data: new Uint8Array(g.input_image_uint8_hwc.data), width: g.input_image_uint8_hwc.shape[1], height: g.input_image_uint8_hwc.shape[0], channels: 3 as const }, strength: p.strength }
-          : { height: p.height, width: p.width };
-        const lat = await (target as any).generate({ ...common, ...extra, outputType: 'latent' });
+        const lat = await (target as any).generate({ ...opts, outputType: 'latent' });
         const ref = g.final_latents;
         const rel = maxAbsDiff(lat.latents, ref) / maxAbs(ref);
         expect(rel, `final latents relative error ${rel}`).toBeLessThan(1e-4);
 
-        const out = await (target as any).generate({ ...common, ...extra });
+        const out = await (target as any).generate(opts);
         const expected = g.image_uint8;
         const batch = expected.shape[0];
         expect(out.images.length).toBe(batch);

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { addon } from '../lib/native.js';
-import { loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
+import { goldenGenerateOptions, loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const MODEL = 'tiny-sdxl';
@@ -44,18 +44,10 @@ describe('StableDiffusionXLPipeline parity: tiny-sdxl', () => {
       const p = c.params;
       const g = await loadGolden(MODEL, c.file);
       pipe.setScheduler(p.scheduler, p.scheduler_overrides ?? {});
-      const drawn = new Generator(42).randn(g.initial_latents_randn.shape);
+      const opts = goldenGenerateOptions(p, g);
+      const drawn = new Generator(opts.seed).randn(g.initial_latents_randn.shape);
       expect(maxAbsDiff(drawn, g.initial_latents_randn)).toBe(0);
-      const out = await pipe.generate({
-        prompt: p.prompt,
-        prompt2: p.prompt_2 ?? undefined,
-        negativePrompt: p.negative_prompt ?? undefined,
-        numInferenceSteps: p.num_inference_steps,
-        guidanceScale: p.guidance_scale,
-        height: p.height,
-        width: p.width,
-        seed: 42,
-      });
+      const out = await pipe.generate(opts);
       expect(out.timesteps).toEqual(Array.from(g.timesteps.data, Number));
       const ref = g.final_latents;
       const rel = maxAbsDiff(out.latents!, ref) / maxAbs(ref);

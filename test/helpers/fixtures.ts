@@ -103,3 +103,34 @@ export function uint8Report(actual: Uint8Array | Buffer, expected: TensorData<an
   }
   return { worst, fraction: off / expected.data.length };
 }
+
+/**
+ * The generate() options a golden pipeline case ran with in diffusers: prompts, negative prompt,
+ * steps, guidance, images per prompt, clip skip, LoRA scale, the seed of its
+ * `torch.Generator('cpu').manual_seed(N)`, and either height/width (txt2img) or the stored input
+ * image with strength (img2img), plus the stored mask (inpainting). Keys the case does not set are
+ * left out, so each pipeline's own defaults and checks apply.
+ */
+export function goldenGenerateOptions(p: Record<string, any>, g: Record<string, TensorData<any>>): { prompt: string; seed: number; [key: string]: any } {
+  const seed = /manual_seed\((\d+)\)/.exec(String(p.generator ?? ''));
+  if (!seed) throw new Error(`golden case without a manual_seed generator: ${JSON.stringify(p.generator)}`);
+  const o: { prompt: string; seed: number; [key: string]: any } = {
+    prompt: p.prompt, numInferenceSteps: p.num_inference_steps, guidanceScale: p.guidance_scale, seed: Number(seed[1]),
+  };
+  if (p.prompt_2 != null) o.prompt2 = p.prompt_2;
+  if (p.negative_prompt != null) o.negativePrompt = p.negative_prompt;
+  if (p.num_images_per_prompt != null) o.numImagesPerPrompt = p.num_images_per_prompt;
+  if (p.clip_skip != null) o.clipSkip = p.clip_skip;
+  if (p.lora_scale != null && p.lora_scale !== 1) o.loraScale = p.lora_scale; // diffusers passes no kwargs for 1.0
+  const img = g.input_image_uint8_hwc;
+  if (img) {
+    o.image = { data: new Uint8Array(img.data), width: img.shape[1], height: img.shape[0], channels: 3 as const };
+    o.strength = p.strength;
+    const mask = g.mask_uint8_hw;
+    if (mask) o.maskImage = { data: new Uint8Array(mask.data), width: mask.shape[1], height: mask.shape[0], channels: 1 as const };
+  } else {
+    o.height = p.height;
+    o.width = p.width;
+  }
+  return o;
+}
