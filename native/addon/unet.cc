@@ -1,5 +1,6 @@
 // Bindings for native/core/models/unet_2d_condition (diffusers UNet2DConditionModel):
 // loadUNet, unetForward, unetSetAttention, disposeUNet.
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -123,17 +124,16 @@ Napi::Value UNetSetAttention(const Napi::CallbackInfo& info) {
   } else if (s.IsNull()) {
     next.sliceSize = 0;
   }
-  Napi::Value sd = o.Get("sdpa");
-  if (sd.IsBoolean()) next.useSdpa = sd.As<Napi::Boolean>().Value();
-  else if (!sd.IsUndefined()) throwInvalid(env, "sdpa must be a boolean");
+  if (!o.Get("sdpa").IsUndefined()) next.backend = parseSdpa(env, o.Get("sdpa"));
   h->pending = next;
 
   Napi::Object out = Napi::Object::New(env);
   if (next.sliceSize == nn::AttentionOptions::kSliceAuto) out.Set("sliceSize", "auto");
   else if (next.sliceSize == nn::AttentionOptions::kSliceMax) out.Set("sliceSize", "max");
   else out.Set("sliceSize", Napi::Number::New(env, static_cast<double>(next.sliceSize)));
-  // SDPA runs only where libtorch has it (>= 2.0) and slicing is off; otherwise the math path.
-  out.Set("sdpa", Napi::Boolean::New(env, next.useSdpa && nn::sdpaAvailable() && next.sliceSize == 0));
+  // SDPA runs only where libtorch has it (>= 2.0) and slicing is off (and, for 'auto', where it
+  // is the faster kernel for this model's device and dtype); otherwise the math path.
+  out.Set("sdpa", Napi::Boolean::New(env, nn::usesSdpa(next, h->model->device(), h->model->dtype())));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include "io/checkpoint.h"
 #include "runtime/dtype_support.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 

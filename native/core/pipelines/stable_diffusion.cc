@@ -2,6 +2,7 @@
 // (pipelines/stable_diffusion/pipeline_stable_diffusion{,_img2img}.py), numbered as there.
 #include "pipelines/stable_diffusion.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 

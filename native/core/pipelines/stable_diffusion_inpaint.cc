@@ -1,5 +1,6 @@
 // diffusers v0.30.3 StableDiffusionInpaintPipeline.__call__
 // (pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py), numbered as there.
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>

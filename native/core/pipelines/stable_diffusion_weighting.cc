@@ -1,6 +1,8 @@
 // AUTOMATIC1111 stable-diffusion-webui modules/sd_hijack_clip.py (FrozenCLIPEmbedderWithCustomWordsBase:
 // process_tokens, "Original" emphasis): prompts longer than 75 tokens as concatenated 77-token
 // chunks, token weights applied to the hidden states with the mean restored.
+#include <ATen/core/grad_mode.h>
+
 #include "nn/weights.h"
 #include "pipelines/pipeline_common.h"
 #include "pipelines/stable_diffusion.h"

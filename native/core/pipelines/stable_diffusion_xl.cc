@@ -3,6 +3,7 @@
 // (pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl{,_img2img}.py), numbered as there.
 #include "pipelines/stable_diffusion_xl.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 

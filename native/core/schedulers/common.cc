@@ -73,8 +73,9 @@ at::Tensor makeBetas(const ConfigReader& cfg, const BetaDefaults& d, int64_t& nu
                                      std::to_string(numTrainTimesteps));
     return floatTensor(*trained);  // torch.tensor(trained_betas, dtype=torch.float32)
   }
-  std::vector<std::string> allowed = {"linear", "scaled_linear", "squaredcos_cap_v2"};
-  if (d.allowExp) allowed.push_back("exp");
+  // "exp" (DPMSolverMultistep only) is last, so the allowed names are a prefix of this list.
+  static const std::vector<std::string> kSchedules = {"linear", "scaled_linear", "squaredcos_cap_v2", "exp"};
+  const std::vector<std::string> allowed(kSchedules.begin(), kSchedules.end() - (d.allowExp ? 0 : 1));
   const std::string schedule = enumField(cfg, "beta_schedule", d.betaSchedule, allowed);
   const double betaStart = cfg.getDouble("beta_start", d.betaStart);
   const double betaEnd = cfg.getDouble("beta_end", d.betaEnd);
