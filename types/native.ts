@@ -35,7 +35,16 @@ export interface SafetensorsHeader {
 
 export interface BuildInfo {
   libtorchVersion: string;
+  /** at::scaled_dot_product_attention is available (libtorch >= 2.0). */
   sdpa: boolean;
+  /** fp8 weight storage uses libtorch's float8 dtypes (>= 2.1); else raw uint8 codes and sd-native's decoder. */
+  float8: boolean;
+  /**
+   * Reduced-precision CPU kernels of this libtorch found wrong at start-up and routed around
+   * (native/core/runtime/kernel_quirks.h): 'conv2dNarrowOutput' (those convs run in float32),
+   * 'groupNormChannelsLast' (the input is made contiguous first). Empty on a correct build.
+   */
+  cpuKernelQuirks: { bfloat16: Array<'conv2dNarrowOutput' | 'groupNormChannelsLast'>; float16: Array<'conv2dNarrowOutput' | 'groupNormChannelsLast'> };
   cuda: boolean;
   threads: number;
 }
@@ -223,7 +232,8 @@ export interface UNetForwardInputs {
   textEmbeds?: TensorData; timeIds?: TensorData;
 }
 /** Attention settings (diffusers enable_attention_slicing / SDPA); 0 or null turns slicing off. */
-export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean }
+/** sdpa: true = always SDPA (libtorch >= 2.0), false = the math path, 'auto' = SDPA where it is the faster kernel (CUDA; CPU float32). */
+export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean | 'auto' }
 // ---------------------------------------------------------------------------------------------
 // Pipelines (native/addon/pipeline.cc)
 // ---------------------------------------------------------------------------------------------
@@ -383,8 +393,12 @@ export interface NativeRandomWeightsOptions {
 export interface NativeOptimizations {
   /** Attention slicing: 0 off, 'auto' (half the heads), 'max' (one head at a time) or n heads·batch per slice. */
   sliceSize: number | 'auto' | 'max';
-  /** at::scaled_dot_product_attention (libtorch >= 2.0). */
-  sdpa: boolean;
+  /**
+   * at::scaled_dot_product_attention (libtorch >= 2.0): true = always (enableMemoryEfficientAttention),
+   * false = the math path (disableMemoryEfficientAttention), 'auto' (default) = where it is the faster
+   * kernel: on CUDA always, on the CPU in float32 (the math path for bfloat16/float16). Math everywhere before 2.0.
+   */
+  sdpa: boolean | 'auto';
   vaeSlicing: boolean;
   vaeTiling: boolean;
   channelsLast: boolean;
@@ -472,8 +486,14 @@ export interface NativeAddon {
   /** Textual inversion rows of `component` (default 'text_encoder'); resolves to its new vocabulary size. */
   setTokenEmbeddings(h: NativeHandle, firstId: number, rows: TensorData, component?: 'text_encoder' | 'text_encoder_2'): Promise<number>;
   /** The prompt embeddings of generate(): ids [P, 77·k], optional A1111 weights [P, 77·k] → [P, 77·k, D]. */
-  /** io.cc: values rounded to the nearest OCP 8-bit float and decoded back (what fp8 storage keeps). */
-  fp8Quantize(values: TensorData<Float32Array>, format: 'e4m3fn' | 'e5m2'): Promise<TensorData<Float32Array>>;
+  /**
+   * io.cc: values rounded to the nearest OCP 8-bit float and decoded back. impl 'reference' (default): sd-native's
+   * own encoder/decoder; 'storage': what fp8 weight storage keeps (libtorch's float8 dtypes on >= 2.1);
+   * 'cast': libtorch's bare float8 cast, no saturation (>= 2.1 only, else E_UNSUPPORTED_MODEL).
+   */
+  fp8Quantize(values: TensorData<Float32Array>, format: 'e4m3fn' | 'e5m2', impl?: 'reference' | 'storage' | 'cast'): Promise<TensorData<Float32Array>>;
+  /** io.cc: the float32 values of 8-bit codes, by sd-native's table ('reference') or as fp8 storage decodes them ('storage'). */
+  fp8Decode(codes: TensorData<Uint8Array>, format: 'e4m3fn' | 'e5m2', impl: 'reference' | 'storage'): Promise<TensorData<Float32Array>>;
   encodeText(h: NativeHandle, ids: TensorData<BigInt64Array>, weights?: TensorData<Float32Array>, clipSkip?: number): Promise<TensorData>;
   /**
    * SDXL (pipeline_xl.cc): the prompt embeddings of generateXl: ids [P, 77·k] (tokenizer), ids2 (tokenizer_2;

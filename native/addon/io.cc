@@ -7,6 +7,10 @@
 #include "addon/util.h"
 #include "io/safetensors.h"
 #include "nn/attention.h"
+#include "nn/weight_storage.h"
+#include "runtime/kernel_quirks.h"
+#include "util/error.h"
+#include "util/torch_compat.h"
 
 namespace sd::addon {
 
@@ -102,20 +106,72 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("libtorchVersion", TORCH_VERSION);
   o.Set("sdpa", nn::sdpaAvailable());
+#ifdef SD_HAVE_FLOAT8
+  o.Set("float8", true);  // fp8 storage in at::kFloat8_e4m3fn / at::kFloat8_e5m2
+#else
+  o.Set("float8", false);  // fp8 storage as raw uint8 codes, decoded by sd-native's table
+#endif
+  // Reduced-precision CPU kernels of this libtorch that sd-native routes around (runtime/kernel_quirks.h).
+  Napi::Object quirks = Napi::Object::New(env);
+  for (const auto& [name, dtype] : {std::pair<const char*, at::ScalarType>{"bfloat16", at::kBFloat16}, {"float16", at::kHalf}}) {
+    const runtime::CpuKernelQuirks& q = runtime::cpuKernelQuirks(dtype);
+    Napi::Array list = Napi::Array::New(env);
+    if (q.conv2dNarrowOutput) list.Set(list.Length(), "conv2dNarrowOutput");
+    if (q.groupNormChannelsLast) list.Set(list.Length(), "groupNormChannelsLast");
+    quirks.Set(name, list);
+  }
+  o.Set("cpuKernelQuirks", quirks);
   o.Set("cuda", at::hasCUDA());
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
   return o;
 }
 
-// fp8Quantize({data: Float32Array, shape}, format) → {data: Float32Array, shape}: the values
-// rounded to the nearest OCP 8-bit float (encodeFp8 then decodeFp8), what fp8 storage keeps of them.
+// fp8Quantize({data: Float32Array, shape}, format, impl = 'reference') → {data: Float32Array, shape}:
+// the values rounded to the nearest OCP 8-bit float and decoded back.
+//   'reference': the project's own encoder/decoder (io::encodeFp8 / io::decodeFp8);
+//   'storage':   what fp8 weight storage keeps (nn::encodeFp8Storage / decodeFp8Storage: the native
+//                float8 dtypes on libtorch >= 2.1);
+//   'cast':      libtorch's bare float8 cast, no clamp (>= 2.1 only; E_UNSUPPORTED_MODEL before).
 Napi::Value Fp8Quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[1].IsString()) throwInvalid(env, "fp8Quantize(values, format)");
+  if (info.Length() < 2 || !info[1].IsString()) throwInvalid(env, "fp8Quantize(values, format, impl?)");
   at::Tensor values = toTensor(env, info[0], "values");
   const std::string format = info[1].As<Napi::String>().Utf8Value();
+  const std::string impl = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "reference";
   return runAsync<at::Tensor>(
-      env, [values, format] { return io::decodeFp8(io::encodeFp8(values, format), format); },
+      env,
+      [values, format, impl]() -> at::Tensor {
+        if (impl == "reference") return io::decodeFp8(io::encodeFp8(values, format), format);
+        if (impl == "storage") return nn::decodeFp8Storage(nn::encodeFp8Storage(values, format), at::kCPU, at::kFloat);
+        if (impl == "cast") {
+#ifdef SD_HAVE_FLOAT8
+          return values.to(nn::fp8StorageDtype(format)).to(at::kFloat);
+#else
+          fail(codes::kUnsupportedModel, "libtorch " TORCH_VERSION " has no float8 dtypes (>= 2.1)");
+#endif
+        }
+        fail(codes::kInvalidArgument, "impl must be 'reference', 'storage' or 'cast'; received '" + impl + "'");
+      },
+      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
+}
+
+// fp8Decode({data: Uint8Array codes, shape}, format, impl) → {data: Float32Array, shape}: the codes'
+// values by the project's table ('reference', io::decodeFp8) or as fp8 storage decodes them
+// ('storage': libtorch's float8 → float32 cast on >= 2.1).
+Napi::Value Fp8Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsString() || !info[2].IsString()) throwInvalid(env, "fp8Decode(codes, format, impl)");
+  at::Tensor bytes = toTensor(env, info[0], "codes");
+  if (bytes.scalar_type() != at::kByte) throwInvalid(env, "codes.data must be a Uint8Array");
+  const std::string format = info[1].As<Napi::String>().Utf8Value();
+  const std::string impl = info[2].As<Napi::String>().Utf8Value();
+  return runAsync<at::Tensor>(
+      env,
+      [bytes, format, impl]() -> at::Tensor {
+        if (impl == "reference") return io::decodeFp8(bytes, format);
+        if (impl == "storage") return nn::decodeFp8Storage(bytes.view(nn::fp8StorageDtype(format)), at::kCPU, at::kFloat);
+        fail(codes::kInvalidArgument, "impl must be 'reference' or 'storage'; received '" + impl + "'");
+      },
       [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
 }
 
@@ -127,6 +183,7 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("fp8Quantize", Napi::Function::New(env, Fp8Quantize));
+  exports.Set("fp8Decode", Napi::Function::New(env, Fp8Decode));
 }
 
 }  // namespace sd::addon

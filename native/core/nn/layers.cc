@@ -2,6 +2,7 @@
 #include "nn/layers.h"
 
 #include "nn/weight_storage.h"
+#include "runtime/kernel_quirks.h"
 #include "util/error.h"
 
 namespace sd::nn {
@@ -16,6 +17,20 @@ static at::Tensor optCast(const at::Tensor* t, const at::Tensor& x) {
   return t ? castLike(*t, x) : at::Tensor();
 }
 
+// at::conv2d, computed in float32 where this libtorch's reduced-precision CPU kernel is known
+// to be wrong for the shape (runtime/kernel_quirks.h: kernel > 1×1 with out_channels % 16 != 0,
+// i.e. conv_out layers and LoRA down-projections: a negligible share of the FLOPs).
+static at::Tensor conv2d(const at::Tensor& x, const at::Tensor& w, const at::Tensor* bias, int64_t stride,
+                         int64_t padding) {
+  const bool narrow = w.size(0) % 16 != 0 && (w.size(2) > 1 || w.size(3) > 1);
+  if (narrow && x.device().is_cpu() && !x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+      runtime::cpuKernelQuirks(x.scalar_type()).conv2dNarrowOutput) {
+    const at::Tensor xf = x.to(at::kFloat);
+    return at::conv2d(xf, castLike(w, xf), optCast(bias, xf), {stride, stride}, {padding, padding}).to(x.scalar_type());
+  }
+  return at::conv2d(x, castLike(w, x), optCast(bias, x), {stride, stride}, {padding, padding});
+}
+
 // PEFT LoraLayer.forward: result + lora_B(lora_A(x)) · scaling, per active adapter in load order.
 static at::Tensor addLora(at::Tensor y, const LoraSlot& slot, const at::Tensor& x) {
   for (const LoraDelta& d : slot.deltas) {
@@ -24,8 +39,8 @@ static at::Tensor addLora(at::Tensor y, const LoraSlot& slot, const at::Tensor& 
     if (slot.kernel == 0) {
       h = at::linear(at::linear(x, castLike(d.down, x)), castLike(d.up, x));  // [..., out]
     } else {
-      h = at::conv2d(x, castLike(d.down, x), {}, {slot.stride, slot.stride}, {slot.padding, slot.padding});  // [B, r, h, w]
-      h = at::conv2d(h, castLike(d.up, x));  // [B, out, h, w]
+      h = conv2d(x, d.down, nullptr, slot.stride, slot.padding);  // [B, r, h, w]
+      h = conv2d(h, d.up, nullptr, 1, 0);                          // [B, out, h, w]
     }
     y = y + h * (d.scaling() * *slot.scale);
   }
@@ -60,7 +75,7 @@ Conv2d::Conv2d(const Scope& s, int64_t in, int64_t out, int64_t kernel, int64_t 
       lora(registerLora(s, in, out, kernel, stride_, padding_)) {}
 
 at::Tensor Conv2d::operator()(const at::Tensor& x) const {
-  at::Tensor y = at::conv2d(x, castLike(*weight, x), optCast(bias, x), {stride, stride}, {padding, padding});
+  at::Tensor y = conv2d(x, *weight, bias, stride, padding);
   return lora && lora->enabled() ? addLora(std::move(y), *lora, x) : y;
 }
 
@@ -72,6 +87,11 @@ GroupNorm::GroupNorm(const Scope& s, int64_t groups_, int64_t channels, double e
 }
 
 at::Tensor GroupNorm::operator()(const at::Tensor& x) const {
+  // A channels-last input goes contiguous where this libtorch's kernel is wrong for it (kernel_quirks.h).
+  if (x.device().is_cpu() && x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+      runtime::cpuKernelQuirks(x.scalar_type()).groupNormChannelsLast)
+    return at::group_norm(x.contiguous(), groups, castLike(*weight, x), castLike(*bias, x), eps)
+        .contiguous(at::MemoryFormat::ChannelsLast);
   return at::group_norm(x, groups, castLike(*weight, x), castLike(*bias, x), eps);
 }
 

@@ -46,14 +46,23 @@ at::Tensor decodeFp8Storage(const at::Tensor& w, at::Device device, at::ScalarTy
 #endif
 }
 
-int64_t storeFp8(Weights& weights, const std::string& format) {
+at::Tensor encodeFp8Storage(const at::Tensor& values, const std::string& format) {
   const at::ScalarType storage = fp8StorageDtype(format);
+#ifdef SD_HAVE_FLOAT8
+  const double maxFinite = storage == at::kFloat8_e4m3fn ? 448.0 : 57344.0;
+  return at::clamp(values, -maxFinite, maxFinite).to(storage);  // RNE; clamp makes it saturate
+#else
+  // uint8 OCP codes, RNE, saturating (encodeFp8 works on a flat tensor)
+  at::Tensor codes = io::encodeFp8(values.reshape({-1}), format).reshape(values.sizes()).to(values.device());
+  return codes.view(storage);  // same bytes, typed by format
+#endif
+}
+
+int64_t storeFp8(Weights& weights, const std::string& format) {
   int64_t converted = 0;
   for (auto& [name, t] : weights.tensors()) {
     if (t.dim() < 2 || !at::isFloatingType(t.scalar_type()) || isFp8Storage(t)) continue;
-    // uint8 OCP codes, RNE, saturating (encodeFp8 works on a flat tensor)
-    at::Tensor codes = io::encodeFp8(t.reshape({-1}), format).reshape(t.sizes()).to(t.device());
-    t = codes.view(storage);  // same bytes, typed by format
+    t = encodeFp8Storage(t, format);
     ++converted;
   }
   return converted;

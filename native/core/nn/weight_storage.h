@@ -22,7 +22,17 @@ at::ScalarType fp8StorageDtype(const std::string& format);
 bool isFp8Storage(const at::Tensor& w);
 
 /// Decodes 8-bit weight storage to `dtype` on `device` (bytes move first, then decode).
+/// libtorch >= 2.1: libtorch's own float8 → dtype cast; older: io::decodeFp8's 256-entry table
+/// (both give the same values for all 256 codes: test/optimizations.test.ts).
 at::Tensor decodeFp8Storage(const at::Tensor& w, at::Device device, at::ScalarType dtype);
+
+/// Encodes any float tensor to 8-bit storage (dtype fp8StorageDtype(format), same shape and
+/// device): round to nearest, ties to even, saturating at the largest finite value (±448 for
+/// e4m3fn, ±57344 for e5m2), NaN stays NaN. libtorch >= 2.1: clamp, then libtorch's float8 cast
+/// (which alone would turn |x| ≥ 480 into NaN for e4m3fn and |x| ≥ 61440 into inf for e5m2);
+/// older: io::encodeFp8. The codes are the same either way (exhaustive test over every code,
+/// midpoint and ±1 ulp neighbour). E_INVALID_ARGUMENT for another format.
+at::Tensor encodeFp8Storage(const at::Tensor& values, const std::string& format);
 
 /// Rounds every floating weight with at least 2 dimensions (Linear and Conv kernels; norms,
 /// biases and other 1-d parameters stay) to 8-bit floats, round-to-nearest-even, saturating
