@@ -109,7 +109,7 @@ export class NativeModel {
   pending = 0;
   /** The speed/memory toggles (shared by pipelines sharing this model); snapshotted per call. */
   optimizations: NativeOptimizations = {
-    sliceSize: 0, sdpa: false, vaeSlicing: false, vaeTiling: false, channelsLast: false, fp8: '', offload: '',
+    sliceSize: 0, sdpa: 'auto', vaeSlicing: false, vaeTiling: false, channelsLast: false, fp8: '', offload: '',
   };
 
   constructor(
@@ -387,9 +387,16 @@ export abstract class PipelineBase {
 
   /**
    * Memory-efficient attention (diffusers `enable_xformers_memory_efficient_attention` /
-   * `AttnProcessor2_0`): `scaled_dot_product_attention`, whose flash / memory-efficient CUDA
-   * kernels never materialise the N×N score matrix. Faster and much leaner on GPUs; same result
-   * within float round-off. Ignored while attention slicing is on.
+   * `AttnProcessor2_0`): `scaled_dot_product_attention`, whose flash / memory-efficient kernels
+   * never materialise the N×N score matrix. Same result within float round-off. Ignored while
+   * attention slicing is on.
+   *
+   * Without this call attention is `'auto'`: on libtorch ≥ 2.0 SDPA runs wherever it is the
+   * faster kernel — always on CUDA (as diffusers' default `AttnProcessor2_0`), on the CPU in
+   * float32 — and the math path elsewhere (CPU bfloat16/float16, where libtorch 2.6's SDPA
+   * measured 1.27× slower; libtorch 1.13). This call forces SDPA everywhere;
+   * {@link disableMemoryEfficientAttention} returns to `'auto'`, and {@link setAttentionBackend}
+   * chooses any of the three.
    * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) when the addon's libtorch is older than 2.0.
    */
   enableMemoryEfficientAttention(): this {
@@ -402,10 +409,34 @@ export abstract class PipelineBase {
     return this.toggle({ sdpa: true });
   }
 
-  /** Back to the plain (math) attention. */
+  /**
+   * Back to the default attention, `'auto'` (diffusers `disable_xformers_memory_efficient_attention`,
+   * which restores the default processor): see {@link enableMemoryEfficientAttention}. To force
+   * the math path use `setAttentionBackend('math')`.
+   */
   disableMemoryEfficientAttention(): this {
     this.checkAlive('disableMemoryEfficientAttention');
-    return this.toggle({ sdpa: false });
+    return this.toggle({ sdpa: 'auto' });
+  }
+
+  /**
+   * Chooses the attention kernel (diffusers `unet.set_attn_processor(...)`):
+   * - `'auto'` (default; diffusers `set_default_attn_processor` on torch ≥ 2): SDPA where it is
+   *   the faster kernel — CUDA always, the CPU in float32 — and the math path elsewhere;
+   * - `'sdpa'`: `scaled_dot_product_attention` wherever libtorch has it (`AttnProcessor2_0`);
+   * - `'math'`: scores, softmax in float32, weighted sum (`AttnProcessor`), on the CPU in chunks of
+   *   heads under a 16 MiB score budget.
+   * Attention slicing, when enabled, takes precedence over all three.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another value;
+   *   UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for `'sdpa'` on libtorch < 2.0.
+   */
+  setAttentionBackend(backend: 'auto' | 'sdpa' | 'math'): this {
+    this.checkAlive('setAttentionBackend');
+    if (backend === 'sdpa') return this.enableMemoryEfficientAttention();
+    if (backend !== 'auto' && backend !== 'math') {
+      throw new InvalidArgumentError(`attention backend must be 'auto', 'sdpa' or 'math'; received ${describeValue(backend)}`);
+    }
+    return this.toggle({ sdpa: backend === 'auto' ? 'auto' : false });
   }
 
   /**

@@ -126,18 +126,27 @@ describe('toggles on the tiny-sd15 fixture (float32, CPU)', () => {
     measured['VAE slicing (batch 2)'] = `max uint8 diff ${p.max}, ${(p.offFraction * 100).toFixed(3)}% off by one`;
   }, 120_000);
 
-  it('memory-efficient attention: SDPA where libtorch >= 2.0, else a clear E_UNSUPPORTED_MODEL', async () => {
+  it('memory-efficient attention: SDPA where libtorch >= 2.0 (forced on and off, both equal the default \'auto\'), else a clear E_UNSUPPORTED_MODEL', async () => {
+    expect(pipe.optimizations.sdpa).toBe('auto');
     if (buildInfo().sdpa) {
       pipe.enableMemoryEfficientAttention();
+      expect(pipe.optimizations.sdpa).toBe(true);
       const r = await pipe.generate(BASE);
-      pipe.disableMemoryEfficientAttention();
+      pipe.setAttentionBackend('math');
+      expect(pipe.optimizations.sdpa).toBe(false);
+      const m = await pipe.generate(BASE);
+      pipe.disableMemoryEfficientAttention(); // back to the default, as diffusers' disable_… does
+      expect(pipe.optimizations.sdpa).toBe('auto');
       measured.sdpa = `latents rel ${expectSameImage(r, base, 'sdpa').toExponential(2)}`;
+      measured['math'] = `latents rel ${expectSameImage(m, base, 'math').toExponential(2)}`;
     } else {
       expect(() => pipe.enableMemoryEfficientAttention()).toThrow(expect.objectContaining({
         code: 'E_UNSUPPORTED_MODEL', message: expect.stringMatching(/libtorch >= 2\.0.*enableAttentionSlicing/s),
       }));
-      expect(pipe.optimizations.sdpa).toBe(false);
+      expect(pipe.optimizations.sdpa).toBe('auto');
+      expect(() => pipe.setAttentionBackend('sdpa')).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_MODEL' }));
     }
+    expect(() => pipe.setAttentionBackend('flash' as any)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
 
   it('CPU offload on a CPU pipeline is a clear E_DEVICE_UNAVAILABLE', () => {
@@ -207,51 +216,108 @@ function roundFp8(x: number, format: 'e4m3fn' | 'e5m2'): number {
   return Math.sign(x) * Math.min(q, max);
 }
 
-describe('fp8 rounding (the native encoder/decoder fp8 storage uses)', () => {
+/** Every value the rounding tests feed: each finite code's value, ±, ±1 ulp, every midpoint (ties) and its ±1 ulp, saturation, NaN, ±0. */
+function fp8Probe(format: 'e4m3fn' | 'e5m2'): { values: Float32Array; finite: number[]; max: number } {
+  const [man, emin, emax, max] = format === 'e4m3fn' ? [3, -6, 8, 448] : [2, -14, 15, 57344];
+  // every non-negative finite value of the format, ascending
+  const grid: number[] = [];
+  for (let e = emin; e <= emax; e++) {
+    for (let m = e === emin ? 0 : 2 ** man; m < 2 ** (man + 1); m++) grid.push(m * 2 ** (e - man));
+  }
+  const finite = grid.filter((v) => v <= max);
+  const f32 = (x: number) => Math.fround(x);
+  const ulp = (x: number) => { const b = new Float32Array([x]); const u = new Uint32Array(b.buffer); u[0] += 1; return b[0] - x; };
+  const xs: number[] = [0, -0, Number.NaN, Infinity, -Infinity, max * 1.01, max * 4, 1e30, -1e30, 1e-30, -1e-30];
+  for (let i = 0; i < finite.length; i++) {
+    const v = finite[i];
+    xs.push(v, -v, f32(v + ulp(v)), f32(v - ulp(v)));
+    if (i + 1 < finite.length) {
+      const mid = (v + finite[i + 1]) / 2;
+      xs.push(mid, -mid, f32(mid + ulp(mid)), f32(mid - ulp(mid)), -f32(mid + ulp(mid)));
+    }
+  }
+  return { values: Float32Array.from(xs), finite, max };
+}
+
+describe('fp8 rounding (sd-native\'s encoder/decoder, and what fp8 storage keeps on this libtorch)', () => {
+  const float8 = buildInfo().float8;
   for (const format of ['e4m3fn', 'e5m2'] as const) {
-    it(`${format}: every code, every midpoint (ties to even), ±1 ulp around them, saturation, NaN and ±0 match the independent rounding`, async () => {
-      const [man, emin, emax, max] = format === 'e4m3fn' ? [3, -6, 8, 448] : [2, -14, 15, 57344];
-      // every non-negative finite value of the format, ascending
-      const grid: number[] = [];
-      for (let e = emin; e <= emax; e++) {
-        for (let m = e === emin ? 0 : 2 ** man; m < 2 ** (man + 1); m++) grid.push(m * 2 ** (e - man));
-      }
-      const finite = grid.filter((v) => v <= max);
-      const f32 = (x: number) => Math.fround(x);
-      const ulp = (x: number) => { const b = new Float32Array([x]); const u = new Uint32Array(b.buffer); u[0] += 1; return b[0] - x; };
-      const xs: number[] = [0, -0, Number.NaN, Infinity, -Infinity, max * 1.01, max * 4, 1e30, -1e30, 1e-30, -1e-30];
-      for (let i = 0; i < finite.length; i++) {
-        const v = finite[i];
-        xs.push(v, -v, f32(v + ulp(v)), f32(v - ulp(v)));
-        if (i + 1 < finite.length) {
-          const mid = (v + finite[i + 1]) / 2;
-          xs.push(mid, -mid, f32(mid + ulp(mid)), f32(mid - ulp(mid)), -f32(mid + ulp(mid)));
-        }
-      }
-      const values = Float32Array.from(xs);
-      const q = await addon().fp8Quantize({ data: values, shape: [values.length] }, format);
-      let bad = 0;
-      values.forEach((x, i) => {
-        const want = x === Infinity || x === -Infinity ? Math.sign(x) * max : roundFp8(x, format); // saturating
-        const got = q.data[i];
-        const ok = Number.isNaN(want) ? Number.isNaN(got) : Object.is(got, want);
-        if (!ok && bad++ < 5) console.log(`${format}: ${x} → ${got}, expected ${want}`);
+    for (const impl of ['reference', 'storage'] as const) {
+      const what = impl === 'reference' ? 'sd-native\'s encoder' : `fp8 storage (${float8 ? 'libtorch float8 dtypes' : 'uint8 codes'})`;
+      it(`${format}, ${what}: every code, every midpoint (ties to even), ±1 ulp around them, saturation, NaN and ±0 match the independent rounding`, async () => {
+        const { values, finite, max } = fp8Probe(format);
+        const q = await addon().fp8Quantize({ data: values, shape: [values.length] }, format, impl);
+        let bad = 0;
+        values.forEach((x, i) => {
+          const want = x === Infinity || x === -Infinity ? Math.sign(x) * max : roundFp8(x, format); // saturating
+          const got = q.data[i];
+          const ok = Number.isNaN(want) ? Number.isNaN(got) : Object.is(got, want);
+          if (!ok && bad++ < 5) console.log(`${format} ${impl}: ${x} → ${got}, expected ${want}`);
+        });
+        expect(bad).toBe(0);
+        expect(values.length).toBeGreaterThan(4 * finite.length);
       });
-      expect(bad).toBe(0);
-      expect(values.length).toBeGreaterThan(4 * finite.length);
+    }
+
+    it(`${format}: all 256 codes decode to the same values in sd-native's table and in fp8 storage`, async () => {
+      const codes = Uint8Array.from({ length: 256 }, (_, i) => i);
+      const ref = await addon().fp8Decode({ data: codes, shape: [256] }, format, 'reference');
+      const sto = await addon().fp8Decode({ data: codes, shape: [256] }, format, 'storage');
+      let nan = 0;
+      for (let i = 0; i < 256; i++) {
+        if (Number.isNaN(ref.data[i])) { nan++; expect(sto.data[i], `code ${i}`).toBeNaN(); } else expect(Object.is(sto.data[i], ref.data[i]), `code ${i}: ${sto.data[i]} vs ${ref.data[i]}`).toBe(true);
+      }
+      expect(nan).toBe(format === 'e4m3fn' ? 2 : 6); // e4m3fn: S.1111.111; e5m2: S.11111.{01,10,11}
+      if (format === 'e4m3fn') {
+        expect([ref.data[0x7e], ref.data[0xfe]]).toEqual([448, -448]); // the largest finite codes
+      } else {
+        expect([ref.data[0x7b], ref.data[0x7c], ref.data[0xfc]]).toEqual([57344, Infinity, -Infinity]);
+      }
     });
   }
+
+  it(`libtorch's bare float8 cast (${float8 ? 'present' : 'absent before 2.1'}) rounds like sd-native below the saturation point and not above it — why storage clamps first`, async () => {
+    if (!float8) {
+      await expect(addon().fp8Quantize({ data: new Float32Array([1]), shape: [1] }, 'e4m3fn', 'cast'))
+        .rejects.toMatchObject({ code: 'E_UNSUPPORTED_MODEL' });
+      return;
+    }
+    for (const format of ['e4m3fn', 'e5m2'] as const) {
+      const { values, max } = fp8Probe(format);
+      // up to here libtorch rounds to the largest finite value (448 + half a step, a tie to even for e4m3fn);
+      // beyond it the cast overflows: NaN for e4m3fn (no infinity), ±inf for e5m2 (61440 ties up to 2^16)
+      const [limit, inclusive] = format === 'e4m3fn' ? [464, true] : [61440, false];
+      const q = await addon().fp8Quantize({ data: values, shape: [values.length] }, format, 'cast');
+      let below = 0, above = 0;
+      values.forEach((x, i) => {
+        const got = q.data[i];
+        if (Number.isNaN(x) || Math.abs(x) < limit || (inclusive && Math.abs(x) === limit)) {
+          const want = roundFp8(x, format);
+          expect(Number.isNaN(want) ? Number.isNaN(got) : Object.is(got, want), `${format} cast ${x} → ${got}`).toBe(true);
+          below++;
+        } else {
+          if (format === 'e4m3fn') expect(got, `${format} cast ${x}`).toBeNaN(); else expect(got, `${format} cast ${x}`).toBe(Math.sign(x) * Infinity);
+          above++;
+        }
+      });
+      expect(below).toBeGreaterThan(1000);
+      expect(above).toBeGreaterThan(3); // ±inf, max·4, ±1e30: storage saturates these to ±max instead
+      expect(max).toBeLessThan(limit);
+    }
+  });
 
   it('a large random tensor (several parallel chunks) rounds like the independent rounding', async () => {
     const n = 300_000;
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = Math.fround(Math.sin(i * 12.9898) * 43758.5453 % 1 * 3);
     for (const format of ['e4m3fn', 'e5m2'] as const) {
-      const q = await addon().fp8Quantize({ data, shape: [300, 1000] }, format);
-      expect(q.shape).toEqual([300, 1000]);
-      let bad = 0;
-      for (let i = 0; i < n; i++) if (!Object.is(q.data[i], roundFp8(data[i], format))) bad++;
-      expect(bad).toBe(0);
+      for (const impl of ['reference', 'storage'] as const) {
+        const q = await addon().fp8Quantize({ data, shape: [300, 1000] }, format, impl);
+        expect(q.shape).toEqual([300, 1000]);
+        let bad = 0;
+        for (let i = 0; i < n; i++) if (!Object.is(q.data[i], roundFp8(data[i], format))) bad++;
+        expect(bad).toBe(0);
+      }
     }
   });
 });
@@ -370,6 +436,23 @@ describe('precision (dtype at load)', () => {
     measured['bfloat16 vs pipe_ddim golden'] = `latents rel ${e.toExponential(2)} (bound ${2 ** -4}), uint8 max ${max} mean ${mean.toFixed(3)}`;
     expect(e).toBeLessThan(2 ** -4);
     expect(mean).toBeLessThan(2);
+  }, 300_000);
+
+  it('bfloat16 with channels-last equals bfloat16 contiguous within the bfloat16 bound (libtorch kernel quirks routed around)', async () => {
+    // Debian's libtorch 1.13 computes bfloat16 group_norm on channels-last input wrongly and 2.6
+    // bfloat16 3×3 convs with out_channels % 16 != 0 (runtime/kernel_quirks.h); both are routed around.
+    const quirks = buildInfo().cpuKernelQuirks.bfloat16;
+    const pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { dtype: 'bfloat16' });
+    try {
+      const plain = await pipe.generate(BASE);
+      pipe.enableChannelsLast();
+      const cl = await pipe.generate(BASE);
+      const e = rel(cl.latents!, plain.latents!);
+      measured['bfloat16 channels-last vs contiguous'] = `latents rel ${e.toExponential(2)} (quirks: ${quirks.join(', ') || 'none'})`;
+      expect(e).toBeLessThan(2 ** -4);
+    } finally {
+      pipe.dispose();
+    }
   }, 300_000);
 
   it('float16 on this CPU build is a clear E_UNSUPPORTED_MODEL (libtorch < 2) or works', async () => {

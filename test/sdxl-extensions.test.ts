@@ -373,12 +373,17 @@ describe('SDXL toggles', () => {
   });
   afterAll(() => pipe?.dispose());
 
-  it('attention slicing and VAE slicing give the same image', async () => {
+  it('attention slicing and VAE slicing give the same image as the unsliced math path', async () => {
+    // slicing computes the math path a few heads at a time; on libtorch >= 2 the default ('auto')
+    // may run SDPA instead, so the bit-exact comparison is against the math path
+    pipe.setAttentionBackend('math');
+    const plain = await pixels(pipe);
     pipe.enableAttentionSlicing('max').enableVaeSlicing();
     const sliced = await pixels(pipe);
-    pipe.disableAttentionSlicing().disableVaeSlicing();
-    expect(maxAbsDiff(sliced.latents, base.latents)).toBe(0);
-    expect(same(sliced.image, base.image)).toBe(true);
+    pipe.disableAttentionSlicing().disableVaeSlicing().setAttentionBackend('auto');
+    expect(maxAbsDiff(sliced.latents, plain.latents)).toBe(0);
+    expect(same(sliced.image, plain.image)).toBe(true);
+    expect(note('math vs default attention latents (rel)', relErr(plain.latents, base.latents))).toBeLessThan(1e-4);
   });
 
   it('channels-last stays within float round-off', async () => {

@@ -124,7 +124,11 @@ describe('attention options', () => {
       expect(off.sdpa).toBe(addon().buildInfo().sdpa);  // SDPA needs libtorch >= 2.0; else the math path
       const sdpa = await forward(h, inputsOf(c, g, t));
       expect(maxAbsDiff(sdpa, base)).toBeLessThanOrEqual(1e-5);
-      nativeSync(() => addon().unetSetAttention(h, { sdpa: false }));
+      expect(nativeSync(() => addon().unetSetAttention(h, { sdpa: false })).sdpa).toBe(false);
+      const math = await forward(h, inputsOf(c, g, t));
+      expect(maxAbsDiff(math, base)).toBeLessThanOrEqual(1e-5);
+      // the default: SDPA for a float32 CPU model where libtorch has it (the faster kernel there)
+      expect(nativeSync(() => addon().unetSetAttention(h, { sdpa: 'auto' })).sdpa).toBe(addon().buildInfo().sdpa);
     });
   }
 
@@ -166,6 +170,9 @@ describe('reduced precision on CPU', () => {
       console.log(`bfloat16 ${t.output}: max|diff| / max|ref| = ${rel.toExponential(2)}`);
       expect(rel).toBeLessThan(0.05);
     }
+    // 'auto' attention keeps the math path for bfloat16 on the CPU (SDPA is the slower kernel there)
+    expect(nativeSync(() => addon().unetSetAttention(h, { sdpa: 'auto' })).sdpa).toBe(false);
+    console.log(`CPU kernel quirks routed around: ${JSON.stringify(addon().buildInfo().cpuKernelQuirks)}`);
   });
 
   it('float16: works within 1% of max|out|, or is refused up front with E_UNSUPPORTED_MODEL', async () => {

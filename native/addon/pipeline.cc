@@ -74,7 +74,7 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
     if (!(v >= 0) || v != std::floor(v) || v > 1e9) throwInvalid(env, "sliceSize must be 'auto', 'max' or a positive integer");
     next.attention.sliceSize = static_cast<int64_t>(v);
   }
-  next.attention.useSdpa = getBool(o, "sdpa", false);
+  next.attention.backend = parseSdpa(env, o.Get("sdpa"));
   next.vaeSlicing = getBool(o, "vaeSlicing", false);
   next.vaeTiling = getBool(o, "vaeTiling", false);
   next.channelsLast = getBool(o, "channelsLast", false);

@@ -122,4 +122,11 @@ bool getBool(const Napi::Object& o, const char* key, bool fallback) {
   return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
 }
 
+nn::AttentionOptions::Backend parseSdpa(Napi::Env env, const Napi::Value& v) {
+  using Backend = nn::AttentionOptions::Backend;
+  if (v.IsUndefined() || (v.IsString() && v.As<Napi::String>().Utf8Value() == "auto")) return Backend::kAuto;
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? Backend::kSdpa : Backend::kMath;
+  throwInvalid(env, "sdpa must be true, false or 'auto'");
+}
+
 }  // namespace sd::addon

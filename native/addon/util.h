@@ -11,6 +11,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "nn/attention.h"
 #include "util/error.h"
 
 namespace sd::addon {
@@ -31,6 +32,10 @@ Napi::Object fromTensor(Napi::Env env, const at::Tensor& t);
 std::string getString(const Napi::Object& o, const char* key, const std::string& fallback);
 double getNumber(const Napi::Object& o, const char* key, double fallback);
 bool getBool(const Napi::Object& o, const char* key, bool fallback);
+
+/// The `sdpa` attention setting: true → kSdpa, false → kMath, 'auto' / undefined → kAuto.
+/// @throws E_INVALID_ARGUMENT for anything else.
+nn::AttentionOptions::Backend parseSdpa(Napi::Env env, const Napi::Value& v);
 
 /// Runs `work` on the libuv thread pool and resolves with `done(env, result)` on the JS thread.
 /// Any SdException / c10::Error / std::exception rejects the promise with a coded Error

@@ -16,6 +16,16 @@ bool sdpaAvailable() {
 #endif
 }
 
+bool usesSdpa(const AttentionOptions& options, at::Device device, at::ScalarType dtype) {
+  if (!sdpaAvailable() || options.sliceSize != 0) return false;
+  switch (options.backend) {
+    case AttentionOptions::Backend::kSdpa: return true;
+    case AttentionOptions::Backend::kMath: return false;
+    case AttentionOptions::Backend::kAuto: return !device.is_cpu() || dtype == at::kFloat;
+  }
+  return false;
+}
+
 namespace {
 
 // [B, N, H·D] → [B·H, N, D] (diffusers head_to_batch_dim).
@@ -60,7 +70,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
 
 #ifdef SD_HAVE_SDPA
-  if (options.useSdpa && options.sliceSize == 0) {
+  if (usesSdpa(options, q.device(), q.scalar_type())) {
     auto split = [&](const at::Tensor& x, int64_t len) {
       return x.reshape({b, len, heads, d}).transpose(1, 2);  // [B, H, len, D]
     };
@@ -85,6 +95,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   if (slice == AttentionOptions::kSliceAuto) slice = std::max<int64_t>(1, heads / 2);
   if (slice == AttentionOptions::kSliceMax) slice = 1;
   const int64_t total = b * heads;
+  if (slice == 0 && q.device().is_cpu()) {  // chunks under the score budget (kCpuScoreBudgetBytes)
+    const int64_t perHead = n * m * static_cast<int64_t>(sizeof(float));
+    if (perHead * total > AttentionOptions::kCpuScoreBudgetBytes)
+      slice = std::max<int64_t>(1, AttentionOptions::kCpuScoreBudgetBytes / perHead);
+  }
   if (slice <= 0 || slice >= total) {
     return batchToHead(mathAttention(qb, kb, vb, scale, maskB, upcast), heads);
   }

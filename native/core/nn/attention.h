@@ -17,13 +17,27 @@ struct AttentionOptions {
   int64_t sliceSize = 0;
   static constexpr int64_t kSliceAuto = -1;
   static constexpr int64_t kSliceMax = -2;
-  /// Use at::scaled_dot_product_attention (libtorch >= 2.0; flash / memory-efficient kernels on
-  /// CUDA). Ignored when slicing is on.
-  bool useSdpa = false;
+  /// Which kernel computes unsliced attention (ignored while slicing is on):
+  /// - kAuto (default): at::scaled_dot_product_attention where libtorch has it (>= 2.0) and it is
+  ///   the faster choice — always on CUDA (diffusers' AttnProcessor2_0 default), on the CPU for
+  ///   float32 only (measured on Debian's libtorch 2.6, 2 cores: SDPA 4.8× faster than the math
+  ///   path in float32 at 512², 1.27× slower in bfloat16; docs/BENCHMARKS.md) — else the math path.
+  /// - kSdpa: SDPA whenever libtorch has it (enableMemoryEfficientAttention).
+  /// - kMath: always the math path (disableMemoryEfficientAttention).
+  enum class Backend { kAuto, kMath, kSdpa };
+  Backend backend = Backend::kAuto;
+  /// The CPU math path (no slicing asked for) computes batch·heads in chunks whose float32 scores
+  /// stay under this many bytes: bounded memory, and allocations small enough for the allocator
+  /// to reuse (a fresh 64 MiB scores tensor per call costs its page faults: 6× slower measured on
+  /// the tiny fixture UNet). Same results as one chunk (each head's product is computed alike).
+  static constexpr int64_t kCpuScoreBudgetBytes = int64_t{16} << 20;
 };
 
 /// True when this build has at::scaled_dot_product_attention.
 bool sdpaAvailable();
+
+/// Whether attention with `options` on `device` in `dtype` runs SDPA (see Backend), slicing off.
+bool usesSdpa(const AttentionOptions& options, at::Device device, at::ScalarType dtype);
 
 /// Multi-head attention on projected inputs.
 /// q [B, N, H·D], k and v [B, M, H·D] (any float dtype) → [B, N, H·D] in q's dtype.

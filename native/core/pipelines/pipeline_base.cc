@@ -122,7 +122,7 @@ void PipelineBase::setOptimizations(const Optimizations& next) {
   const int64_t slice = next.attention.sliceSize;
   if (slice < 0 && slice != nn::AttentionOptions::kSliceAuto && slice != nn::AttentionOptions::kSliceMax)
     invalid("attention slice size must be 'auto', 'max' or a positive integer; received " + std::to_string(slice));
-  if (next.attention.useSdpa && !nn::sdpaAvailable())
+  if (next.attention.backend == nn::AttentionOptions::Backend::kSdpa && !nn::sdpaAvailable())
     fail(codes::kUnsupportedModel,
          "enableMemoryEfficientAttention needs at::scaled_dot_product_attention (libtorch >= 2.0); this build uses "
          "libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
