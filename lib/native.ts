@@ -23,10 +23,28 @@ function packageRoot(): string {
 
 let cached: NativeAddon | undefined;
 
+/**
+ * UCX settings applied before the addon (and so libtorch) is loaded, unless the user set them.
+ * Some libtorch builds link MPI (Debian's 2.x: libtorch_cpu → libmpi → UCX), and UCX's
+ * library constructors then (1) binary-patch libc's mmap/munmap/mremap/shmat/brk in place
+ * ("bistro" memory hooks) while Node's other threads are calling them — the load crashed with
+ * SIGSEGV in 3 of 240 runs measured, inside V8 allocation right after the patch; with the hooks
+ * off, 0 of 360 — (2) start a VFS monitoring thread, and (3) take over SIGSEGV/SIGBUS/SIGILL/SIGFPE
+ * from Node. sd-native uses no MPI, so none of this is needed.
+ */
+export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = {
+  UCX_MEM_MMAP_HOOK_MODE: 'none',
+  UCX_MEM_MALLOC_HOOKS: 'no',
+  UCX_MEM_EVENTS: 'no',
+  UCX_VFS_ENABLE: 'n',
+  UCX_ERROR_SIGNALS: '',
+};
+
 /** The addon's exports (loaded once). Throws {@link NativeLoadError} with install advice. */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const explicit = process.env.SD_NATIVE_ADDON;
+  for (const [k, v] of Object.entries(UCX_ENV_DEFAULTS)) if (process.env[k] === undefined) process.env[k] = v;
   try {
     if (explicit) {
       cached = require(path.resolve(explicit)) as NativeAddon;
