@@ -26,4 +26,6 @@ fi
 # incremental CMake build of the addon and the TypeScript build. (The script is "compile", not
 # "build": npm would run "prebuild" — prebuildify — before a "build".)
 npm ci --ignore-scripts --no-audit --no-fund
+# every core for the native build, also where cmake-js falls back to make (no ninja)
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 npm run compile
