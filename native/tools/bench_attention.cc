@@ -3,7 +3,7 @@
 // 'auto' choice in nn::usesSdpa rests on a measurement (docs/BENCHMARKS.md):
 //
 //   cmake -S . -B build-tools -DSD_BUILD_TOOLS=ON && cmake --build build-tools --target bench_attention
-//   ./build-tools/bench_attention [--size 512] [--repeat 3]
+//   ./build-tools/bench_attention [--size 512] [--repeat 3] [--threads N]
 //
 // Shapes: CFG batch 2, 8 heads of 40 channels, self-attention over the (size/8)² latent pixels of
 // the first down block (the largest attention in the UNet). Prints milliseconds per call (median).
@@ -19,6 +19,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nn/attention.h"
@@ -42,10 +43,14 @@ double medianMs(const std::function<void()>& f, int repeat) {
 int main(int argc, char** argv) {
   int64_t size = 512;
   int repeat = 3;
+  // intra-op threads as a pipeline on this machine uses them by default (one per core)
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--size")) size = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
   }
+  at::set_num_threads(threads);
   at::NoGradGuard noGrad;
   const int64_t b = 2, heads = 8, d = 40, n = (size / 8) * (size / 8);
   std::printf("libtorch %s, %d threads, SD 1.5 self-attention at %lld²: q/k/v [%lld, %lld, %lld], %lld heads\n",
