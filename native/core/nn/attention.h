@@ -28,8 +28,9 @@ struct AttentionOptions {
   Backend backend = Backend::kAuto;
   /// The CPU math path (no slicing asked for) computes batch·heads in chunks whose float32 scores
   /// stay under this many bytes: bounded memory, and allocations small enough for the allocator
-  /// to reuse (a fresh 64 MiB scores tensor per call costs its page faults: 6× slower measured on
-  /// the tiny fixture UNet). Same results as one chunk (each head's product is computed alike).
+  /// to reuse (a fresh 64 MiB scores tensor per call costs its page faults: 6× slower in an
+  /// isolated benchmark at the tiny fixture's attention shape). Same results as one chunk (each
+  /// head's product is computed alike).
   static constexpr int64_t kCpuScoreBudgetBytes = int64_t{16} << 20;
 };
 
