@@ -117,6 +117,11 @@ for var in NODE_EXTRA_CA_CERTS SSL_CERT_FILE; do
     CA_VARS+=("$var=$f")
   fi
 done
+# Neither named: the host's system bundle (it may hold a local registry proxy's CA) for node too.
+if [ ${#CA_VARS[@]} -eq 0 ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca-certificates.crt"
+  CA_VARS+=("NODE_EXTRA_CA_CERTS=/etc/ssl/certs/host-ca-certificates.crt")
+fi
 # npm's user configuration (registry, CA settings), with node's headers where they now are.
 NPMRC_VARS=()
 if [ -f "$HOME/.npmrc" ]; then
