@@ -79,7 +79,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$STAMP_TEXT" ]; then
   }
   if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
     log "debootstrap $SUITE into $ROOT (once per machine; a few minutes)"
-    rm -rf "$ROOT"
+    # --one-file-system: never descend into a /proc or /dev bind mount a killed run left behind
+    rm -rf --one-file-system "$ROOT" "$ROOT.partial"
     mkdir -p "$(dirname "$ROOT")"
     debootstrap --variant=minbase "$SUITE" "$ROOT.partial" "$MIRROR"
     mv "$ROOT.partial" "$ROOT"
@@ -137,7 +138,7 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 
 # --- 3. a clean copy of the working tree, ../shared beside it ------------------------------------
 WORK="$ROOT/work"
-rm -rf "$WORK/sd-native"
+rm -rf --one-file-system "$WORK/sd-native"
 mkdir -p "$WORK/sd-native" "$WORK/shared"
 if git -C "$PROJECT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   git -C "$PROJECT" ls-files -z --cached --others --exclude-standard |
