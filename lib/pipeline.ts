@@ -424,8 +424,7 @@ export abstract class PipelineBase {
    * - `'auto'` (default; diffusers `set_default_attn_processor` on torch ≥ 2): SDPA where it is
    *   the faster kernel — CUDA always, the CPU in float32 — and the math path elsewhere;
    * - `'sdpa'`: `scaled_dot_product_attention` wherever libtorch has it (`AttnProcessor2_0`);
-   * - `'math'`: scores, softmax in float32, weighted sum (`AttnProcessor`), on the CPU in chunks of
-   *   heads under a 16 MiB score budget.
+   * - `'math'`: scores, softmax in float32, weighted sum (`AttnProcessor`).
    * Attention slicing, when enabled, takes precedence over all three.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another value;
    *   UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for `'sdpa'` on libtorch < 2.0.

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     std::vector<Case> cases;
     sd::nn::AttentionOptions math;
     math.backend = sd::nn::AttentionOptions::Backend::kMath;
-    cases.push_back({"math (16 MiB score chunks)", math});
+    cases.push_back({"math", math});
     sd::nn::AttentionOptions sliced = math;
     sliced.sliceSize = sd::nn::AttentionOptions::kSliceAuto;
     cases.push_back({"sliced 'auto' (half the heads)", sliced});

@@ -95,11 +95,6 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   if (slice == AttentionOptions::kSliceAuto) slice = std::max<int64_t>(1, heads / 2);
   if (slice == AttentionOptions::kSliceMax) slice = 1;
   const int64_t total = b * heads;
-  if (slice == 0 && q.device().is_cpu()) {  // chunks under the score budget (kCpuScoreBudgetBytes)
-    const int64_t perHead = n * m * static_cast<int64_t>(sizeof(float));
-    if (perHead * total > AttentionOptions::kCpuScoreBudgetBytes)
-      slice = std::max<int64_t>(1, AttentionOptions::kCpuScoreBudgetBytes / perHead);
-  }
   if (slice <= 0 || slice >= total) {
     return batchToHead(mathAttention(qb, kb, vb, scale, maskB, upcast), heads);
   }

@@ -23,15 +23,9 @@ struct AttentionOptions {
   ///   float32 only (measured on Debian's libtorch 2.6, 2 cores: SDPA 4.8× faster than the math
   ///   path in float32 at 512², 1.27× slower in bfloat16; docs/BENCHMARKS.md) — else the math path.
   /// - kSdpa: SDPA whenever libtorch has it (enableMemoryEfficientAttention).
-  /// - kMath: always the math path (disableMemoryEfficientAttention).
+  /// - kMath: always the math path (setAttentionBackend('math')).
   enum class Backend { kAuto, kMath, kSdpa };
   Backend backend = Backend::kAuto;
-  /// The CPU math path (no slicing asked for) computes batch·heads in chunks whose float32 scores
-  /// stay under this many bytes: bounded memory, and allocations small enough for the allocator
-  /// to reuse (a fresh 64 MiB scores tensor per call costs its page faults: 6× slower in an
-  /// isolated benchmark at the tiny fixture's attention shape). Same results as one chunk (each
-  /// head's product is computed alike).
-  static constexpr int64_t kCpuScoreBudgetBytes = int64_t{16} << 20;
 };
 
 /// True when this build has at::scaled_dot_product_attention.
