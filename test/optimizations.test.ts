@@ -283,7 +283,7 @@ describe('fp8 rounding (sd-native\'s encoder/decoder, and what fp8 storage keeps
       return;
     }
     for (const format of ['e4m3fn', 'e5m2'] as const) {
-      const { values, max } = fp8Probe(format);
+      const { values } = fp8Probe(format);
       // up to here libtorch rounds to the largest finite value (448 + half a step, a tie to even for e4m3fn);
       // beyond it the cast overflows: NaN for e4m3fn (no infinity), ±inf for e5m2 (61440 ties up to 2^16)
       const [limit, inclusive] = format === 'e4m3fn' ? [464, true] : [61440, false];
@@ -302,7 +302,6 @@ describe('fp8 rounding (sd-native\'s encoder/decoder, and what fp8 storage keeps
       });
       expect(below).toBeGreaterThan(1000);
       expect(above).toBeGreaterThan(3); // ±inf, max·4, ±1e30: storage saturates these to ±max instead
-      expect(max).toBeLessThan(limit);
     }
   });
 

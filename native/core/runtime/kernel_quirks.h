@@ -2,7 +2,7 @@
 // per process and dtype by running them on a small input against float32, so the models can route
 // around exactly those cases (and nothing changes where the kernels are right).
 //
-// Found so far (test/optimizations.test.ts "kernel quirks" states which are present):
+// Found so far (buildInfo().cpuKernelQuirks lists those present; test/unet.test.ts logs them):
 // - conv2dNarrowOutput: Debian's libtorch 2.6 (oneDNN 3) on AVX512-BF16 CPUs computes bfloat16
 //   conv2d with a kernel larger than 1×1 and an output-channel count that is not a multiple of
 //   16 (e.g. the UNet's and VAE's conv_out: 4 and 3 channels) with a 25–48 % relative error;
