@@ -6,7 +6,7 @@
 import { addon } from './native.js';
 import { native, nativeSync, DisposedError } from './errors.js';
 import type {
-  NativeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
+  VaeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
 } from '../types/native.js';
 
 export type VaeLoadOptions = NativeVaeLoadOptions;
@@ -15,9 +15,9 @@ export type VaeEncodeResult = NativeVaeEncodeResult;
 
 /** A loaded AutoencoderKL. Scaling by `scalingFactor` is the caller's job, as in diffusers. */
 export class AutoencoderKL {
-  private handle: NativeHandle | undefined;
+  private handle: VaeHandle | undefined;
 
-  private constructor(handle: NativeHandle) {
+  private constructor(handle: VaeHandle) {
     this.handle = handle;
   }
 
@@ -36,7 +36,7 @@ export class AutoencoderKL {
     return new AutoencoderKL(h);
   }
 
-  private h(): NativeHandle {
+  private h(): VaeHandle {
     if (!this.handle) throw new DisposedError('AutoencoderKL has been disposed');
     return this.handle;
   }

@@ -12,14 +12,16 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, NativeLoadError, SdError, native } from './errors.js';
-import { StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline, type GenerateResult } from './pipeline.js';
+import { AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image } from './pipelines/auto_pipeline.js';
+import { StableDiffusionInpaintPipeline } from './pipelines/stable_diffusion_inpaint.js';
+import { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img2img.js';
+import { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_xl_img2img.js';
+import type { GenerateResult } from './pipelines/pipeline_output.js';
 import type { LoadOptions, StepProgress } from './options.js';
 import { SUPPORTED_SCHEDULERS } from './options.js';
 import { createModel } from './create-model.js';
-import { StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline } from './pipeline_xl.js';
-import { readFile } from 'node:fs/promises';
 import { addon } from './native.js';
-import { saveSingleFile } from './checkpoint.js';
+import { saveSingleFile } from './loaders/single_file.js';
 import type { PipelineDtype } from '../types/native.js';
 
 // =============================================================================================
@@ -135,35 +137,17 @@ interface GenerateCliOptions {
   out: string; progress: boolean;
 }
 
-/** True when `dir/model_index.json` names an SDXL pipeline class (the CLI then loads the SDXL classes). */
-async function isXlFolder(dir: string): Promise<boolean> {
-  try {
-    const index = JSON.parse(await readFile(path.join(dir, 'model_index.json'), 'utf8')) as { _class_name?: unknown };
-    return typeof index._class_name === 'string' && index._class_name.startsWith('StableDiffusionXL');
-  } catch {
-    return false; // the pipeline loader reports a missing or malformed model_index.json
-  }
-}
-
 async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const t0 = performance.now();
   if (o.initImage !== undefined) {
     if (o.image !== undefined) throw new InvalidArgumentError('give either --image or --init-image, not both');
     o.image = o.initImage;
   }
-  const single = await isFile(o.model);
   if (o.mask !== undefined && o.image === undefined) throw new InvalidArgumentError('--mask needs --image (inpainting)');
-  const Cls = o.mask !== undefined ? StableDiffusionInpaintPipeline
-    : o.image !== undefined ? StableDiffusionImg2ImgPipeline : StableDiffusionPipeline;
+  // the task picks the AutoPipeline; the model's model_index.json (a single file: --config-dir's) picks SD or SDXL
+  const Auto = o.mask !== undefined ? AutoPipelineForInpainting : o.image !== undefined ? AutoPipelineForImage2Image : AutoPipelineForText2Image;
   log(`Loading ${o.model} ...`);
-  // SDXL: a folder whose model_index.json says so, or a single file whose --config-dir does.
-  const xl = single ? o.configDir !== undefined && await isXlFolder(o.configDir) : await isXlFolder(o.model);
-  const XlCls = o.image !== undefined ? StableDiffusionXLImg2ImgPipeline : StableDiffusionXLPipeline;
-  const pipe = xl
-    ? await (single ? XlCls.fromSingleFile(o.model, loadOptionsOf(o)) : XlCls.fromPretrained(o.model, loadOptionsOf(o)))
-    : single
-      ? await Cls.fromSingleFile(o.model, loadOptionsOf(o))
-      : await Cls.fromPretrained(o.model, loadOptionsOf(o));
+  const pipe = await Auto.fromPretrained(o.model, loadOptionsOf(o));
   const loadMs = performance.now() - t0;
   log(`Loaded ${pipe.info.className} (${pipe.info.family}) on ${pipe.info.device}, ${pipe.info.dtype} in ${(loadMs / 1000).toFixed(1)} s`);
 
@@ -234,14 +218,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
 }
 
 async function runInfo(model: string, o: { device?: string; dtype?: string; configDir?: string; json?: boolean }): Promise<void> {
-  const single = await isFile(model);
-  const pipe = single
-    ? o.configDir !== undefined && await isXlFolder(o.configDir)
-      ? await StableDiffusionXLPipeline.fromSingleFile(model, loadOptionsOf(o))
-      : await StableDiffusionPipeline.fromSingleFile(model, loadOptionsOf(o))
-    : await isXlFolder(model)
-      ? await StableDiffusionXLPipeline.fromPretrained(model, loadOptionsOf(o))
-      : await StableDiffusionPipeline.fromPretrained(model, loadOptionsOf(o));
+  const pipe = await AutoPipelineForText2Image.fromPretrained(model, loadOptionsOf(o));
   try {
     const info = pipe.info;
     if (o.json) {

@@ -13,20 +13,23 @@ export { CLIPTokenizer } from './tokenizer.js';
 export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
 export { AutoencoderKL } from './autoencoder_kl.js';
 export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';
+export { DiffusionPipeline } from './pipelines/pipeline_utils.js';
+export { StableDiffusionPipeline } from './pipelines/stable_diffusion.js';
+export { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img2img.js';
+export { StableDiffusionInpaintPipeline } from './pipelines/stable_diffusion_inpaint.js';
+export { StableDiffusionXLPipeline } from './pipelines/stable_diffusion_xl.js';
+export { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_xl_img2img.js';
+export { AutoPipelineForText2Image, AutoPipelineForImage2Image, AutoPipelineForInpainting } from './pipelines/auto_pipeline.js';
+export type { PipelineInfo, SchedulerInfo } from './pipelines/pipeline_utils.js';
+export type { GenerateResult, GenerateTimings } from './pipelines/pipeline_output.js';
 export {
-  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
-} from './pipeline.js';
-export type { InpaintOptions } from './pipeline.js';
-export type { PipelineInfo, SchedulerInfo, GenerateResult, GenerateTimings } from './pipeline.js';
-export { StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline } from './pipeline_xl.js';
-export type { XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions } from './pipeline_xl.js';
-export {
-  SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, loadOptionsSchema,
-  parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed,
+  SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, inpaintOptionsSchema, xlGenerateOptionsSchema,
+  xlImg2ImgOptionsSchema, loadOptionsSchema, parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed,
 } from './options.js';
 export type {
-  GenerateOptions, Img2ImgOptions, LoadOptions, ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults,
-  PromptInput, ImageInput, RawImageInput, LatentsInput, StepProgress,
+  GenerateOptions, Img2ImgOptions, InpaintOptions, XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions, LoadOptions,
+  ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults, GenerateMode, PromptInput, ImageInput, RawImageInput,
+  RawMaskInput, LatentsInput, StepProgress,
 } from './options.js';
 export {
   GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,
@@ -37,9 +40,11 @@ export { createModel } from './create-model.js';
 export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';
 export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
 export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';
-export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer, saveSingleFile } from './checkpoint.js';
-export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, CheckpointComparisons, SafetensorsValidation, SingleFileSummary } from './checkpoint.js';
-export { extractLoraTags, maybeConvertPrompt } from './lora.js';
-export type { LoadLoraOptions, LoraLoadResult, LoadTextualInversionOptions, LoraTag, TextEncoderName } from './lora.js';
+export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer, saveSingleFile } from './loaders/single_file.js';
+export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, CheckpointComparisons, SafetensorsValidation, SingleFileSummary } from './loaders/single_file.js';
+export { extractLoraTags } from './loaders/lora.js';
+export type { LoadLoraOptions, LoraLoadResult, LoraTag } from './loaders/lora.js';
+export { maybeConvertPrompt } from './loaders/textual_inversion.js';
+export type { LoadTextualInversionOptions, TextEncoderName } from './loaders/textual_inversion.js';
 export { parsePromptAttention, promptChunks, weightedTokens } from './prompt-weighting.js';
 export type { PromptChunk } from './prompt-weighting.js';

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import fs from 'node:fs';
-import type { NativeAddon } from '../types/native.js';
+import type { NativeAddon, TestingAddon } from '../types/native.js';
 import { NativeLoadError } from './errors.js';
 
 const require = createRequire(import.meta.url);
@@ -62,4 +62,13 @@ export function addon(): NativeAddon {
     throw new NativeLoadError(`sd-native: the native addon could not be loaded: ${msg}\n${hint}`, { cause: e });
   }
   return cached!;
+}
+
+/**
+ * @internal The same addon typed with its test-only bindings (types/native.ts `TestingAddon`):
+ * the UNet on its own, the fp8 codecs, encodeText, livePipelines, pipelineWeight, schedulerNames.
+ * For tests and benchmarks; lib/ itself calls only {@link addon}.
+ */
+export function testingAddon(): TestingAddon {
+  return addon() as TestingAddon;
 }

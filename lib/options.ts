@@ -8,147 +8,20 @@
  */
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError, describeValue } from './errors.js';
+
+export { describeValue };
+export type * from './option_types.js';
+import type {
+  GenerateOptions, Img2ImgOptions, ImageInput, InpaintOptions, LatentsInput, LoadOptions, PromptInput, RawImageInput, RawMaskInput,
+  StepProgress, XLGenerateOptions, XLImg2ImgOptions,
+} from './option_types.js';
 import type { ModelFamily, PipelineDtype } from '../types/native.js';
 import { SCHEDULER_NAMES, type SchedulerName } from './schedulers.js';
 
 // =============================================================================================
-// Public types
-// =============================================================================================
-
-/** One prompt, or one prompt per batch entry. */
-export type PromptInput = string | string[];
-
-/** Raw pixels: row-major `[height, width, channels]` uint8 (channels 3 = RGB, 4 = RGBA; alpha is dropped). */
-export interface RawImageInput {
-  data: Uint8Array;
-  width: number;
-  height: number;
-  channels: 3 | 4;
-}
-
-/** An input image: a file path, an encoded PNG/JPEG/WebP buffer, or raw pixels. */
-export type ImageInput = string | Buffer | RawImageInput;
-
-/** Latents given by the caller: float32, shape `[batch, 4, height/f, width/f]` (f = the model's vaeScaleFactor, 8 for real models). */
-export interface LatentsInput {
-  data: Float32Array;
-  shape: number[];
-}
-
-/** What `onStep` receives once per denoising step. */
-export interface StepProgress {
-  /** 1-based index of the step that just finished. */
-  step: number;
-  /** Number of denoising steps of this call (for img2img: `int(numInferenceSteps × strength)`, or more for 2nd-order schedulers). */
-  numSteps: number;
-  /** Scheduler timestep of that step (e.g. 999 … 1). */
-  timestep: number;
-  /** Milliseconds since this call started running (after any wait in the pipeline's queue), measured in JS. */
-  elapsedMs: number;
-}
-
-/**
- * Options of {@link StableDiffusionPipeline.generate} (diffusers' `__call__` arguments, camelCased).
- */
-export interface GenerateOptions {
-  /** Prompt, or one prompt per batch entry (non-empty array). */
-  prompt: PromptInput;
-  /** What to steer away from (default `""`, diffusers' `negative_prompt`); a string applies to every prompt, an array must have one entry per prompt. Unused when `guidanceScale <= 1`. */
-  negativePrompt?: PromptInput;
-  /** SDXL only: the prompt for the second text encoder (`prompt_2`, default: `prompt`). */
-  prompt2?: PromptInput;
-  /** SDXL only: the negative prompt for the second text encoder (`negative_prompt_2`, default: `negativePrompt`). */
-  negativePrompt2?: PromptInput;
-  /** Denoising steps, integer in [1, 1000] (default 50). */
-  numInferenceSteps?: number;
-  /** Classifier-free guidance scale, finite and ≥ 0 (default 7.5); ≤ 1 disables guidance (no negative prompt is encoded). */
-  guidanceScale?: number;
-  /** Image height in pixels: positive multiple of 8, ≤ 8192 (default: the model's `sampleSize × vaeScaleFactor`, e.g. 512 for SD 1.5). */
-  height?: number;
-  /** Image width in pixels: positive multiple of 8, ≤ 8192 (default as `height`). */
-  width?: number;
-  /** Images per prompt, integer in [1, 64] (default 1). */
-  numImagesPerPrompt?: number;
-  /** Seed of the CPU generator (`torch.Generator('cpu').manual_seed(seed)`): a non-negative safe integer (default: a random 32-bit integer, returned in the result). */
-  seed?: number;
-  /** Initial latents `[numPrompts × numImagesPerPrompt, 4, height/f, width/f]` float32 (f = vaeScaleFactor) instead of drawing them from the seed. */
-  latents?: LatentsInput;
-  /** Number of final CLIP layers to skip, integer ≥ 1 (diffusers' `clip_skip`; default: none). */
-  clipSkip?: number;
-  /** DDIM's η, finite and ≥ 0 (default 0; other schedulers ignore it). */
-  eta?: number;
-  /** Scale of the loaded LoRA adapters for this call, UNet and text encoder (diffusers' `cross_attention_kwargs={"scale": s}`; default 1). */
-  loraScale?: number;
-  /**
-   * Folder of LoRA files for AUTOMATIC1111 prompt tags: `<lora:name:weight>` in the prompt loads
-   * `<loraDir>/<name>.safetensors` (once, as adapter `name`) and applies it with `weight` for this
-   * call only; the tags are removed before tokenization. Without `loraDir` tags stay plain text.
-   */
-  loraDir?: string;
-  /**
-   * 'none' (default, diffusers-exact) or 'a1111': AUTOMATIC1111 emphasis — `(word)` ×1.1,
-   * `((word))` ×1.21, `(word:1.3)`, `[word]` ÷1.1, `\\(` literal, `BREAK` — with prompts longer
-   * than 75 tokens encoded as 77-token chunks and concatenated instead of truncated; weights
-   * multiply the text encoder's hidden states and the original mean is restored.
-   */
-  promptWeighting?: 'none' | 'a1111';
-  /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */
-  outputType?: 'image' | 'latent';
-  /** Called on the JS thread after every denoising step. */
-  onStep?: (progress: StepProgress) => void;
-  /** Cancels the call; it then rejects with `AbortError` (`E_ABORTED`). Checked at least once per step. */
-  signal?: AbortSignal;
-}
-
-/** Options of {@link StableDiffusionImg2ImgPipeline.generate}: {@link GenerateOptions} (without `latents`) plus the input image. */
-export interface Img2ImgOptions extends Omit<GenerateOptions, 'latents'> {
-  /** The image to start from; resized (lanczos) to `width × height` when given, else its size rounded down to a multiple of 8. */
-  image: ImageInput;
-  /** How much to transform the image, in [0, 1] (default 0.8): `int(numInferenceSteps × strength)` steps are run. */
-  strength?: number;
-}
-
-/** Options of `fromPretrained` / `fromSingleFile`. */
-export interface LoadOptions {
-  /** 'cpu' (default) | 'cuda' | 'cuda:N'. */
-  device?: string;
-  /** Compute dtype: 'float32' (default) | 'float16' | 'bfloat16'. */
-  dtype?: PipelineDtype;
-  /** Weight-file variant of a diffusers folder, e.g. 'fp16' (`diffusion_pytorch_model.fp16.safetensors`). */
-  variant?: string;
-  /** CPU intra-op threads, integer in [1, 1024] (default: libtorch's, the physical cores). */
-  threads?: number;
-  /** Single files only: a diffusers folder with the config.json files and tokenizers of the model's family. */
-  configDir?: string;
-}
-
-// =============================================================================================
 // Error formatting
 // =============================================================================================
-
-/** Short, readable rendering of a received value for error messages. */
-export function describeValue(v: unknown): string {
-  if (v === undefined) return 'undefined';
-  if (v === null) return 'null';
-  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
-  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? v.slice(0, 57) + '...' : v);
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'function') return 'a function';
-  if (typeof v === 'boolean' || typeof v === 'symbol') return String(v);
-  if (Buffer.isBuffer(v)) return `a Buffer of ${v.length} bytes`;
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as unknown as ArrayLike<unknown>).length}`;
-  if (Array.isArray(v)) {
-    if (v.length === 0) return '[]';
-    const s = JSON.stringify(v, (_k, x) => (typeof x === 'number' && Number.isNaN(x) ? 'NaN' : x));
-    return s !== undefined && s.length <= 60 ? s : `an array of length ${v.length}`;
-  }
-  if (typeof AbortSignal !== 'undefined' && v instanceof AbortSignal) return 'an AbortSignal';
-  const proto = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return `a ${proto?.constructor?.name ?? 'object'}`;
-  const keys = Object.keys(v as object);
-  return keys.length ? `an object with keys {${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', ...' : ''}}` : '{}';
-}
 
 function valueAt(input: unknown, path: (string | number)[]): unknown {
   let v: unknown = input;
@@ -165,10 +38,11 @@ function fieldName(path: (string | number)[], what: string): string {
 }
 
 /** Turns one zod issue into "<field> <rule>; received <value>". */
-function issueMessage(issue: z.ZodIssue, input: unknown, what: string, known: string[]): string {
+function issueMessage(issue: z.ZodIssue, input: unknown, what: string, known: string[], hints: Record<string, string>): string {
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => `'${k}'`).join(', ');
-    return `${what} has no option ${keys}; known options: ${known.join(', ')}`;
+    const hint = issue.keys.map((k) => hints[k]).filter(Boolean);
+    return `${what} has no option ${keys}${hint.length ? ` (${[...new Set(hint)].join('; ')})` : ''}; known options: ${known.join(', ')}`;
   }
   const field = fieldName(issue.path, what);
   return `${field} ${issue.message}; received ${describeValue(valueAt(input, issue.path))}`;
@@ -178,13 +52,15 @@ function issueMessage(issue: z.ZodIssue, input: unknown, what: string, known: st
  * Parses `input` with `schema`, throwing an {@link InvalidArgumentError} whose message names the
  * field, the value received and the values allowed (further problems are appended).
  */
-function parseWith<T extends z.ZodTypeAny>(schema: T, input: unknown, what: string, known: string[]): z.output<T> {
+function parseWith<T extends z.ZodTypeAny>(
+  schema: T, input: unknown, what: string, known: string[], hints: Record<string, string> = {},
+): z.output<T> {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new InvalidArgumentError(`${what} must be an object; received ${describeValue(input)}`);
   }
   const r = schema.safeParse(input);
   if (r.success) return r.data;
-  const messages = r.error.issues.map((i) => issueMessage(i, input, what, known));
+  const messages = r.error.issues.map((i) => issueMessage(i, input, what, known, hints));
   const [first, ...rest] = messages;
   throw new InvalidArgumentError(rest.length ? `${first} (also: ${rest.join('; ')})` : first);
 }
@@ -214,12 +90,16 @@ const optionalPromptSchema = (what: string) => z.custom<PromptInput>(
   { message: `must be a string or a non-empty array of strings (one ${what} per prompt)` },
 ).optional();
 
-const latentsSchema = z.custom<LatentsInput>(
-  (v) => v !== null && typeof v === 'object' && (v as LatentsInput).data instanceof Float32Array
+/** `{ data: Float32Array, shape: positive integers }`. */
+export function isLatentsInput(v: unknown): v is LatentsInput {
+  return v !== null && typeof v === 'object' && (v as LatentsInput).data instanceof Float32Array
     && Array.isArray((v as LatentsInput).shape)
-    && (v as LatentsInput).shape.every((d) => Number.isInteger(d) && d > 0),
-  { message: 'must be { data: Float32Array, shape: [batch, 4, height/f, width/f] }' },
-);
+    && (v as LatentsInput).shape.every((d) => Number.isInteger(d) && d > 0);
+}
+const latentsSchema = z.custom<LatentsInput>(isLatentsInput,
+  { message: 'must be { data: Float32Array, shape: [batch, 4, height/f, width/f] }' });
+const UNIT_RULE = 'must be a number in [0, 1]';
+const unitInterval = () => z.number(msg(UNIT_RULE)).finite(UNIT_RULE).min(0, UNIT_RULE).max(1, UNIT_RULE);
 
 /** Checks raw pixel objects and encoded inputs (paths and buffers are decoded later by loadInputImage). */
 export function isImageInput(v: unknown): v is ImageInput {
@@ -264,9 +144,60 @@ const { latents: _latents, ...img2imgBase } = generateShape;
 export const img2imgOptionsSchema = z.object({
   ...img2imgBase,
   image: imageSchema,
-  strength: z.number(msg('must be a number in [0, 1]')).finite('must be a number in [0, 1]')
-    .min(0, 'must be a number in [0, 1]').max(1, 'must be a number in [0, 1]').default(0.8),
+  strength: unitInterval().default(0.8),
 }).strict();
+
+const rawMaskSchema = z.custom<RawMaskInput>(
+  (v) => v !== null && typeof v === 'object' && !Buffer.isBuffer(v) && (v as RawMaskInput).channels === 1,
+);
+/** zod schema of {@link InpaintOptions} (strict): img2img plus `maskImage`, strength default 1. */
+export const inpaintOptionsSchema = img2imgOptionsSchema.extend({
+  maskImage: z.union([imageSchema, rawMaskSchema], {
+    errorMap: () => ({ message: 'must be a file path, a Buffer holding a PNG/JPEG/WebP image, or { data: Uint8Array, width, height, channels: 1 } (white = repaint)' }),
+  }),
+  strength: unitInterval().default(1),
+}).strict();
+
+const PAIR_RULE = 'must be two non-negative finite numbers [a, b]';
+const pair = () => z.custom<[number, number]>(
+  (v) => Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0),
+  { message: PAIR_RULE },
+);
+const FRACTION_RULE = 'must be a number in (0, 1)';
+const fraction = () => z.number(msg(FRACTION_RULE)).gt(0, FRACTION_RULE).lt(1, FRACTION_RULE);
+const finite = () => z.number(msg('must be a finite number')).finite('must be a finite number');
+/** diffusers' StableDiffusionXLImg2ImgPipeline defaults (used by refiners with requires_aesthetics_score). */
+const XL_AESTHETIC_SCORES = { aestheticScore: 6, negativeAestheticScore: 2.5 } as const;
+const xlConditioning = {
+  originalSize: pair().optional(),
+  cropsCoordsTopLeft: pair().optional(),
+  targetSize: pair().optional(),
+};
+/** zod schema of {@link XLGenerateOptions} (strict). */
+export const xlGenerateOptionsSchema = generateOptionsSchema.extend({ ...xlConditioning, denoisingEnd: fraction().optional() }).strict();
+
+const imageOrLatentsSchema = z.custom<ImageInput | LatentsInput>((v) => isImageInput(v) || isLatentsInput(v), {
+  message: 'must be a file path, a Buffer holding a PNG/JPEG/WebP image, { data: Uint8Array, width, height, channels: 3 }, ' +
+    'or latents { data: Float32Array, shape: [batch, 4, h, w] }',
+});
+/** zod schema of {@link XLImg2ImgOptions} (strict): strength default 0.3, aesthetic scores 6 / 2.5. */
+export const xlImg2ImgOptionsSchema = img2imgOptionsSchema.extend({
+  ...xlConditioning,
+  image: imageOrLatentsSchema,
+  strength: unitInterval().default(0.3),
+  denoisingStart: fraction().optional(),
+  denoisingEnd: fraction().optional(),
+  aestheticScore: finite().default(XL_AESTHETIC_SCORES.aestheticScore),
+  negativeAestheticScore: finite().default(XL_AESTHETIC_SCORES.negativeAestheticScore),
+}).strict();
+
+/** Keys that belong to another pipeline: named in the "has no option" message. */
+const OTHER_PIPELINE_KEYS: Record<string, string> = {
+  denoisingStart: 'denoisingStart, aestheticScore and negativeAestheticScore are StableDiffusionXLImg2ImgPipeline options',
+  aestheticScore: 'denoisingStart, aestheticScore and negativeAestheticScore are StableDiffusionXLImg2ImgPipeline options',
+  negativeAestheticScore: 'denoisingStart, aestheticScore and negativeAestheticScore are StableDiffusionXLImg2ImgPipeline options',
+  maskImage: 'maskImage is a StableDiffusionInpaintPipeline option',
+};
 
 const DEVICE_RULE = "must be 'cpu', 'cuda' or 'cuda:N'";
 /** zod schema of {@link LoadOptions} (strict). */
@@ -330,11 +261,35 @@ export interface ResolvedGenerateOptions {
   outputType: 'image' | 'latent';
   onStep?: (p: StepProgress) => void;
   signal?: AbortSignal;
-  /** img2img only */
+  /** img2img / inpainting: the input image (SDXL img2img: maybe latents, then in `imageLatents`). */
   image?: ImageInput;
-  /** img2img only */
+  /** img2img: the strength in effect (undefined for txt2img and with SDXL's `denoisingStart`). */
   strength?: number;
+  /** Inpainting: the mask as given. */
+  maskImage?: ImageInput | RawMaskInput;
+  /** SDXL: add_time_ids parts, filled (output size / [0, 0] by default). */
+  originalSize?: [number, number];
+  cropsCoordsTopLeft?: [number, number];
+  targetSize?: [number, number];
+  /** SDXL refiner conditioning (img2img; defaults 6 / 2.5). */
+  aestheticScore?: number;
+  negativeAestheticScore?: number;
+  denoisingStart?: number;
+  denoisingEnd?: number;
+  /** SDXL img2img: latents given as `image` (`[batch|1, 4, h, w]`). */
+  imageLatents?: LatentsInput;
 }
+
+/** Which call the options are for: each has its schema (txt2img, img2img, inpaint, and SDXL's two). */
+export type GenerateMode = 'txt2img' | 'img2img' | 'inpaint' | 'xl' | 'xl-img2img';
+
+const SCHEMAS = {
+  txt2img: [generateOptionsSchema, 'generate options'],
+  img2img: [img2imgOptionsSchema, 'img2img options'],
+  inpaint: [inpaintOptionsSchema, 'inpaint options'],
+  xl: [xlGenerateOptionsSchema, 'generate options'],
+  'xl-img2img': [xlImg2ImgOptionsSchema, 'img2img options'],
+} as const;
 
 function perPrompt(field: string, value: PromptInput | undefined, n: number): string[] | undefined {
   if (value === undefined) return undefined;
@@ -373,31 +328,35 @@ export function resolveGenerateOptions(
 }
 
 /** Generate options after the schema (defaults applied), before the checks that need the model. */
-export type ParsedGenerateOptions = z.output<typeof generateOptionsSchema> & { image?: ImageInput; strength?: number };
+export type ParsedGenerateOptions = z.output<typeof generateOptionsSchema> & Partial<Omit<z.output<typeof xlImg2ImgOptionsSchema>, keyof z.output<typeof generateOptionsSchema>>> & {
+  maskImage?: ImageInput | RawMaskInput;
+};
 
 /**
  * First half of {@link resolveGenerateOptions}: the schema alone (types, ranges, defaults).
  * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) naming the field, the value received and the values allowed.
  */
 export function parseGenerateOptions(
-  options: GenerateOptions | Img2ImgOptions, mode: 'txt2img' | 'img2img' = 'txt2img',
+  options: GenerateOptions | Img2ImgOptions | InpaintOptions | XLGenerateOptions | XLImg2ImgOptions, mode: GenerateMode = 'txt2img',
 ): ParsedGenerateOptions {
-  const schema = mode === 'img2img' ? img2imgOptionsSchema : generateOptionsSchema;
-  const known = Object.keys(schema.shape);
-  return parseWith(schema, options, mode === 'img2img' ? 'img2img options' : 'generate options', known) as ParsedGenerateOptions;
+  const [schema, what] = SCHEMAS[mode];
+  const o = parseWith(schema, options, what, Object.keys(schema.shape), OTHER_PIPELINE_KEYS) as ParsedGenerateOptions;
+  if (o.denoisingStart !== undefined && o.denoisingEnd !== undefined && o.denoisingStart >= o.denoisingEnd) {
+    throw new InvalidArgumentError(`denoisingStart (${o.denoisingStart}) must be smaller than denoisingEnd (${o.denoisingEnd})`);
+  }
+  return o;
 }
 
 /**
  * Second half of {@link resolveGenerateOptions}: per-prompt expansion, sizes, latents shape,
- * img2img step count, seed.
+ * img2img step count, SDXL conditioning defaults, seed.
  */
 export function finishGenerateOptions(
   o: ParsedGenerateOptions,
   model: ModelDefaults,
-  mode: 'txt2img' | 'img2img' = 'txt2img',
+  mode: GenerateMode = 'txt2img',
   imageSize?: { width: number; height: number },
 ): ResolvedGenerateOptions {
-
   // 1. prompts (diffusers: a string negative prompt applies to every prompt; a list must match the batch)
   const prompts = typeof o.prompt === 'string' ? [o.prompt] : [...o.prompt];
   const n = prompts.length;
@@ -412,12 +371,23 @@ export function finishGenerateOptions(
   const prompts2 = perPrompt('prompt2', o.prompt2, n);
   const negativePrompts2 = perPrompt('negativePrompt2', o.negativePrompt2, n);
 
-  // 2. size: explicit, else the input image's (img2img), else the model default
+  // 2. size: explicit, else the input image's (img2img) or image latents' (SDXL), else the model default
   const f = model.vaeScaleFactor;
   const round8 = (x: number) => x - (x % 8);
   const defaultSize = model.sampleSize * f;
-  const height = o.height ?? (imageSize ? round8(imageSize.height) : defaultSize);
-  const width = o.width ?? (imageSize ? round8(imageSize.width) : defaultSize);
+  const imageLatents = mode === 'xl-img2img' && isLatentsInput(o.image) ? o.image : undefined;
+  if (imageLatents) {
+    // a 4-channel "image": the latents are used as they are (diffusers' prepare_latents)
+    const numel = imageLatents.shape.reduce((a, b) => a * b, 1);
+    if (imageLatents.shape.length !== 4 || imageLatents.shape[1] !== 4 || imageLatents.data.length !== numel) {
+      throw new InvalidArgumentError(`image latents must be { data: Float32Array, shape: [batch, 4, h, w] }; received shape [${imageLatents.shape.join(', ')}]`);
+    }
+    if (o.height !== undefined || o.width !== undefined) {
+      throw new InvalidArgumentError('height and width come from the image latents; do not pass them');
+    }
+  }
+  const height = imageLatents ? imageLatents.shape[2] * f : o.height ?? (imageSize ? round8(imageSize.height) : defaultSize);
+  const width = imageLatents ? imageLatents.shape[3] * f : o.width ?? (imageSize ? round8(imageSize.width) : defaultSize);
   for (const [name, v] of [['height', height], ['width', width]] as const) {
     if (v < 8) throw new InvalidArgumentError(`image must be at least 8×8 pixels; received ${imageSize?.width}×${imageSize?.height}`);
     if (v % f !== 0) {
@@ -442,13 +412,16 @@ export function finishGenerateOptions(
     }
   }
 
-  // 4. img2img: at least one denoising step (diffusers: int(steps × strength) steps)
-  if (mode === 'img2img' && o.strength !== undefined && Math.floor(o.numInferenceSteps * o.strength) < 1) {
+  // 4. img2img: at least one denoising step (diffusers: int(steps × strength) steps); SDXL's
+  //    denoisingStart replaces strength
+  const strength = o.denoisingStart === undefined ? o.strength : undefined;
+  if (mode !== 'txt2img' && mode !== 'xl' && strength !== undefined && Math.floor(o.numInferenceSteps * strength) < 1) {
     throw new InvalidArgumentError(
-      `strength × numInferenceSteps must give at least one denoising step (int(${o.numInferenceSteps} × ${o.strength}) = 0); ` +
-      `received strength ${o.strength}`);
+      `strength × numInferenceSteps must give at least one denoising step (int(${o.numInferenceSteps} × ${strength}) = 0); ` +
+      `received strength ${strength}`);
   }
 
+  const xl = mode === 'xl' || mode === 'xl-img2img';
   return {
     prompts, negativePrompts, prompts2, negativePrompts2,
     numInferenceSteps: o.numInferenceSteps,
@@ -465,8 +438,20 @@ export function finishGenerateOptions(
     outputType: o.outputType,
     onStep: o.onStep,
     signal: o.signal,
-    image: o.image,
-    strength: o.strength,
+    image: imageLatents ? undefined : o.image as ImageInput | undefined,
+    strength,
+    maskImage: o.maskImage,
+    imageLatents,
+    // diffusers SDXL: original_size and target_size default to the output size
+    ...(xl ? {
+      originalSize: o.originalSize ?? [height, width],
+      cropsCoordsTopLeft: o.cropsCoordsTopLeft ?? [0, 0],
+      targetSize: o.targetSize ?? [height, width],
+      aestheticScore: o.aestheticScore ?? XL_AESTHETIC_SCORES.aestheticScore,
+      negativeAestheticScore: o.negativeAestheticScore ?? XL_AESTHETIC_SCORES.negativeAestheticScore,
+      denoisingStart: o.denoisingStart,
+      denoisingEnd: o.denoisingEnd,
+    } : {}),
   };
 }
 

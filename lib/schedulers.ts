@@ -16,7 +16,7 @@
  */
 import { addon } from './native.js';
 import { InvalidArgumentError, nativeSync } from './errors.js';
-import type { AnyTensorData, NativeHandle, NativeSchedulerState, TensorData } from '../types/native.js';
+import type { AnyTensorData, GeneratorHandle, NativeSchedulerState, SchedulerHandle, TensorData } from '../types/native.js';
 
 /** The diffusers scheduler classes sd-native implements. */
 export const SCHEDULER_NAMES = [
@@ -44,7 +44,7 @@ export class Generator {
   /** The seed as torch stores it (uint64; negative seeds wrap as in torch). */
   readonly seed: bigint;
   /** @internal */
-  readonly handle: NativeHandle;
+  readonly handle: GeneratorHandle;
 
   /**
    * @param seed - an integer in [-2^63, 2^64): a safe-integer number or a bigint.
@@ -134,10 +134,10 @@ class NativeScheduler implements Scheduler {
   readonly order: number;
   readonly numTrainTimesteps: number;
   readonly alphasCumprod: Float32Array;
-  private readonly handle: NativeHandle;
+  private readonly handle: SchedulerHandle;
   private state: { timesteps: number[]; sigmas?: number[]; initNoiseSigma: number } | undefined;
 
-  constructor(name: SchedulerName, handle: NativeHandle) {
+  constructor(name: SchedulerName, handle: SchedulerHandle) {
     this.handle = handle;
     const st = nativeSync(() => addon().schedulerState(handle));
     this.name = name;

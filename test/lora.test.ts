@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StableDiffusionPipeline, writeSafetensors, extractLoraTags, maybeConvertPrompt } from '../lib/index.js';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import { goldenGenerateOptions, loadCases, loadGolden, maxAbs, maxAbsDiff, fixture, uint8Report } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 

@@ -13,7 +13,7 @@ import {
   writeSafetensors, type GenerateResult,
 } from '../lib/index.js';
 import { loadCases, loadGolden, maxAbs, maxAbsDiff } from './helpers/fixtures.js';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import type { TensorData } from '../types/native.js';
 
 const { modelDir } = loadCases('tiny-sd15');

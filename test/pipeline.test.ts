@@ -5,14 +5,14 @@ import { describe, it, expect, vi, beforeEach } from 'vitest';
 import path from 'node:path';
 import fs from 'node:fs';
 import os from 'node:os';
-import type { NativeGenerateRequest, NativePipelineInfo } from '../types/native.js';
+import type { NativeXLGenerateRequest, NativePipelineInfo } from '../types/native.js';
 import type { SdError as SdErrorType } from '../lib/errors.js';
 
 const fake = vi.hoisted(() => {
   type Token = { aborted: boolean };
   const state = {
     loads: [] as { path: string; opts: unknown }[],
-    requests: [] as NativeGenerateRequest[],
+    requests: [] as NativeXLGenerateRequest[],
     disposed: [] as unknown[],
     tokens: [] as Token[],
     active: 0,
@@ -31,6 +31,7 @@ const fake = vi.hoisted(() => {
       schedulerConfig: { _class_name: 'PNDMScheduler', beta_start: 0.00085, skip_prk_steps: true, steps_offset: 1 },
       device: 'cpu', dtype: 'float32',
       components: [{ name: 'unet', className: 'UNet2DConditionModel', dtype: 'float32', parameters: 1000, bytes: 4000 }],
+      forceZerosForEmptyPrompt: xl, requiresAestheticsScore: false,
     };
   }
   const addon = {
@@ -39,10 +40,12 @@ const fake = vi.hoisted(() => {
       return { path: p };
     },
     pipelineInfo: (h: { path: string }) => info(h.path),
+    pipelineComponents: (h: { path: string }) => info(h.path).components,
+    pipelineSetOptimizations: () => undefined,
     createAbortToken: (): Token => { const t = { aborted: false }; state.tokens.push(t); return t; },
     abortToken: (t: Token) => { t.aborted = true; },
     disposePipeline: (h: unknown) => { state.disposed.push(h); },
-    async generate(_h: unknown, req: NativeGenerateRequest, onStep?: (s: { step: number; numSteps: number; timestep: number }) => void, abort?: Token) {
+    async generate(_h: unknown, req: NativeXLGenerateRequest, onStep?: (s: { step: number; numSteps: number; timestep: number }) => void, abort?: Token) {
       state.requests.push(req);
       state.order.push(`start:${req.seed}`);
       state.active++;
@@ -94,7 +97,7 @@ vi.mock('../lib/tokenizer.js', async (importOriginal) => ({
 }));
 
 const {
-  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, GeneratedImage, readPngText, SdError,
+  StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionXLPipeline, GeneratedImage, readPngText, SdError,
 } = await import('../lib/index.js');
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-pipe-'));
@@ -126,7 +129,7 @@ async function expectCode(p: Promise<unknown> | (() => unknown), code: string, m
 describe('loading', () => {
   it('fromPretrained: resolved options, absolute path, info with the default size', async () => {
     const pipe = await StableDiffusionPipeline.fromPretrained(path.relative(process.cwd(), modelDir), { threads: 2 });
-    expect(fake.state.loads).toEqual([{ path: modelDir, opts: { device: 'cpu', dtype: 'float32', variant: undefined, singleFile: false, configDir: undefined, threads: 2 } }]);
+    expect(fake.state.loads).toEqual([{ path: modelDir, opts: { device: 'cpu', dtype: 'float32', variant: undefined, singleFile: false, configDir: undefined, threads: 2, xl: false } }]);
     expect(pipe.info.family).toBe('sd1');
     expect(pipe.info.defaultWidth).toBe(64);
     expect(pipe.scheduler).toEqual({
@@ -222,7 +225,7 @@ describe('generate', () => {
   });
 
   it('SDXL: second tokenizer ids; negativePromptIsNone follows diffusers (None vs "")', async () => {
-    const pipe = await StableDiffusionPipeline.fromPretrained(sdxlDir);
+    const pipe = await StableDiffusionXLPipeline.fromPretrained(sdxlDir);
     await pipe.generate({ prompt: 'a cat', prompt2: 'oil painting on canvas', numInferenceSteps: 1, seed: 1 });
     let req = fake.state.requests[0];
     expect(ids(req.inputIds2!, 0).slice(0, 6)).toEqual([49406, 103, 108, 102, 106, 49407]);

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { CLIPTokenizer, StableDiffusionPipeline, parsePromptAttention, promptChunks } from '../lib/index.js';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import { fixture, maxAbsDiff } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
@@ -93,9 +93,11 @@ describe('A1111 encoding rule (native encodeText)', () => {
     tok = await CLIPTokenizer.fromPretrained(fixture('models', 'tiny-sd15', 'tokenizer'));
   });
   afterAll(() => pipe?.dispose());
-  const enc = (ids: number[], weights?: number[]) => addon().encodeText((pipe as any).model.handle,
-    { data: BigInt64Array.from(ids.map(BigInt)), shape: [1, ids.length] },
-    weights ? { data: Float32Array.from(weights), shape: [1, weights.length] } : undefined) as Promise<TensorData<Float32Array>>;
+  const enc = async (ids: number[], weights?: number[]) => (await addon().encodeText((pipe as any).model.handle, {
+    inputIds: { data: BigInt64Array.from(ids.map(BigInt)), shape: [1, ids.length] },
+    promptWeights: weights ? { data: Float32Array.from(weights), shape: [1, weights.length] } : undefined,
+    clipSkip: 0,
+  })).embeds as TensorData<Float32Array>;
 
   it('chunk concatenation equals separate encodings of the chunks; weights 1 equal the plain encoding', async () => {
     const chunks = promptChunks(tok, `${Array.from({ length: 90 }, (_, i) => (i % 2 ? 'cat' : 'dog')).join(' ')} BREAK a house`);

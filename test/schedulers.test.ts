@@ -8,7 +8,7 @@ import {
   createScheduler, Generator, SCHEDULER_NAMES, SdError,
   type Scheduler, type TensorData,
 } from '../lib/index.js';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import { loadCases, loadGolden, allClose, index0, maxAbsDiff, type GoldenCase } from './helpers/fixtures.js';
 
 const ATOL = 1e-5;

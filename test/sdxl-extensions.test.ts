@@ -12,7 +12,7 @@ import path from 'node:path';
 import {
   StableDiffusionPipeline, StableDiffusionXLPipeline, CLIPTokenizer, SdError, promptChunks, readSafetensors, writeSafetensors,
 } from '../lib/index.js';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import { fixture, maxAbs, maxAbsDiff } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
@@ -304,8 +304,10 @@ describe("SDXL promptWeighting: 'a1111'", () => {
   const ids = (a: number[]) => ({ data: BigInt64Array.from(a.map(BigInt)), shape: [1, a.length] });
   const ws = (a: number[]) => ({ data: Float32Array.from(a), shape: [1, a.length] });
   const enc = (c1: { ids: number[]; weights?: number[] }, c2: { ids: number[]; weights?: number[] }) =>
-    addon().encodeTextXl(handle(pipe), ids(c1.ids), ids(c2.ids), c1.weights && ws(c1.weights), c2.weights && ws(c2.weights)) as
-      Promise<{ embeds: TensorData<Float32Array>; pooled: TensorData<Float32Array> }>;
+    addon().encodeText(handle(pipe), {
+      inputIds: ids(c1.ids), inputIds2: ids(c2.ids), promptWeights: c1.weights && ws(c1.weights), promptWeights2: c2.weights && ws(c2.weights),
+      clipSkip: 0,
+    }) as Promise<{ embeds: TensorData<Float32Array>; pooled: TensorData<Float32Array> }>;
 
   it('weights 1.0 equal the plain encoding; chunks equal separate encodings; pooled comes from the first chunk', async () => {
     const text = `${Array.from({ length: 90 }, (_, i) => (i % 2 ? 'cat' : 'dog')).join(' ')} BREAK a house`;

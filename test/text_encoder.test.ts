@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SdError, readSafetensors, writeSafetensors } from '../lib/index.js';
 import { TextEncoder } from '../lib/internal/text_encoder.js';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import { native } from '../lib/errors.js';
 import type { TensorData } from '../types/native.js';
 import { loadCases, loadGolden, allClose, fixture, type GoldenCase } from './helpers/fixtures.js';

@@ -7,28 +7,28 @@ import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addon } from '../lib/native.js';
+import { testingAddon as addon } from '../lib/native.js';
 import { native, nativeSync, SdError } from '../lib/errors.js';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
-import type { NativeHandle, TensorData, UNetForwardInputs } from '../types/native.js';
+import type { UNetHandle, TensorData, UNetForwardInputs } from '../types/native.js';
 import { loadCases, loadGolden, allClose, maxAbsDiff, maxAbs, type GoldenCase } from './helpers/fixtures.js';
 
 const ATOL = 1e-4;
 const RTOL = 1e-4;
 const MODELS = ['tiny-sd15', 'tiny-sd2-v', 'tiny-sdxl'] as const;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-unet-'));
-const handles: NativeHandle[] = [];
+const handles: UNetHandle[] = [];
 afterAll(() => {
   for (const h of handles) addon().disposeUNet(h);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function load(dir: string, options?: Parameters<ReturnType<typeof addon>['loadUNet']>[1]): Promise<NativeHandle> {
+async function load(dir: string, options?: Parameters<ReturnType<typeof addon>['loadUNet']>[1]): Promise<UNetHandle> {
   const h = await native(() => addon().loadUNet(dir, options));
   handles.push(h);
   return h;
 }
-const forward = (h: NativeHandle, inputs: UNetForwardInputs): Promise<TensorData> =>
+const forward = (h: UNetHandle, inputs: UNetForwardInputs): Promise<TensorData> =>
   native(() => addon().unetForward(h, inputs));
 
 /** The inputs of one golden timestep entry. */

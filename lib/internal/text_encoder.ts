@@ -5,15 +5,15 @@
 import { addon } from '../native.js';
 import { native, nativeSync, DisposedError } from '../errors.js';
 import type {
-  NativeHandle, TensorData, TextEncoderInfo, TextEncoderLoadOptions, TextEncoderOutput,
+  TextEncoderHandle, TensorData, TextEncoderInfo, TextEncoderLoadOptions, TextEncoderOutput,
 } from '../../types/native.js';
 
 export type { TextEncoderInfo, TextEncoderLoadOptions, TextEncoderOutput } from '../../types/native.js';
 
 export class TextEncoder {
-  #handle: NativeHandle | undefined;
+  #handle: TextEncoderHandle | undefined;
 
-  private constructor(handle: NativeHandle) {
+  private constructor(handle: TextEncoderHandle) {
     this.#handle = handle;
   }
 
@@ -28,7 +28,7 @@ export class TextEncoder {
     return new TextEncoder(await native(() => addon().loadTextEncoder(dir, options)));
   }
 
-  private get handle(): NativeHandle {
+  private get handle(): TextEncoderHandle {
     if (!this.#handle) throw new DisposedError('text encoder has been disposed');
     return this.#handle;
   }

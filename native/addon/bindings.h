@@ -12,7 +12,6 @@ void InitSchedulers(Napi::Env env, Napi::Object exports);  // schedulers.cc: sch
 void InitCheckpoint(Napi::Env env, Napi::Object exports);  // checkpoint.cc: model_index, state dicts, single files
 void InitPipeline(Napi::Env env, Napi::Object exports);    // pipeline.cc: StableDiffusion pipelines
 void InitModels(Napi::Env env, Napi::Object exports);      // models.cc: random weights (create-model)
-void InitPipelineXl(Napi::Env env, Napi::Object exports);  // pipeline_xl.cc: StableDiffusionXL pipelines
 void InitBackends(Napi::Env env, Napi::Object exports);    // backends.cc: torch.backends flags
 void InitLora(Napi::Env env, Napi::Object exports);        // lora.cc: LoRA adapters, textual inversion
 }  // namespace sd::addon

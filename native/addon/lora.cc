@@ -11,7 +11,6 @@ namespace sd::addon {
 
 namespace {
 
-using pipelines::StableDiffusionPipeline;
 using Pipe = std::shared_ptr<pipelines::PipelineBase>;
 
 std::string argString(Napi::Env env, const Napi::CallbackInfo& info, size_t i, const char* what) {
@@ -24,18 +23,15 @@ double argNumber(Napi::Env env, const Napi::CallbackInfo& info, size_t i, const 
   return info[i].As<Napi::Number>().DoubleValue();
 }
 
-// loadLora(pipeline, path, { adapterName?, weight? }) → Promise<{ adapter, unetModules, textEncoderModules }>
+// loadLora(pipeline, path, { adapterName?, weight }) → Promise<{ adapter, unetModules, textEncoderModules, textEncoder2Modules }>
 Napi::Value LoadLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const std::string path = argString(env, info, 1, "path");
-  std::string adapter;
-  double weight = 1.0;
-  if (info.Length() > 2 && info[2].IsObject()) {
-    Napi::Object o = info[2].As<Napi::Object>();
-    adapter = getString(o, "adapterName", "");
-    weight = getNumber(o, "weight", 1.0);
-  }
+  if (info.Length() < 3 || !info[2].IsObject()) throwInvalid(env, "loadLora(pipeline, path, options)");
+  Napi::Object o = info[2].As<Napi::Object>();
+  const std::string adapter = getString(o, "adapterName", "");  // optional: "" = default_<n>
+  const double weight = requireNumber(env, o, "weight", "loadLora options");
   using R = pipelines::LoraLoadInfo;
   return runAsync<R>(
       env, [p, path, adapter, weight] { return p->loadLora(path, adapter, weight); },
@@ -125,33 +121,18 @@ Napi::Value PipelineWeight(const Napi::CallbackInfo& info) {
 }
 
 // setTokenEmbeddings(pipeline, firstId, rows { data: Float32Array, shape: [n, D] }, component?) →
-// Promise<vocab size>; component "text_encoder" (default) | "text_encoder_2"
+// Promise<vocab size>; component "text_encoder" | "text_encoder_2"
 Napi::Value SetTokenEmbeddings(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const double first = argNumber(env, info, 1, "firstId");
   if (info.Length() < 3) throwInvalid(env, "setTokenEmbeddings(pipeline, firstId, rows, component?): rows missing");
   at::Tensor rows = toTensor(env, info[2], "rows");
-  const std::string component =
-      info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "text_encoder";
+  const std::string component = argString(env, info, 3, "component");
   const int64_t firstId = static_cast<int64_t>(first);
   return runAsync<int64_t>(
       env, [p, firstId, rows, component] { p->setTokenEmbeddings(component, firstId, rows); return p->vocabSize(component); },
       [](Napi::Env env, int64_t& n) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(n)); });
-}
-
-// encodeText(pipeline, ids [P, 77·k] int64, weights? [P, 77·k] float32, clipSkip?) → Promise<[P, 77·k, D]>
-Napi::Value EncodeText(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto p = unwrapHandle<StableDiffusionPipeline>(env, info[0], "pipeline");
-  if (info.Length() < 2) throwInvalid(env, "encodeText(pipeline, ids, weights?, clipSkip?)");
-  at::Tensor ids = toTensor(env, info[1], "ids");
-  at::Tensor weights;
-  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) weights = toTensor(env, info[2], "weights");
-  const int64_t clipSkip = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : 0;
-  return runAsync<at::Tensor>(
-      env, [p, ids, weights, clipSkip] { return p->encodeText(ids, weights, clipSkip); },
-      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
 }
 
 }  // namespace
@@ -165,7 +146,6 @@ void InitLora(Napi::Env env, Napi::Object exports) {
   exports.Set("loraAdapters", Napi::Function::New(env, LoraAdapters));
   exports.Set("pipelineWeight", Napi::Function::New(env, PipelineWeight));
   exports.Set("setTokenEmbeddings", Napi::Function::New(env, SetTokenEmbeddings));
-  exports.Set("encodeText", Napi::Function::New(env, EncodeText));
 }
 
 }  // namespace sd::addon

@@ -20,7 +20,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitCheckpoint(env, exports);
   sd::addon::InitPipeline(env, exports);
   sd::addon::InitModels(env, exports);
-  sd::addon::InitPipelineXl(env, exports);
   sd::addon::InitBackends(env, exports);
   sd::addon::InitLora(env, exports);
   return exports;

@@ -1,5 +1,5 @@
-// What the pipeline bindings share (pipeline.cc, pipeline_xl.cc): dtype/JSON conversions, the
-// pipelineInfo object, the common generate-request fields, and GenerateWorker, the AsyncWorker that
+// What the pipeline bindings (pipeline.cc, lora.cc) share: dtype/JSON conversions, the
+// pipelineInfo object, the common generate-request fields, the loader, and GenerateWorker, the AsyncWorker that
 // runs Pipeline::generate(Request, onStep, aborted) on the thread pool, reports each step through a
 // thread-safe function, polls an abort token, and resolves {images?, latents, initialLatents,
 // timesteps, timings} or rejects with a coded error.
@@ -81,28 +81,30 @@ inline void optionalTensor(Napi::Env env, const Napi::Object& r, const char* key
   if (r.Has(key) && !r.Get(key).IsUndefined()) out = toTensor(env, r.Get(key), key);
 }
 
-/// Reads the fields of a NativeGenerateRequest shared by every pipeline into `req`.
+/// Reads the fields of a NativeGenerateRequest shared by every pipeline into `req`. The request
+/// is complete (lib/options.ts fills every default): required fields are read without defaults,
+/// optional tensors are absent when unused. Range checks are the core's (its own invariants).
 inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines::GenerateRequest& req) {
+  constexpr const char* kWhat = "request";
   req.inputIds = toTensor(env, r.Get("inputIds"), "inputIds");
   optionalTensor(env, r, "negativeInputIds", req.negativeInputIds);
-  req.numImagesPerPrompt = static_cast<int64_t>(getNumber(r, "numImagesPerPrompt", 1));
-  req.numInferenceSteps = static_cast<int64_t>(getNumber(r, "numInferenceSteps", 50));
-  req.guidanceScale = getNumber(r, "guidanceScale", 7.5);
-  req.height = static_cast<int64_t>(getNumber(r, "height", 0));
-  req.width = static_cast<int64_t>(getNumber(r, "width", 0));
-  const double seed = getNumber(r, "seed", 0);
+  req.numImagesPerPrompt = static_cast<int64_t>(requireNumber(env, r, "numImagesPerPrompt", kWhat));
+  req.numInferenceSteps = static_cast<int64_t>(requireNumber(env, r, "numInferenceSteps", kWhat));
+  req.guidanceScale = requireNumber(env, r, "guidanceScale", kWhat);
+  req.height = static_cast<int64_t>(requireNumber(env, r, "height", kWhat));
+  req.width = static_cast<int64_t>(requireNumber(env, r, "width", kWhat));
+  const double seed = requireNumber(env, r, "seed", kWhat);
   if (!(seed >= 0) || seed > 9007199254740991.0) throwInvalid(env, "seed must be a non-negative safe integer");
   req.seed = static_cast<uint64_t>(seed);
   optionalTensor(env, r, "latents", req.latents);
-  req.clipSkip = static_cast<int64_t>(getNumber(r, "clipSkip", 0));
-  req.eta = getNumber(r, "eta", 0);
-  req.outputLatent = getString(r, "outputType", "image") == "latent";
-  req.schedulerName = getString(r, "schedulerName", "");
+  req.clipSkip = static_cast<int64_t>(requireNumber(env, r, "clipSkip", kWhat));
+  req.eta = requireNumber(env, r, "eta", kWhat);
+  req.outputLatent = requireString(env, r, "outputType", kWhat) == "latent";
+  req.schedulerName = requireString(env, r, "schedulerName", kWhat);
   req.schedulerConfig = JsToJson(env, r.Get("schedulerConfig"), "schedulerConfig");
   optionalTensor(env, r, "image", req.image);
-  req.strength = getNumber(r, "strength", 0.8);
-  req.loraScale = getNumber(r, "loraScale", 1.0);
-  optionalTensor(env, r, "mask", req.mask);
+  if (r.Has("strength") && !r.Get("strength").IsUndefined()) req.strength = requireNumber(env, r, "strength", kWhat);
+  req.loraScale = requireNumber(env, r, "loraScale", kWhat);
   optionalTensor(env, r, "promptWeights", req.promptWeights);
   optionalTensor(env, r, "negativePromptWeights", req.negativePromptWeights);
 }
@@ -199,25 +201,34 @@ class GenerateWorker : public Napi::AsyncWorker {
 };
 
 
-/// `fn(path, options)`: parses pipelines::LoadOptions and loads Pipeline on the thread pool.
-template <class Pipeline>
-Napi::Value loadPipelineAsync(const Napi::CallbackInfo& info, const char* fn) {
+/// loadPipeline(path, options): parses pipelines::LoadOptions (complete: device, dtype,
+/// singleFile and xl required) and loads a StableDiffusionXLPipeline (xl) or a
+/// StableDiffusionPipeline on the thread pool; resolves to its handle.
+inline Napi::Value loadPipelineAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throwInvalid(env, std::string(fn) + "(path, options): path must be a string");
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
+    throwInvalid(env, "loadPipeline(path, options): path must be a string and options an object");
+  }
+  constexpr const char* kWhat = "load options";
   pipelines::LoadOptions opts;
   const std::string path = info[0].As<Napi::String>().Utf8Value();
-  if (info.Length() > 1 && info[1].IsObject()) {
-    Napi::Object o = info[1].As<Napi::Object>();
-    opts.device = getString(o, "device", "cpu");
-    opts.dtype = parseDtype(env, getString(o, "dtype", "float32"));
-    opts.variant = getString(o, "variant", "");
-    opts.singleFile = getBool(o, "singleFile", false);
-    opts.configDir = getString(o, "configDir", "");
-    opts.threads = static_cast<int>(getNumber(o, "threads", 0));
+  Napi::Object o = info[1].As<Napi::Object>();
+  opts.device = requireString(env, o, "device", kWhat);
+  opts.dtype = parseDtype(env, requireString(env, o, "dtype", kWhat));
+  opts.variant = getString(o, "variant", "");      // optional: absent = the default weights file
+  opts.singleFile = requireBool(env, o, "singleFile", kWhat);
+  opts.configDir = getString(o, "configDir", "");  // optional: single files only
+  opts.threads = static_cast<int>(getNumber(o, "threads", 0));  // optional: absent = libtorch's default
+  if (requireBool(env, o, "xl", kWhat)) {
+    using XL = pipelines::StableDiffusionXLPipeline;
+    return runAsync<std::shared_ptr<XL>>(
+        env, [path, opts] { return XL::load(path, opts); },
+        [](Napi::Env env, std::shared_ptr<XL>& p) { return wrapHandle(env, p); });
   }
-  return runAsync<std::shared_ptr<Pipeline>>(
-      env, [path, opts] { return Pipeline::load(path, opts); },
-      [](Napi::Env env, std::shared_ptr<Pipeline>& p) { return wrapHandle(env, p); });
+  using SD = pipelines::StableDiffusionPipeline;
+  return runAsync<std::shared_ptr<SD>>(
+      env, [path, opts] { return SD::load(path, opts); },
+      [](Napi::Env env, std::shared_ptr<SD>& p) { return wrapHandle(env, p); });
 }
 
 /// Queues a generation: info = (pipeline, request, onStep?, abort?); `req` already read.

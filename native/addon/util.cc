@@ -122,6 +122,28 @@ bool getBool(const Napi::Object& o, const char* key, bool fallback) {
   return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
 }
 
+namespace {
+[[noreturn]] void missing(Napi::Env env, const char* what, const char* key, const char* type) {
+  throwInvalid(env, std::string(what) + "." + key + " must be " + type + " (the request lib/ sends is complete)");
+}
+}  // namespace
+
+double requireNumber(Napi::Env env, const Napi::Object& o, const char* key, const char* what) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) missing(env, what, key, "a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+std::string requireString(Napi::Env env, const Napi::Object& o, const char* key, const char* what) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) missing(env, what, key, "a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+bool requireBool(Napi::Env env, const Napi::Object& o, const char* key, const char* what) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) missing(env, what, key, "a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
 nn::AttentionOptions::Backend parseSdpa(Napi::Env env, const Napi::Value& v) {
   using Backend = nn::AttentionOptions::Backend;
   if (v.IsUndefined() || (v.IsString() && v.As<Napi::String>().Utf8Value() == "auto")) return Backend::kAuto;

@@ -32,6 +32,11 @@ Napi::Object fromTensor(Napi::Env env, const at::Tensor& t);
 std::string getString(const Napi::Object& o, const char* key, const std::string& fallback);
 double getNumber(const Napi::Object& o, const char* key, double fallback);
 bool getBool(const Napi::Object& o, const char* key, bool fallback);
+/// Required fields of a request object (lib/ fills every default): E_INVALID_ARGUMENT naming
+/// `what.key` when the field is missing or of another type.
+double requireNumber(Napi::Env env, const Napi::Object& o, const char* key, const char* what);
+std::string requireString(Napi::Env env, const Napi::Object& o, const char* key, const char* what);
+bool requireBool(Napi::Env env, const Napi::Object& o, const char* key, const char* what);
 
 /// The `sdpa` attention setting: true → kSdpa, false → kMath, 'auto' / undefined → kAuto.
 /// @throws E_INVALID_ARGUMENT for anything else.

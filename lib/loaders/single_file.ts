@@ -2,16 +2,16 @@
  * Checkpoint inspection: diffusers folders (model_index.json, component weights and variants) and
  * original single-file checkpoints (SD 1.x / 2.x LDM layout) mapped to diffusers names natively.
  */
-import { addon } from './native.js';
-import { native, nativeSync } from './errors.js';
+import { addon } from '../native.js';
+import { native, nativeSync } from '../errors.js';
 import type {
   ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparisons, SafetensorsValidation, SingleFileSummary,
-} from '../types/native.js';
+} from '../../types/native.js';
 
 export type {
   ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, CheckpointComparisons, SafetensorsValidation,
   SingleFileSummary,
-} from '../types/native.js';
+} from '../../types/native.js';
 
 /**
  * Reads `<dir>/model_index.json` (diffusers `DiffusionPipeline` folder index).

@@ -1,0 +1,163 @@
+/**
+ * The public option types of the pipelines (diffusers' `__call__` / `from_pretrained` arguments,
+ * camelCased). Their zod schemas, defaults and checks are in lib/options.ts, the one validation layer.
+ */
+import type { PipelineDtype } from '../types/native.js';
+
+/** One prompt, or one prompt per batch entry. */
+export type PromptInput = string | string[];
+
+/** Raw pixels: row-major `[height, width, channels]` uint8 (channels 3 = RGB, 4 = RGBA; alpha is dropped). */
+export interface RawImageInput {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 3 | 4;
+}
+
+/** An input image: a file path, an encoded PNG/JPEG/WebP buffer, or raw pixels. */
+export type ImageInput = string | Buffer | RawImageInput;
+
+/** Latents given by the caller: float32, shape `[batch, 4, height/f, width/f]` (f = the model's vaeScaleFactor, 8 for real models). */
+export interface LatentsInput {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** What `onStep` receives once per denoising step. */
+export interface StepProgress {
+  /** 1-based index of the step that just finished. */
+  step: number;
+  /** Number of denoising steps of this call (for img2img: `int(numInferenceSteps × strength)`, or more for 2nd-order schedulers). */
+  numSteps: number;
+  /** Scheduler timestep of that step (e.g. 999 … 1). */
+  timestep: number;
+  /** Milliseconds since this call started running (after any wait in the pipeline's queue), measured in JS. */
+  elapsedMs: number;
+}
+
+/**
+ * Options of {@link StableDiffusionPipeline.generate} (diffusers' `__call__` arguments, camelCased).
+ */
+export interface GenerateOptions {
+  /** Prompt, or one prompt per batch entry (non-empty array). */
+  prompt: PromptInput;
+  /** What to steer away from (default `""`, diffusers' `negative_prompt`); a string applies to every prompt, an array must have one entry per prompt. Unused when `guidanceScale <= 1`. */
+  negativePrompt?: PromptInput;
+  /** SDXL only: the prompt for the second text encoder (`prompt_2`, default: `prompt`). */
+  prompt2?: PromptInput;
+  /** SDXL only: the negative prompt for the second text encoder (`negative_prompt_2`, default: `negativePrompt`). */
+  negativePrompt2?: PromptInput;
+  /** Denoising steps, integer in [1, 1000] (default 50). */
+  numInferenceSteps?: number;
+  /** Classifier-free guidance scale, finite and ≥ 0 (default 7.5); ≤ 1 disables guidance (no negative prompt is encoded). */
+  guidanceScale?: number;
+  /** Image height in pixels: positive multiple of 8, ≤ 8192 (default: the model's `sampleSize × vaeScaleFactor`, e.g. 512 for SD 1.5). */
+  height?: number;
+  /** Image width in pixels: positive multiple of 8, ≤ 8192 (default as `height`). */
+  width?: number;
+  /** Images per prompt, integer in [1, 64] (default 1). */
+  numImagesPerPrompt?: number;
+  /** Seed of the CPU generator (`torch.Generator('cpu').manual_seed(seed)`): a non-negative safe integer (default: a random 32-bit integer, returned in the result). */
+  seed?: number;
+  /** Initial latents `[numPrompts × numImagesPerPrompt, 4, height/f, width/f]` float32 (f = vaeScaleFactor) instead of drawing them from the seed. */
+  latents?: LatentsInput;
+  /** Number of final CLIP layers to skip, integer ≥ 1 (diffusers' `clip_skip`; default: none). */
+  clipSkip?: number;
+  /** DDIM's η, finite and ≥ 0 (default 0; other schedulers ignore it). */
+  eta?: number;
+  /** Scale of the loaded LoRA adapters for this call, UNet and text encoder (diffusers' `cross_attention_kwargs={"scale": s}`; default 1). */
+  loraScale?: number;
+  /**
+   * Folder of LoRA files for AUTOMATIC1111 prompt tags: `<lora:name:weight>` in the prompt loads
+   * `<loraDir>/<name>.safetensors` (once, as adapter `name`) and applies it with `weight` for this
+   * call only; the tags are removed before tokenization. Without `loraDir` tags stay plain text.
+   */
+  loraDir?: string;
+  /**
+   * 'none' (default, diffusers-exact) or 'a1111': AUTOMATIC1111 emphasis — `(word)` ×1.1,
+   * `((word))` ×1.21, `(word:1.3)`, `[word]` ÷1.1, `\\(` literal, `BREAK` — with prompts longer
+   * than 75 tokens encoded as 77-token chunks and concatenated instead of truncated; weights
+   * multiply the text encoder's hidden states and the original mean is restored.
+   */
+  promptWeighting?: 'none' | 'a1111';
+  /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */
+  outputType?: 'image' | 'latent';
+  /** Called on the JS thread after every denoising step. */
+  onStep?: (progress: StepProgress) => void;
+  /** Cancels the call; it then rejects with `AbortError` (`E_ABORTED`). Checked at least once per step. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link StableDiffusionImg2ImgPipeline.generate}: {@link GenerateOptions} (without `latents`) plus the input image. */
+export interface Img2ImgOptions extends Omit<GenerateOptions, 'latents'> {
+  /** The image to start from; resized (lanczos) to `width × height` when given, else its size rounded down to a multiple of 8. */
+  image: ImageInput;
+  /** How much to transform the image, in [0, 1] (default 0.8): `int(numInferenceSteps × strength)` steps are run. */
+  strength?: number;
+}
+
+/** Options of {@link StableDiffusionInpaintPipeline.generate}. */
+export interface InpaintOptions extends Omit<Img2ImgOptions, 'strength'> {
+  /**
+   * The mask: white (≥ 128 after grayscale) = repaint, black = keep. A path or encoded Buffer
+   * (converted to grayscale with PIL's 'L' weights after resizing to the image size), or raw
+   * `{ data, width, height, channels: 1 }` grayscale at the image size (or channels 3/4).
+   */
+  maskImage: ImageInput | RawMaskInput;
+  /** In [0, 1] (default 1: start from pure noise); below 1 the image latents are noised to the strength's timestep. */
+  strength?: number;
+}
+
+/** A raw grayscale mask, row-major uint8 `[height, width]`. */
+export interface RawMaskInput { data: Uint8Array; width: number; height: number; channels: 1 }
+
+/** The SDXL micro-conditioning options (diffusers' names in camelCase). */
+export interface XLConditioningOptions {
+  /** `original_size` as [height, width] pixels (default: the output size). */
+  originalSize?: [number, number];
+  /** `crops_coords_top_left` as [top, left] pixels (default [0, 0]). */
+  cropsCoordsTopLeft?: [number, number];
+  /** `target_size` as [height, width] pixels (default: the output size). */
+  targetSize?: [number, number];
+}
+
+/** Options of {@link StableDiffusionXLPipeline.generate}. */
+export interface XLGenerateOptions extends GenerateOptions, XLConditioningOptions {
+  /**
+   * `denoising_end` in (0, 1): stop once the timesteps fall below `int(round(T − denoisingEnd·T))`
+   * (T = num_train_timesteps); with `outputType: 'latent'` the latents go to a refiner that runs
+   * with the same `denoisingStart`.
+   */
+  denoisingEnd?: number;
+}
+
+/** Options of {@link StableDiffusionXLImg2ImgPipeline.generate}. */
+export interface XLImg2ImgOptions extends Omit<Img2ImgOptions, 'image'>, XLConditioningOptions {
+  /** An image (path, Buffer, raw pixels) or latents `{ data: Float32Array, shape: [batch|1, 4, h, w] }` (a base call's `latents`). */
+  image: ImageInput | LatentsInput;
+  /** Strength (default 0.3, diffusers' SDXL img2img default); ignored with `denoisingStart`. */
+  strength?: number;
+  /** `denoising_start` in (0, 1): run only the timesteps below `int(round(T − denoisingStart·T))`, no noise added. */
+  denoisingStart?: number;
+  /** `denoising_end` in (0, 1), as for the base pipeline. */
+  denoisingEnd?: number;
+  /** `aesthetic_score` (default 6.0); used when model_index.json sets `requires_aesthetics_score` (the refiner). */
+  aestheticScore?: number;
+  /** `negative_aesthetic_score` (default 2.5). */
+  negativeAestheticScore?: number;
+}
+
+/** Options of `fromPretrained` / `fromSingleFile`. */
+export interface LoadOptions {
+  /** 'cpu' (default) | 'cuda' | 'cuda:N'. */
+  device?: string;
+  /** Compute dtype: 'float32' (default) | 'float16' | 'bfloat16'. */
+  dtype?: PipelineDtype;
+  /** Weight-file variant of a diffusers folder, e.g. 'fp16' (`diffusion_pytorch_model.fp16.safetensors`). */
+  variant?: string;
+  /** CPU intra-op threads, integer in [1, 1024] (default: libtorch's, the physical cores). */
+  threads?: number;
+  /** Single files only: a diffusers folder with the config.json files and tokenizers of the model's family. */
+  configDir?: string;
+}

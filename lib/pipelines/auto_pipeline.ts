@@ -1,0 +1,75 @@
+/**
+ * diffusers' `AutoPipelineForText2Image` / `AutoPipelineForImage2Image` / `AutoPipelineForInpainting`
+ * (pipelines/auto_pipeline.py): the pipeline class for a task, picked from the model's
+ * `model_index.json` (`_class_name`): SD 1.x/2.x or SDXL. For a single file, the index of
+ * `options.configDir` decides (no `configDir`: SD 1.x/2.x).
+ */
+import { stat } from 'node:fs/promises';
+import { UnsupportedModelError } from '../errors.js';
+import { readModelIndex } from '../loaders/single_file.js';
+import type { LoadOptions } from '../options.js';
+import { StableDiffusionPipeline } from './stable_diffusion.js';
+import { StableDiffusionImg2ImgPipeline } from './stable_diffusion_img2img.js';
+import { StableDiffusionInpaintPipeline } from './stable_diffusion_inpaint.js';
+import { StableDiffusionXLPipeline } from './stable_diffusion_xl.js';
+import { StableDiffusionXLImg2ImgPipeline } from './stable_diffusion_xl_img2img.js';
+
+/** True when the model (a folder, or a single file with `configDir`) is an SDXL pipeline. */
+async function isXl(location: string, options: LoadOptions | undefined): Promise<boolean> {
+  const st = await stat(location).catch(() => undefined);
+  const dir = st?.isFile() ? options?.configDir : location;
+  if (dir === undefined || st === undefined) return false; // the pipeline loader reports what is missing
+  try {
+    return (await readModelIndex(dir)).className.startsWith('StableDiffusionXL');
+  } catch {
+    return false; // the pipeline loader reports a missing or malformed model_index.json
+  }
+}
+
+/** True when `location` is a file (a single-file checkpoint: fromSingleFile). */
+async function isFile(location: string): Promise<boolean> {
+  return (await stat(location).catch(() => undefined))?.isFile() ?? false;
+}
+
+/** Text → image: {@link StableDiffusionPipeline} or {@link StableDiffusionXLPipeline}. */
+export const AutoPipelineForText2Image = {
+  /**
+   * @param location - a diffusers folder or a single `.safetensors` checkpoint
+   * @param options - as `StableDiffusionPipeline.fromPretrained` / `fromSingleFile`
+   * @throws the errors of those loaders.
+   */
+  async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionPipeline | StableDiffusionXLPipeline> {
+    const single = await isFile(location);
+    if (await isXl(location, options)) {
+      return single ? StableDiffusionXLPipeline.fromSingleFile(location, options) : StableDiffusionXLPipeline.fromPretrained(location, options);
+    }
+    return single ? StableDiffusionPipeline.fromSingleFile(location, options) : StableDiffusionPipeline.fromPretrained(location, options);
+  },
+};
+
+/** Image → image: {@link StableDiffusionImg2ImgPipeline} or {@link StableDiffusionXLImg2ImgPipeline}. */
+export const AutoPipelineForImage2Image = {
+  /** As {@link AutoPipelineForText2Image.fromPretrained}. */
+  async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline> {
+    const single = await isFile(location);
+    if (await isXl(location, options)) {
+      return single ? StableDiffusionXLImg2ImgPipeline.fromSingleFile(location, options) : StableDiffusionXLImg2ImgPipeline.fromPretrained(location, options);
+    }
+    return single ? StableDiffusionImg2ImgPipeline.fromSingleFile(location, options) : StableDiffusionImg2ImgPipeline.fromPretrained(location, options);
+  },
+};
+
+/** Inpainting: {@link StableDiffusionInpaintPipeline} (SD 1.x/2.x; SDXL inpainting is not implemented). */
+export const AutoPipelineForInpainting = {
+  /**
+   * As {@link AutoPipelineForText2Image.fromPretrained}.
+   * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for an SDXL model.
+   */
+  async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionInpaintPipeline> {
+    if (await isXl(location, options)) {
+      throw new UnsupportedModelError(`${location}: inpainting runs SD 1.x/2.x models; SDXL inpainting is not implemented`);
+    }
+    return await isFile(location)
+      ? StableDiffusionInpaintPipeline.fromSingleFile(location, options) : StableDiffusionInpaintPipeline.fromPretrained(location, options);
+  },
+};

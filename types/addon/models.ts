@@ -1,0 +1,16 @@
+/** native/addon/models.cc: random weights for a component config (create-model). */
+
+/** Options of `createRandomWeights`: one component's random weights from its config.json. */
+export interface NativeRandomWeightsOptions {
+  component: 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
+  configPath: string;
+  seed: number;
+  /** The .safetensors file to write. */
+  out: string;
+  dtype?: 'float32' | 'float16' | 'bfloat16';
+}
+
+
+export interface ModelsAddon {
+  createRandomWeights(opts: NativeRandomWeightsOptions): Promise<{ parameters: number; bytes: number }>;
+}

@@ -1,0 +1,25 @@
+/** native/addon/unet.cc: diffusers' UNet2DConditionModel on its own (used by the tests: parity and attention paths). */
+import type { AnyTensorData, Handle, TensorData } from './tensor.js';
+
+/** A loaded UNet2DConditionModel. */
+export type UNetHandle = Handle<'UNet2DConditionModel'>;
+
+/** loadUNet options (native/addon/unet.cc). dtype default 'float32', device default 'cpu'. */
+export interface UNetLoadOptions { dtype?: 'float32' | 'float16' | 'bfloat16'; device?: string; variant?: string }
+/** unetForward inputs: sample [B,C,h,w], timestep 0-d/[B] (a number is a 0-d tensor), encoderHiddenStates [B,M,D]; SDXL: textEmbeds [B,k], timeIds [B,6]. */
+export interface UNetForwardInputs {
+  sample: TensorData; timestep: number | AnyTensorData; encoderHiddenStates: TensorData;
+  textEmbeds?: TensorData; timeIds?: TensorData;
+}
+/** Attention settings (diffusers enable_attention_slicing / SDPA); 0 or null turns slicing off. */
+/** sdpa: true = always SDPA (libtorch >= 2.0), false = the math path, 'auto' = SDPA where it is the faster kernel (CUDA; CPU float32). */
+export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean | 'auto' }
+
+/** The UNet bindings, all test-only. */
+export interface UNetTestingAddon {
+  loadUNet(dir: string, options?: UNetLoadOptions): Promise<UNetHandle>;
+  unetForward(unet: UNetHandle, inputs: UNetForwardInputs): Promise<TensorData>;
+  /** Applies from the next unetForward; returns the settings in effect (sdpa false where libtorch < 2.0 or slicing is on). */
+  unetSetAttention(unet: UNetHandle, settings: AttentionSettings): { sliceSize: number | 'auto' | 'max'; sdpa: boolean };
+  disposeUNet(unet: UNetHandle): void;
+}
