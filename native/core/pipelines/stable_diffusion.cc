@@ -13,6 +13,7 @@
 
 #include "config/config_reader.h"
 #include "io/checkpoint.h"
+#include "loaders/single_file.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
@@ -70,7 +71,7 @@ std::shared_ptr<StableDiffusionPipeline> StableDiffusionPipeline::load(const std
 
   nn::StateDict unetW, vaeW, clipW;
   if (options.singleFile) {
-    io::SingleFileCheckpoint ckpt = io::loadSingleFile(path, options.configDir);
+    loaders::SingleFileCheckpoint ckpt = loaders::loadSingleFile(path, options.configDir);
     unetW = std::move(ckpt.unet);
     vaeW = std::move(ckpt.vae);
     clipW = std::move(ckpt.textEncoder);
@@ -260,7 +261,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 namespace sd::pipelines {
 
 nn::StateDict StableDiffusionPipeline::readUnetWeights() const {
-  if (loadOptions_.singleFile) return std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
+  if (loadOptions_.singleFile) return std::move(loaders::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
   return io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
                                   loadOptions_.variant);
 }

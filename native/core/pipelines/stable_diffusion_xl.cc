@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "io/checkpoint.h"
+#include "loaders/single_file.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
@@ -91,8 +92,8 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
     fail(codes::kBadConfig, (root / "text_encoder_2" / "config.json").string() +
                                 ": text_encoder_2 must be CLIPTextModelWithProjection (architectures)");
 
-  std::optional<io::SingleFileCheckpoint> single;
-  if (options.singleFile) single = io::loadSingleFile(path, options.configDir);
+  std::optional<loaders::SingleFileCheckpoint> single;
+  if (options.singleFile) single = loaders::loadSingleFile(path, options.configDir);
   auto loadW = [&](const char* comp, const char* base) {
     if (single) return std::move(single->component(comp));
     return io::loadComponentWeights((root / comp).string(), base, options.variant);
@@ -426,7 +427,7 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
 }
 
 nn::StateDict StableDiffusionXLPipeline::readUnetWeights() const {
-  if (loadOptions_.singleFile) return std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
+  if (loadOptions_.singleFile) return std::move(loaders::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
   return io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
                                   loadOptions_.variant);
 }
