@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "loaders/lora.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
@@ -212,7 +213,7 @@ void PipelineBase::applyOptimizations() {
 LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& adapterName, double weight) {
   if (!std::isfinite(weight)) invalid("LoRA weight must be a finite number");
   if (!std::filesystem::is_regular_file(path)) fail(codes::kModelNotFound, "LoRA file not found: " + path);
-  nn::LoraFile file = nn::readLoraFile(path);  // outside the lock: parsing does not touch the model
+  loaders::LoraFile file = loaders::readLoraFile(path);  // outside the lock: parsing does not touch the model
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string adapter =
       adapterName.empty() ? "default_" + std::to_string(loraAdapters_.size()) : adapterName;
@@ -221,34 +222,8 @@ LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& 
   for (const auto& [name, w] : stores())
     if (nn::anyLoraFused(*w)) invalid("a LoRA is fused into the weights; call unfuseLora() before loading another");
 
-  // Keys for a component this pipeline lacks (text_encoder_2 keys on an SD 1.x/2.x model,
-  // text_encoder keys on a refiner) and keys that match no module are listed together; with keys
-  // of a missing component, shape mismatches elsewhere are not what the message should be about.
-  std::vector<std::string> unmatched, absent;
-  for (auto& [component, pairs] : file.components) {
-    if (component != "vae" && store(component)) continue;
-    absent.push_back(component);
-    for (const auto& p : pairs) unmatched.push_back(p.downKey);
-  }
-  std::vector<std::pair<std::string, std::vector<std::pair<nn::LoraSlot*, const nn::LoraPair*>>>> matches;
-  for (auto& [component, pairs] : file.components) {
-    if (component == "vae" || !store(component)) continue;
-    try {
-      matches.emplace_back(component, nn::resolveLora(*store(component), pairs, unmatched));
-    } catch (const SdException&) {
-      if (absent.empty()) throw;  // a shape mismatch (naming the key and both shapes)
-    }
-  }
-  if (!unmatched.empty()) {
-    std::string list, names;
-    for (size_t i = 0; i < unmatched.size() && i < 20; ++i) list += (i ? ", " : "") + unmatched[i];
-    if (unmatched.size() > 20) list += ", … (" + std::to_string(unmatched.size() - 20) + " more)";
-    for (const auto& c : absent) names += (names.empty() ? "" : ", ") + c;
-    fail(codes::kBadCheckpoint, path + ": " + std::to_string(unmatched.size()) +
-                                    " LoRA keys match no Linear/Conv2d module of this " + family_ + " model" +
-                                    (absent.empty() ? "" : " (it has no " + names + ")") +
-                                    " (a LoRA for another model family?): " + list);
-  }
+  const std::vector<loaders::LoraMatch> matches =
+      loaders::matchLoraFile(file, [this](const std::string& c) { return store(c); }, family_);
   LoraLoadInfo info{adapter, 0, 0, 0};
   for (const auto& [component, m] : matches) {
     const auto n = static_cast<int64_t>(m.size());
@@ -258,7 +233,7 @@ LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& 
   if (info.unetModules + info.textEncoderModules + info.textEncoder2Modules == 0)
     fail(codes::kBadCheckpoint, path + ": the file holds no LoRA weights");
   for (auto& [component, m] : matches)
-    for (auto& [slot, pair] : m) nn::attachLora(*store(component), *slot, *pair, adapter, weight);
+    for (auto& [slot, pair] : m) loaders::attachLora(*store(component), *slot, *pair, adapter, weight);
   loraAdapters_.push_back(adapter);
   return info;
 }
