@@ -9,6 +9,8 @@
 #include "addon/util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "loaders/single_file.h"
+#include "nn/weights.h"
 
 namespace sd::addon {
 
@@ -99,7 +101,7 @@ Napi::Value LoadStateDict(const Napi::CallbackInfo& info) {
       [=] {
         nn::StateDict sd;
         if (singleFile) {
-          io::SingleFileCheckpoint ck = io::loadSingleFile(path, configDir);
+          loaders::SingleFileCheckpoint ck = loaders::loadSingleFile(path, configDir);
           sd = ck.component(component);
         } else {
           const std::string dir = component.empty() ? path : (std::filesystem::path(path) / component).string();
@@ -163,13 +165,13 @@ Napi::Value CompareCheckpoints(const Napi::CallbackInfo& info) {
   return runAsync<Result>(
       env,
       [=] {
-        io::SingleFileCheckpoint ck = io::loadSingleFile(single, configDir);
+        loaders::SingleFileCheckpoint ck = loaders::loadSingleFile(single, configDir);
         Result r;
         for (const char* name : {"unet", "vae", "text_encoder", "text_encoder_2"}) {
           const std::string dir = (std::filesystem::path(folder) / name).string();
           // text_encoder_2 only for SDXL; text_encoder absent for an SDXL refiner.
           if (ck.component(name).empty() && !std::filesystem::exists(dir)) continue;
-          if (std::string(name) == "text_encoder_2" && ck.family != io::CheckpointFamily::SDXL) continue;
+          if (std::string(name) == "text_encoder_2" && ck.family != loaders::CheckpointFamily::SDXL) continue;
           nn::StateDict ref = io::loadComponentWeights(dir, io::weightsBaseName(dir), "");
           r.emplace_back(name, compare(ck.component(name), ref));
         }
@@ -191,20 +193,20 @@ Napi::Value CompareCheckpoints(const Napi::CallbackInfo& info) {
 }
 
 // saveSingleFile(modelDir, outFile, {variant?}) → {path, family, refiner, tensors}: the diffusers
-// folder written as an original-layout single-file checkpoint (io::saveSingleFile).
+// folder written as an original-layout single-file checkpoint (loaders::saveSingleFile).
 Napi::Value SaveSingleFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string modelDir = requireString(info, 0, "saveSingleFile(modelDir, outFile): modelDir");
   const std::string outFile = requireString(info, 1, "saveSingleFile(modelDir, outFile): outFile");
   Napi::Object opts = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
   const std::string variant = getString(opts, "variant", "");
-  return runAsync<io::SingleFileSummary>(
-      env, [=] { return io::saveSingleFile(modelDir, outFile, variant); },
-      [](Napi::Env env, io::SingleFileSummary& s) -> Napi::Value {
+  return runAsync<loaders::SingleFileSummary>(
+      env, [=] { return loaders::saveSingleFile(modelDir, outFile, variant); },
+      [](Napi::Env env, loaders::SingleFileSummary& s) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         o.Set("path", s.path);
-        o.Set("family", s.family == io::CheckpointFamily::SD1   ? "sd1"
-                        : s.family == io::CheckpointFamily::SD2 ? "sd2"
+        o.Set("family", s.family == loaders::CheckpointFamily::SD1   ? "sd1"
+                        : s.family == loaders::CheckpointFamily::SD2 ? "sd2"
                                                                 : "sdxl");
         o.Set("refiner", s.refiner);
         o.Set("tensors", Napi::Number::New(env, static_cast<double>(s.tensors)));

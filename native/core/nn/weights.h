@@ -12,9 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "io/state_dict.h"
+
 namespace sd::nn {
 
-using StateDict = std::map<std::string, at::Tensor>;
+/// io::StateDict under the name the layers use.
+using StateDict = io::StateDict;
 
 /// One LoRA adapter on one layer (PEFT's LoraLayer): delta(x) = up(down(x)) · weight·alpha/rank · scale.
 /// Linear: down [r, in], up [out, r]. Conv2d: down [r, in, k, k] (the layer's stride/padding), up [out, r, 1, 1].

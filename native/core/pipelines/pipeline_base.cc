@@ -7,10 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <ATen/Parallel.h>
 
+#include "io/checkpoint.h"
+#include "loaders/lora.h"
+#include "loaders/single_file.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
@@ -18,6 +22,7 @@
 #include "nn/weight_storage.h"
 #include "pipelines/pipeline_common.h"
 #include "runtime/dtype_support.h"
+#include "schedulers/scheduler.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
 
@@ -50,8 +55,8 @@ at::Device prepareLoad(const LoadOptions& options) {
   return device;
 }
 
-PipelineBase::PipelineBase() = default;
-PipelineBase::~PipelineBase() = default;
+PipelineBase::PipelineBase(std::atomic<int64_t>& live) : live_(live) { ++live_; }
+PipelineBase::~PipelineBase() { --live_; }
 
 nn::Weights* PipelineBase::store(const std::string& component) const {
   if (component == "text_encoder") return textEncoder_ ? &textEncoder_->weights() : nullptr;
@@ -87,6 +92,142 @@ std::vector<ComponentInfo> PipelineBase::recordComponents() {
   }
   std::lock_guard<std::mutex> lock(optMutex_);
   components_ = out;
+  return out;
+}
+
+// ---- load ----------------------------------------------------------------------------------------
+
+void PipelineBase::beginLoad(const LoadOptions& options) {
+  device_ = prepareLoad(options);
+  dtype_ = options.dtype;
+}
+
+std::string PipelineBase::configFolder(const std::string& path, const LoadOptions& options,
+                                       const std::string& configDirNeeds) {
+  // Single file: the weights come from `path`, everything else (configs, tokenizers, scheduler) from configDir.
+  if (options.singleFile && options.configDir.empty())
+    invalid("loading the single file " + path + " needs configDir: " + configDirNeeds);
+  const std::string folder = options.singleFile ? options.configDir : path;
+  if (!std::filesystem::exists(path)) fail(codes::kModelNotFound, "model not found: " + path);
+  if (!std::filesystem::is_directory(folder)) fail(codes::kModelNotFound, "model folder not found: " + folder);
+  return folder;
+}
+
+void PipelineBase::finishLoad(PipelineInfo& info, const std::string& configRoot, const std::string& path,
+                              const LoadOptions& options) {
+  unet_->to(device_, dtype_);
+  for (models::CLIPTextModel* te : textEncoders()) te->to(device_, dtype_);
+  // force_upcast (SD/SDXL VAEs overflow in float16): keep the VAE in float32 and run encode and
+  // decode there, as diffusers' upcast_vae does; otherwise the VAE computes in the pipeline dtype.
+  vaeDtype_ = (dtype_ == at::kHalf && vae_->forceUpcast()) ? at::kFloat : dtype_;
+  vae_->to(device_, vaeDtype_);
+
+  info.modelPath = path;
+  info.vaeScaleFactor = vae_->vaeScaleFactor();
+  info.sampleSize = unet_->config().sampleSize;
+  const std::string schedFile = (std::filesystem::path(configRoot) / "scheduler" / "scheduler_config.json").string();
+  info.schedulerConfig = Json::parseFile(schedFile);
+  const Json* cls = info.schedulerConfig.find("_class_name");
+  if (!cls || !cls->isString()) fail(codes::kBadConfig, schedFile + ": field \"_class_name\" is required");
+  info.schedulerName = cls->string();
+  info.device = device_.str();
+  info.dtype = runtime::dtypeName(dtype_);
+  info.components = recordComponents();
+  family_ = info.family;
+  loadPath_ = path;
+  loadOptions_ = options;
+}
+
+nn::StateDict PipelineBase::readUnetWeights() const {
+  if (loadOptions_.singleFile) return std::move(loaders::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
+  return io::loadComponentWeights((std::filesystem::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
+                                  loadOptions_.variant);
+}
+
+// ---- generate ------------------------------------------------------------------------------------
+
+PipelineBase::GenerationScope::GenerationScope(PipelineBase& pipe)
+    : lock_(pipe.mutex_), t0(std::chrono::steady_clock::now()) {
+  pipe.applyOptimizations();  // toggles set since the last call
+  noGrad_ = std::make_unique<at::NoGradGuard>();
+  inference_ = std::make_unique<at::InferenceMode>();
+}
+
+std::vector<double*> PipelineBase::loraScaleSlots() const {
+  std::vector<double*> out;  // cross_attention_kwargs["scale"]: the UNet and the text encoders
+  for (const auto& [name, w] : stores())
+    if (name != "vae") out.push_back(&w->loraScale());
+  return out;
+}
+
+void PipelineBase::checkSize(int64_t height, int64_t width) const {
+  const int64_t f = vae_->vaeScaleFactor();
+  if (height <= 0 || width <= 0 || height % f != 0 || width % f != 0)
+    invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
+            std::to_string(width) + "x" + std::to_string(height));
+}
+
+at::Tensor PipelineBase::strengthTimesteps(schedulers::Scheduler& scheduler, const at::Tensor& timesteps,
+                                           int64_t numInferenceSteps, double strength, bool setBeginIndex) {
+  const int64_t initTimestep =
+      std::min<int64_t>(static_cast<int64_t>(numInferenceSteps * strength), numInferenceSteps);
+  const int64_t tStart = std::max<int64_t>(numInferenceSteps - initTimestep, 0);
+  if (setBeginIndex) scheduler.setBeginIndex(tStart * scheduler.order());
+  return timesteps.slice(0, tStart * scheduler.order());
+}
+
+at::Tensor PipelineBase::initialNoiseLatents(const at::Tensor& given, const std::vector<int64_t>& shape,
+                                             at::Generator& generator, double initNoiseSigma) const {
+  at::Tensor latents;
+  if (given.defined()) {
+    if (given.sizes() != at::IntArrayRef(shape))
+      invalid("latents must have shape " + nn::shapeString(shape));
+    latents = given.to(at::kFloat);
+  } else {
+    latents = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat));  // CPU draw
+  }
+  return latents.to(device_, dtype_) * initNoiseSigma;
+}
+
+at::Tensor PipelineBase::imageToPixels(const at::Tensor& image) {
+  return image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
+}
+
+at::Tensor PipelineBase::encodeImageLatents(const at::Tensor& pixels, at::Generator& generator) {
+  at::Tensor x = pixels.to(device_, vaeDtype_);
+  if (applied_.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
+  return vae_->encode(x).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
+}
+
+at::Tensor PipelineBase::repeatToBatch(const at::Tensor& initLatents, int64_t batch) {
+  const int64_t rows = initLatents.size(0);
+  if (batch > rows) {
+    if (batch % rows != 0)
+      invalid("cannot repeat " + std::to_string(rows) + " init latents to a batch of " + std::to_string(batch));
+    return initLatents.repeat({batch / rows, 1, 1, 1});  // torch.cat([x] * k)
+  }
+  if (rows != batch) invalid("imageLatents has " + std::to_string(rows) + " rows; expected 1 or " + std::to_string(batch));
+  return initLatents;
+}
+
+at::Tensor PipelineBase::addNoiseFromGenerator(schedulers::Scheduler& scheduler, const at::Tensor& initLatents,
+                                               at::Generator& generator, double timestep) const {
+  at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
+  return scheduler.addNoise(initLatents, noise, timestep);
+}
+
+at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Scheduler& scheduler,
+                                        const at::Tensor& latents, const at::Tensor& timesteps,
+                                        const at::Tensor& encoderHiddenStates, const models::UNetAddedCond* added,
+                                        double guidanceScale, at::Generator& generator, double eta,
+                                        const StepCallback& onStep, const AbortCheck& aborted) {
+  const auto tDenoise = std::chrono::steady_clock::now();
+  detail::OnDevice unetOnDevice(&unet_->weights(), device_, applied_.offload == "model");
+  at::Tensor out = detail::denoise(*unet_, scheduler, latents, timesteps, encoderHiddenStates, added, guidanceScale,
+                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast);
+  unetOnDevice.release();
+  result.denoiseMs = detail::msSince(tDenoise);
   return out;
 }
 
@@ -212,7 +353,7 @@ void PipelineBase::applyOptimizations() {
 LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& adapterName, double weight) {
   if (!std::isfinite(weight)) invalid("LoRA weight must be a finite number");
   if (!std::filesystem::is_regular_file(path)) fail(codes::kModelNotFound, "LoRA file not found: " + path);
-  nn::LoraFile file = nn::readLoraFile(path);  // outside the lock: parsing does not touch the model
+  loaders::LoraFile file = loaders::readLoraFile(path);  // outside the lock: parsing does not touch the model
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string adapter =
       adapterName.empty() ? "default_" + std::to_string(loraAdapters_.size()) : adapterName;
@@ -221,34 +362,8 @@ LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& 
   for (const auto& [name, w] : stores())
     if (nn::anyLoraFused(*w)) invalid("a LoRA is fused into the weights; call unfuseLora() before loading another");
 
-  // Keys for a component this pipeline lacks (text_encoder_2 keys on an SD 1.x/2.x model,
-  // text_encoder keys on a refiner) and keys that match no module are listed together; with keys
-  // of a missing component, shape mismatches elsewhere are not what the message should be about.
-  std::vector<std::string> unmatched, absent;
-  for (auto& [component, pairs] : file.components) {
-    if (component != "vae" && store(component)) continue;
-    absent.push_back(component);
-    for (const auto& p : pairs) unmatched.push_back(p.downKey);
-  }
-  std::vector<std::pair<std::string, std::vector<std::pair<nn::LoraSlot*, const nn::LoraPair*>>>> matches;
-  for (auto& [component, pairs] : file.components) {
-    if (component == "vae" || !store(component)) continue;
-    try {
-      matches.emplace_back(component, nn::resolveLora(*store(component), pairs, unmatched));
-    } catch (const SdException&) {
-      if (absent.empty()) throw;  // a shape mismatch (naming the key and both shapes)
-    }
-  }
-  if (!unmatched.empty()) {
-    std::string list, names;
-    for (size_t i = 0; i < unmatched.size() && i < 20; ++i) list += (i ? ", " : "") + unmatched[i];
-    if (unmatched.size() > 20) list += ", … (" + std::to_string(unmatched.size() - 20) + " more)";
-    for (const auto& c : absent) names += (names.empty() ? "" : ", ") + c;
-    fail(codes::kBadCheckpoint, path + ": " + std::to_string(unmatched.size()) +
-                                    " LoRA keys match no Linear/Conv2d module of this " + family_ + " model" +
-                                    (absent.empty() ? "" : " (it has no " + names + ")") +
-                                    " (a LoRA for another model family?): " + list);
-  }
+  const std::vector<loaders::LoraMatch> matches =
+      loaders::matchLoraFile(file, [this](const std::string& c) { return store(c); }, family_);
   LoraLoadInfo info{adapter, 0, 0, 0};
   for (const auto& [component, m] : matches) {
     const auto n = static_cast<int64_t>(m.size());
@@ -258,7 +373,7 @@ LoraLoadInfo PipelineBase::loadLora(const std::string& path, const std::string& 
   if (info.unetModules + info.textEncoderModules + info.textEncoder2Modules == 0)
     fail(codes::kBadCheckpoint, path + ": the file holds no LoRA weights");
   for (auto& [component, m] : matches)
-    for (auto& [slot, pair] : m) nn::attachLora(*store(component), *slot, *pair, adapter, weight);
+    for (auto& [slot, pair] : m) loaders::attachLora(*store(component), *slot, *pair, adapter, weight);
   loraAdapters_.push_back(adapter);
   return info;
 }

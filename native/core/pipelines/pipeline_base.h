@@ -1,15 +1,18 @@
-// What StableDiffusionPipeline (SD 1.x/2.x) and StableDiffusionXLPipeline share beyond the
-// denoising loop: the speed/memory toggles of diffusers' DiffusionPipeline (enable_attention_slicing,
-// enable_vae_slicing/tiling, channels_last, enable_model/sequential_cpu_offload, plus AUTOMATIC1111's
-// fp8 weight storage), the LoRA loader mixins (diffusers v0.30.3 loaders/lora_pipeline.py:
-// StableDiffusionLoraLoaderMixin and StableDiffusionXLLoraLoaderMixin — load_lora_weights,
-// set_adapters, fuse_lora, unfuse_lora, unload_lora_weights) and textual-inversion rows
-// (loaders/textual_inversion.py), over the components a pipeline holds: text_encoder,
-// text_encoder_2 (SDXL), unet and vae.
+// What StableDiffusionPipeline (SD 1.x/2.x) and StableDiffusionXLPipeline share: the speed/memory
+// toggles of diffusers' DiffusionPipeline (enable_attention_slicing, enable_vae_slicing/tiling,
+// channels_last, enable_model/sequential_cpu_offload, plus AUTOMATIC1111's fp8 weight storage), the
+// LoRA loader mixins (diffusers v0.30.3 loaders/lora_pipeline.py: StableDiffusionLoraLoaderMixin and
+// StableDiffusionXLLoraLoaderMixin — load_lora_weights, set_adapters, fuse_lora, unfuse_lora,
+// unload_lora_weights; file reading in loaders/lora.h) and textual-inversion rows
+// (loaders/textual_inversion.py), and the steps both from_pretrained / __call__ run the same way
+// (component placement and VAE upcast, get_timesteps with strength, prepare_latents, the denoising
+// loop, decode), over the components a pipeline holds: text_encoder, text_encoder_2 (SDXL), unet, vae.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -20,12 +23,17 @@
 
 #include "nn/attention.h"
 #include "nn/weights.h"
+#include "util/json.h"
 
 namespace sd::models {
 class CLIPTextModel;
 class UNet2DConditionModel;
 class AutoencoderKL;
+struct UNetAddedCond;
 }  // namespace sd::models
+namespace sd::schedulers {
+class Scheduler;
+}
 
 namespace sd::pipelines {
 
@@ -42,6 +50,20 @@ struct LoadOptions {
 struct ComponentInfo {
   std::string name, className, dtype;
   int64_t parameters = 0, bytes = 0;
+};
+
+/// What a loaded pipeline reports (SD 1.x/2.x; XLPipelineInfo adds SDXL's fields).
+struct PipelineInfo {
+  std::string family;     // "sd1" | "sd2" | "sdxl"
+  std::string className;  // model_index _class_name
+  std::string modelPath;
+  int64_t vaeScaleFactor = 8;
+  int64_t sampleSize = 64;  // UNet sample_size (latent pixels)
+  std::vector<std::string> tokenizerDirs;
+  std::string schedulerName;
+  Json schedulerConfig;
+  std::string device, dtype;
+  std::vector<ComponentInfo> components;
 };
 
 /// The speed/memory toggles of a pipeline (diffusers' enable_* methods). Set with
@@ -133,7 +155,9 @@ class PipelineBase {
   int64_t vocabSize(const std::string& component);
 
  protected:
-  PipelineBase();
+  /// `live` counts the pipelines of the derived class alive in this process (liveCount()): +1 here,
+  /// −1 in the destructor.
+  explicit PipelineBase(std::atomic<int64_t>& live);
   /// The component's weight store, or nullptr when the pipeline has no such component.
   nn::Weights* store(const std::string& component) const;
   /// (name, store) of the components present, in the order text_encoder, text_encoder_2, unet, vae.
@@ -142,16 +166,79 @@ class PipelineBase {
   std::vector<models::CLIPTextModel*> textEncoders() const;
   /// Applies the toggles set since the last call; generate() calls it holding mutex_.
   void applyOptimizations();
+
+  // ---- load (pipeline_base.cc; the numbered steps of each from_pretrained stay in its pipeline) ----
+  /// The start of every load: prepareLoad (dtype check, device, CPU threads) into device_ / dtype_.
+  void beginLoad(const LoadOptions& options);
+  /// The folder whose configs describe the model: `path`, or options.configDir for a single file.
+  /// E_INVALID_ARGUMENT for a single file without configDir (the message says it must be
+  /// `configDirNeeds`); E_MODEL_NOT_FOUND when `path` or the folder is missing.
+  static std::string configFolder(const std::string& path, const LoadOptions& options,
+                                  const std::string& configDirNeeds);
+  /// The end of every load, once the models are built: the UNet and text encoders to device_ /
+  /// dtype_; the VAE to float32 when float16 meets force_upcast (diffusers' upcast_vae: SD/SDXL
+  /// VAEs overflow in float16), else to dtype_ (vaeDtype_ records which); then `info`'s shared
+  /// fields (modelPath = `path`, VAE scale factor, UNet sample size, the scheduler of
+  /// `<configRoot>/scheduler/scheduler_config.json` (E_BAD_CONFIG without `_class_name`), device,
+  /// dtype, components) and what disableFp8Storage needs to re-read the UNet (loadPath_, loadOptions_).
+  void finishLoad(PipelineInfo& info, const std::string& configRoot, const std::string& path, const LoadOptions& options);
+  /// The UNet weights as stored in the model file (diffusers names), for disableFp8Storage: the
+  /// single file mapped again, or `<loadPath_>/unet` with the load's variant.
+  nn::StateDict readUnetWeights() const;
+
+  // ---- generate (the steps every __call__ shares; pipeline_base.cc) ----
+  /// Held by generate() for the whole call: the pipeline lock, then the pending toggles applied,
+  /// then no autograd and inference mode; t0 is when the call started.
+  class GenerationScope {
+    std::lock_guard<std::mutex> lock_;  // declared first: taken before t0 is read
+
+   public:
+    explicit GenerationScope(PipelineBase& pipe);
+    const std::chrono::steady_clock::time_point t0;
+
+   private:
+    std::unique_ptr<at::NoGradGuard> noGrad_;
+    std::unique_ptr<at::InferenceMode> inference_;
+  };
+  /// The LoRA scale slots of the UNet and the text encoders (diffusers' cross_attention_kwargs scale).
+  std::vector<double*> loraScaleSlots() const;
+  /// E_INVALID_ARGUMENT unless height and width are positive multiples of the VAE scale factor.
+  void checkSize(int64_t height, int64_t width) const;
+  /// get_timesteps (img2img / inpaint): init_timestep = min(int(steps·strength), steps),
+  /// t_start = steps − init_timestep; returns timesteps[t_start·order:] (possibly empty) and, with
+  /// `setBeginIndex`, tells the scheduler (SD img2img and inpaint do; diffusers' SDXL img2img does not).
+  static at::Tensor strengthTimesteps(schedulers::Scheduler& scheduler, const at::Tensor& timesteps,
+                                      int64_t numInferenceSteps, double strength, bool setBeginIndex);
+  /// prepare_latents (text-to-image): `given` float [B, C, h, w] checked against `shape`, or a draw
+  /// from the CPU `generator` (float32, then moved: the same noise on every device); in dtype_ on
+  /// device_, times the scheduler's init_noise_sigma. E_INVALID_ARGUMENT for a mis-shaped `given`.
+  at::Tensor initialNoiseLatents(const at::Tensor& given, const std::vector<int64_t>& shape,
+                                 at::Generator& generator, double initNoiseSigma) const;
+  /// image_processor.preprocess: uint8 [H, W, 3] RGB → float32 [1, 3, H, W] in [-1, 1] (CPU).
+  static at::Tensor imageToPixels(const at::Tensor& image);
+  /// _encode_vae_image / prepare_latents: pixels float [1, 3, H, W] in [-1, 1] →
+  /// vae.encode(·).latent_dist.sample(generator) · scaling_factor, [1, C, H/f, W/f] in dtype_ on
+  /// device_ (VAE in vaeDtype_, channels-last and model offload as applied).
+  at::Tensor encodeImageLatents(const at::Tensor& pixels, at::Generator& generator);
+  /// Init latents [1 or B, C, h, w] repeated to `batch` rows (torch.cat([x] * k));
+  /// E_INVALID_ARGUMENT when the rows do not divide the batch.
+  static at::Tensor repeatToBatch(const at::Tensor& initLatents, int64_t batch);
+  /// img2img's add_noise: noise of the latents' shape drawn from the CPU `generator` (after the
+  /// image's latent sample, as diffusers draws it), scheduler.add_noise(init, noise, timestep).
+  at::Tensor addNoiseFromGenerator(schedulers::Scheduler& scheduler, const at::Tensor& initLatents,
+                                   at::Generator& generator, double timestep) const;
+  /// Step "denoising loop": detail::denoise with the UNet on the GPU while it runs (model offload),
+  /// the timesteps run and denoiseMs into `result`; returns the final latents.
+  at::Tensor denoiseLatents(GenerateResult& result, schedulers::Scheduler& scheduler, const at::Tensor& latents,
+                            const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
+                            const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator,
+                            double eta, const StepCallback& onStep, const AbortCheck& aborted);
   /// The end of every generate(): the final latents (float32, CPU) into `result`, E_ABORTED when
   /// `aborted` says so, then — unless `outputLatent` — the VAE decode to uint8 [B, H, W, 3] images
   /// (with the applied channels-last and model-offload toggles), decodeMs and totalMs since `t0`.
   /// Call with mutex_ held.
   void finishGeneration(GenerateResult& result, const at::Tensor& latents, bool outputLatent, const AbortCheck& aborted,
                         std::chrono::steady_clock::time_point t0);
-  /// Records the components of the loaded models (after load()) and returns them for the info.
-  std::vector<ComponentInfo> recordComponents();
-  /// The UNet weights as stored in the model file (diffusers names), for disableFp8Storage.
-  virtual nn::StateDict readUnetWeights() const = 0;
 
   std::shared_ptr<models::CLIPTextModel> textEncoder_;   // null for an SDXL refiner
   std::shared_ptr<models::CLIPTextModel> textEncoder2_;  // SDXL only
@@ -167,11 +254,14 @@ class PipelineBase {
   Optimizations applied_;  // in effect (generate thread, under mutex_)
 
  private:
+  /// Records the components of the loaded models (finishLoad) and returns them for the info.
+  std::vector<ComponentInfo> recordComponents();
   void reloadUnetWeights(const std::vector<std::string>& names);
   mutable std::mutex optMutex_;
   Optimizations pending_;  // set from any thread under optMutex_
   std::vector<ComponentInfo> components_;
   std::vector<std::string> loraAdapters_;
+  std::atomic<int64_t>& live_;
 };
 
 /// Parses "cpu" / "cuda" / "cuda:N"; E_DEVICE_UNAVAILABLE when CUDA is not in this build.

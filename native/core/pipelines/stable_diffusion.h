@@ -47,19 +47,6 @@ struct GenerateRequest {
   at::Tensor promptWeights, negativePromptWeights;
 };
 
-struct PipelineInfo {
-  std::string family;     // "sd1" | "sd2"
-  std::string className;  // model_index _class_name
-  std::string modelPath;
-  int64_t vaeScaleFactor = 8;
-  int64_t sampleSize = 64;  // UNet sample_size (latent pixels)
-  std::vector<std::string> tokenizerDirs;
-  std::string schedulerName;
-  Json schedulerConfig;
-  std::string device, dtype;
-  std::vector<ComponentInfo> components;
-};
-
 /// SD 1.x / 2.x; the toggles, LoRA and textual-inversion methods come from PipelineBase.
 class StableDiffusionPipeline : public PipelineBase {
  public:
@@ -102,8 +89,6 @@ class StableDiffusionPipeline : public PipelineBase {
   /// A1111 chunked + weighted encoding (stable_diffusion_weighting.cc); ids and weights [P, 77·k] → [P·n, 77·k, D].
   at::Tensor encodePromptWeighted(const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip,
                                   int64_t numImagesPerPrompt) const;
-
-  nn::StateDict readUnetWeights() const override;
 
   PipelineInfo info_;
 };

@@ -20,17 +20,12 @@ using detail::msSince;
 
 GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, const StepCallback& onStep,
                                                 const AbortCheck& aborted) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const auto t0 = std::chrono::steady_clock::now();
-  at::NoGradGuard noGrad;
-  at::InferenceMode inference;
+  GenerationScope scope(*this);  // the toggles set since the last call apply to inpainting too
   GenerateResult result;
-  applyOptimizations();  // toggles set since the last call apply to inpainting too
   const bool channelsLast = applied_.channelsLast;
   const bool modelOffload = applied_.offload == "model";
   const int64_t f = info_.vaeScaleFactor;
-  detail::ScopedLoraScale loraScale({&unet_->weights().loraScale(), &textEncoder_->weights().loraScale()},
-                                    req.loraScale);
+  detail::ScopedLoraScale loraScale(loraScaleSlots(), req.loraScale);
 
   // 1. Check inputs
   const bool cfg = checkCommonInputs(req);
@@ -68,11 +63,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   auto scheduler = schedulers::createScheduler(req.schedulerName, req.schedulerConfig);
   scheduler->setTimesteps(req.numInferenceSteps);
   at::Tensor timesteps = scheduler->timesteps();
-  const int64_t initTimestep =
-      std::min<int64_t>(static_cast<int64_t>(req.numInferenceSteps * req.strength), req.numInferenceSteps);
-  const int64_t tStart = std::max<int64_t>(req.numInferenceSteps - initTimestep, 0);
-  timesteps = timesteps.slice(0, tStart * scheduler->order());
-  scheduler->setBeginIndex(tStart * scheduler->order());
+  timesteps = strengthTimesteps(*scheduler, timesteps, req.numInferenceSteps, req.strength, /*setBeginIndex=*/true);
   if (timesteps.size(0) < 1)
     invalid("strength " + std::to_string(req.strength) + " with " + std::to_string(req.numInferenceSteps) +
             " steps leaves no denoising step");
@@ -80,22 +71,15 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   const double latentTimestep = timesteps[0].item<double>();
 
   // 5. Preprocess mask and image: [-1, 1] NCHW; mask binarised at 0.5 (white = 1 = repaint)
-  at::Tensor initImage = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
+  at::Tensor initImage = imageToPixels(req.image);  // [1, 3, H, W]
   at::Tensor maskCondition = req.mask.to(at::kFloat).div(255.0).ge(0.5).to(at::kFloat).unsqueeze(0).unsqueeze(0);  // [1, 1, H, W]
   at::Tensor maskedImage = initImage * maskCondition.lt(0.5);  // [1, 3, H, W]; repaint area 0
-
-  auto encodeSample = [&](const at::Tensor& img) {  // _encode_vae_image: latent_dist.sample(generator) · scaling
-    at::Tensor x = img.to(device_, vaeDtype_);
-    if (channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
-    return vae_->encode(x).sample(&generator).to(dtype_) * vae_->scalingFactor();
-  };
-  auto repeatBatch = [&](at::Tensor t) { return batch > t.size(0) ? t.repeat({batch / t.size(0), 1, 1, 1}) : t; };
 
   // 6. Prepare latent variables (RNG order: image latents, noise, masked-image latents, scheduler)
   const int64_t h = req.height / f, w = req.width / f;
   at::Tensor imageLatents;
-  if (unetChannels == 4 || !strengthMax) imageLatents = repeatBatch(encodeSample(initImage));  // [B, 4, h, w]
+  if (unetChannels == 4 || !strengthMax)
+    imageLatents = repeatToBatch(encodeImageLatents(initImage, generator), batch);  // [B, 4, h, w]
   at::Tensor noise = at::randn({batch, latentChannels, h, w}, generator, at::TensorOptions().dtype(at::kFloat))
                          .to(device_, dtype_);
   at::Tensor latents = strengthMax ? noise * scheduler->initNoiseSigma()
@@ -104,7 +88,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
 
   // 7. Prepare mask latent variables: nearest downsampling (source pixel floor(i·H/h))
   at::Tensor maskLatent = at::upsample_nearest2d(maskCondition, {h, w}).to(device_, dtype_);  // [1, 1, h, w]
-  at::Tensor maskedImageLatents = repeatBatch(encodeSample(maskedImage));                      // [B, 4, h, w]
+  at::Tensor maskedImageLatents = repeatToBatch(encodeImageLatents(maskedImage, generator), batch);  // [B, 4, h, w]
   maskLatent = maskLatent.repeat({batch, 1, 1, 1});
   at::Tensor maskIn = cfg ? at::cat({maskLatent, maskLatent}, 0) : maskLatent;
   at::Tensor maskedIn = cfg ? at::cat({maskedImageLatents, maskedImageLatents}, 0) : maskedImageLatents;
@@ -138,7 +122,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   }
   unetOnDevice.release();
   result.denoiseMs = msSince(tDenoise);
-  finishGeneration(result, latents, req.outputLatent, aborted, t0);
+  finishGeneration(result, latents, req.outputLatent, aborted, scope.t0);
   return result;
 }
 

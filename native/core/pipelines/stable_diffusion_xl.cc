@@ -5,19 +5,18 @@
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <thread>
+#include <optional>
 
 #include "io/checkpoint.h"
+#include "loaders/single_file.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "pipelines/pipeline_common.h"
-#include "runtime/dtype_support.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 
@@ -27,7 +26,6 @@ namespace fs = std::filesystem;
 
 using detail::invalid;
 using detail::msSince;
-using runtime::dtypeName;
 
 namespace {
 
@@ -49,20 +47,18 @@ int64_t discreteTimestepCutoff(double fraction, int64_t numTrainTimesteps) {
   return static_cast<int64_t>(std::nearbyint(t - fraction * t));  // Python round(): half to even
 }
 
-StableDiffusionXLPipeline::StableDiffusionXLPipeline() { ++liveXl; }
-StableDiffusionXLPipeline::~StableDiffusionXLPipeline() { --liveXl; }
+StableDiffusionXLPipeline::StableDiffusionXLPipeline() : PipelineBase(liveXl) {}
+StableDiffusionXLPipeline::~StableDiffusionXLPipeline() = default;
 int64_t StableDiffusionXLPipeline::liveCount() { return liveXl.load(); }
 
 std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const std::string& path,
                                                                            const LoadOptions& options) {
-  const at::Device device = prepareLoad(options);
-  // Single file: the weights come from `path`, everything else (configs, tokenizers, scheduler) from configDir.
-  if (options.singleFile && options.configDir.empty())
-    invalid("loading the single file " + path + " needs configDir: an SDXL diffusers folder with the model's configs "
-            "(model_index.json, unet/, vae/, text_encoder/, text_encoder_2/, scheduler/, tokenizer/, tokenizer_2/)");
-  const std::string folder = options.singleFile ? options.configDir : path;
-  if (!fs::exists(path)) fail(codes::kModelNotFound, "model not found: " + path);
-  if (!fs::is_directory(folder)) fail(codes::kModelNotFound, "model folder not found: " + folder);
+  auto pipe = std::shared_ptr<StableDiffusionXLPipeline>(new StableDiffusionXLPipeline());
+  pipe->beginLoad(options);
+  const std::string folder =
+      configFolder(path, options,
+                   "an SDXL diffusers folder with the model's configs (model_index.json, unet/, vae/, text_encoder/, "
+                   "text_encoder_2/, scheduler/, tokenizer/, tokenizer_2/)");
 
   io::ModelIndex index = io::readModelIndex(folder);
   if (index.className != "StableDiffusionXLPipeline" && index.className != "StableDiffusionXLImg2ImgPipeline") {
@@ -76,9 +72,6 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
     fail(codes::kBadConfig, folder + "/model_index.json: an SDXL pipeline needs text_encoder_2, unet and vae");
   const bool hasTe1 = index.component("text_encoder") != nullptr;
 
-  auto pipe = std::shared_ptr<StableDiffusionXLPipeline>(new StableDiffusionXLPipeline());
-  pipe->device_ = device;
-  pipe->dtype_ = options.dtype;
   const fs::path root(folder);
 
   const auto unetConfig = models::UNet2DConditionConfig::fromFile((root / "unet" / "config.json").string());
@@ -91,8 +84,8 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
     fail(codes::kBadConfig, (root / "text_encoder_2" / "config.json").string() +
                                 ": text_encoder_2 must be CLIPTextModelWithProjection (architectures)");
 
-  std::optional<io::SingleFileCheckpoint> single;
-  if (options.singleFile) single = io::loadSingleFile(path, options.configDir);
+  std::optional<loaders::SingleFileCheckpoint> single;
+  if (options.singleFile) single = loaders::loadSingleFile(path, options.configDir);
   auto loadW = [&](const char* comp, const char* base) {
     if (single) return std::move(single->component(comp));
     return io::loadComponentWeights((root / comp).string(), base, options.variant);
@@ -108,36 +101,16 @@ std::shared_ptr<StableDiffusionXLPipeline> StableDiffusionXLPipeline::load(const
     pipe->textEncoder_ = std::make_shared<models::CLIPTextModel>(clipConfig, loadW("text_encoder", "model"),
                                                                  "text_encoder (" + path + "/text_encoder)");
   }
-  pipe->unet_->to(device, options.dtype);
-  pipe->textEncoder2_->to(device, options.dtype);
-  if (pipe->textEncoder_) pipe->textEncoder_->to(device, options.dtype);
-  // force_upcast: the VAE stays float32 under float16 (diffusers' upcast_vae before decoding).
-  pipe->vaeDtype_ = (options.dtype == at::kHalf && pipe->vae_->forceUpcast()) ? at::kFloat : options.dtype;
-  pipe->vae_->to(device, pipe->vaeDtype_);
-
   XLPipelineInfo& info = pipe->info_;
   info.family = "sdxl";
   info.className = index.className;
-  info.modelPath = path;
-  info.vaeScaleFactor = pipe->vae_->vaeScaleFactor();
-  info.sampleSize = unetConfig.sampleSize;
   if (hasTe1) info.tokenizerDirs.push_back((root / "tokenizer").string());
   info.tokenizerDirs.push_back((root / "tokenizer_2").string());
   info.forceZerosForEmptyPrompt = index.forceZerosForEmptyPrompt.value_or(true);
   const Json modelIndex = Json::parseFile((root / "model_index.json").string());
   if (const Json* r = modelIndex.find("requires_aesthetics_score"); r && r->isBool()) info.requiresAestheticsScore = r->boolean();
   info.hasTextEncoder = hasTe1;
-  const fs::path schedFile = root / "scheduler" / "scheduler_config.json";
-  info.schedulerConfig = Json::parseFile(schedFile.string());
-  const Json* cls = info.schedulerConfig.find("_class_name");
-  if (!cls || !cls->isString()) fail(codes::kBadConfig, schedFile.string() + ": field \"_class_name\" is required");
-  info.schedulerName = cls->string();
-  info.device = device.str();
-  info.dtype = dtypeName(options.dtype);
-  info.components = pipe->recordComponents();
-  pipe->family_ = info.family;
-  pipe->loadPath_ = path;
-  pipe->loadOptions_ = options;
+  pipe->finishLoad(info, folder, path, options);
   return pipe;
 }
 
@@ -214,20 +187,11 @@ StableDiffusionXLPipeline::Encoded StableDiffusionXLPipeline::encodeText(const a
 
 GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req, const StepCallback& onStep,
                                                    const AbortCheck& aborted) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const auto t0 = std::chrono::steady_clock::now();
-  applyOptimizations();  // toggles set since the last call
-  const bool channelsLast = applied_.channelsLast;
-  const bool modelOffload = applied_.offload == "model";
-  at::NoGradGuard noGrad;
-  at::InferenceMode inference;
+  GenerationScope scope(*this);
   GenerateResult result;
   const int64_t f = info_.vaeScaleFactor;
   const bool img2img = req.img2img;
-  std::vector<double*> loraScales;  // cross_attention_kwargs["scale"]: UNet and both text encoders
-  for (const auto& [name, w] : stores())
-    if (name != "vae") loraScales.push_back(&w->loraScale());
-  detail::ScopedLoraScale loraScale(loraScales, req.loraScale);
+  detail::ScopedLoraScale loraScale(loraScaleSlots(), req.loraScale);  // UNet and both text encoders
   const bool fromLatents = req.imageLatents.defined();
 
   // 1. Check inputs
@@ -276,9 +240,7 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
     height = req.image.size(0);
     width = req.image.size(1);
   }
-  if (height <= 0 || width <= 0 || height % f != 0 || width % f != 0)
-    invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
-            std::to_string(width) + "x" + std::to_string(height));
+  checkSize(height, width);
 
   // 2. Define call parameters
   const int64_t batch = numPrompts * req.numImagesPerPrompt;
@@ -312,10 +274,9 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
   const int64_t T = scheduler->numTrainTimesteps();
   if (img2img) {
     if (std::isnan(req.denoisingStart)) {
-      const int64_t initTimestep =
-          std::min<int64_t>(static_cast<int64_t>(req.numInferenceSteps * req.strength), req.numInferenceSteps);
-      const int64_t tStart = std::max<int64_t>(req.numInferenceSteps - initTimestep, 0);
-      timesteps = timesteps.slice(0, tStart * scheduler->order());
+      // diffusers 0.30.3's SDXL img2img does not call set_begin_index: the scheduler finds its
+      // step index from the first timestep, as it does here without setBeginIndex().
+      timesteps = strengthTimesteps(*scheduler, timesteps, req.numInferenceSteps, req.strength, /*setBeginIndex=*/false);
     } else {
       const int64_t cutoff = discreteTimestepCutoff(req.denoisingStart, T);
       int64_t n = timesteps.lt(static_cast<double>(cutoff)).sum().item<int64_t>();
@@ -323,8 +284,6 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
       n = std::min<int64_t>(n, timesteps.size(0));
       timesteps = timesteps.slice(0, timesteps.size(0) - n);  // timesteps[-n:]
     }
-    // diffusers 0.30.3's SDXL img2img does not call set_begin_index: the scheduler finds its
-    // step index from the first timestep, as it does here without setBeginIndex().
   }
   if (!std::isnan(req.denoisingEnd)) {
     // 8.1 Apply denoising_end: keep the timesteps >= cutoff
@@ -337,42 +296,18 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
             std::to_string(req.numInferenceSteps) + " steps); raise strength or numInferenceSteps");
 
   // 5. Prepare latent variables
-  const std::vector<int64_t> latentShape = {batch, channels, height / f, width / f};
   at::Tensor latents;
   if (!img2img) {
-    if (req.latents.defined()) {
-      if (req.latents.sizes() != at::IntArrayRef(latentShape))
-        invalid("latents must have shape [" + std::to_string(batch) + ", " + std::to_string(channels) + ", " +
-                std::to_string(height / f) + ", " + std::to_string(width / f) + "]");
-      latents = req.latents.to(at::kFloat);
-    } else {
-      latents = at::randn(latentShape, generator, at::TensorOptions().dtype(at::kFloat));  // CPU draw
-    }
-    latents = latents.to(device_, dtype_) * scheduler->initNoiseSigma();
+    latents = initialNoiseLatents(req.latents, {batch, channels, height / f, width / f}, generator,
+                                  scheduler->initNoiseSigma());
   } else {
-    at::Tensor initLatents;
-    if (fromLatents) {
-      initLatents = req.imageLatents.to(device_, dtype_);  // a 4-channel image is used as is
-    } else {
-      at::Tensor image = req.image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
-      image = image.to(device_, vaeDtype_);
-      if (channelsLast) image = image.contiguous(at::MemoryFormat::ChannelsLast);
-      detail::OnDevice vaeOnDevice(&vae_->weights(), device_, modelOffload);
-      initLatents = vae_->encode(image).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
-    }
-    if (batch > initLatents.size(0)) {
-      if (batch % initLatents.size(0) != 0)
-        invalid("cannot repeat " + std::to_string(initLatents.size(0)) + " init latents to a batch of " + std::to_string(batch));
-      initLatents = initLatents.repeat({batch / initLatents.size(0), 1, 1, 1});  // torch.cat([x] * k)
-    } else if (initLatents.size(0) != batch) {
-      invalid("imageLatents has " + std::to_string(initLatents.size(0)) + " rows; expected 1 or " + std::to_string(batch));
-    }
-    if (std::isnan(req.denoisingStart)) {  // add_noise only without denoising_start
-      at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
-      latents = scheduler->addNoise(initLatents, noise, timesteps[0].item<double>());
-    } else {
-      latents = initLatents;
-    }
+    // a 4-channel image (imageLatents) is used as is; else the image's latent sample
+    at::Tensor initLatents = fromLatents ? req.imageLatents.to(device_, dtype_)
+                                         : encodeImageLatents(imageToPixels(req.image), generator);
+    initLatents = repeatToBatch(initLatents, batch);
+    latents = std::isnan(req.denoisingStart)  // add_noise only without denoising_start
+                  ? addNoiseFromGenerator(*scheduler, initLatents, generator, timesteps[0].item<double>())
+                  : initLatents;
   }
   result.initialLatents = latents.to(at::kFloat).cpu();
 
@@ -414,21 +349,10 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
   models::UNetAddedCond added{addTextEmbeds, addTimeIds.to(device_, dtype_)};
 
   // 8. Denoising loop
-  auto tDenoise = std::chrono::steady_clock::now();
-  {
-    detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
-    latents = detail::denoise(*unet_, *scheduler, latents, timesteps, promptEmbeds, &added, req.guidanceScale,
-                              generator, req.eta, onStep, aborted, result.timesteps, channelsLast);
-  }
-  result.denoiseMs = msSince(tDenoise);
-  finishGeneration(result, latents, req.outputLatent, aborted, t0);
+  latents = denoiseLatents(result, *scheduler, latents, timesteps, promptEmbeds, &added, req.guidanceScale, generator,
+                           req.eta, onStep, aborted);
+  finishGeneration(result, latents, req.outputLatent, aborted, scope.t0);
   return result;
-}
-
-nn::StateDict StableDiffusionXLPipeline::readUnetWeights() const {
-  if (loadOptions_.singleFile) return std::move(io::loadSingleFile(loadPath_, loadOptions_.configDir).unet);
-  return io::loadComponentWeights((fs::path(loadPath_) / "unet").string(), "diffusion_pytorch_model",
-                                  loadOptions_.variant);
 }
 
 }  // namespace sd::pipelines

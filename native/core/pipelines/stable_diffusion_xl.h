@@ -89,7 +89,6 @@ class StableDiffusionXLPipeline : public PipelineBase {
   StableDiffusionXLPipeline();
   Encoded encodePrompt(const at::Tensor& ids1, const at::Tensor& ids2, const at::Tensor& weights1,
                        const at::Tensor& weights2, int64_t clipSkip, int64_t n) const;
-  nn::StateDict readUnetWeights() const override;
 
   XLPipelineInfo info_;
 };
