@@ -10,7 +10,7 @@ import {
 } from '../errors.js';
 import {
   SUPPORTED_SCHEDULERS, finishGenerateOptions, isLatentsInput, parseGenerateOptions,
-  type GenerateMode, type ImageInput, type LoadOptions, type ParsedGenerateOptions, type ResolvedGenerateOptions, type SchedulerName,
+  type GenerateMode, type ImageInput, type LoadOptions, type ParsedGenerateOptions, type SchedulerName,
 } from '../options.js';
 import { loadInputImage, samplerName } from '../image.js';
 import { NativeModel, loadModel, type PipelineInfo } from './native_model.js';
@@ -38,7 +38,6 @@ export type PipelineClass<T> = {
   new (model: NativeModel, scheduler?: SchedulerState): T;
   /** true for the SDXL pipelines (StableDiffusionXLPipeline handle). */
   readonly xl: boolean;
-  readonly name: string;
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -436,7 +435,6 @@ export abstract class DiffusionPipeline {
   protected schedulerState(): SchedulerState {
     return { name: this.schedulerName, config: structuredClone(this.schedulerConfig) };
   }
-
 
   /**
    * @internal One generate call: the options through the schema of `mode` (before anything is

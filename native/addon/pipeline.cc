@@ -183,18 +183,7 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
 Napi::Value PipelineComponents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto p = unwrapAnyPipeline(env, info[0], "pipeline");
-  const auto comps = p->components();
-  Napi::Array out = Napi::Array::New(env, comps.size());
-  for (size_t k = 0; k < comps.size(); ++k) {
-    Napi::Object co = Napi::Object::New(env);
-    co.Set("name", comps[k].name);
-    co.Set("className", comps[k].className);
-    co.Set("dtype", comps[k].dtype);
-    co.Set("parameters", Napi::Number::New(env, static_cast<double>(comps[k].parameters)));
-    co.Set("bytes", Napi::Number::New(env, static_cast<double>(comps[k].bytes)));
-    out.Set(static_cast<uint32_t>(k), co);
-  }
-  return out;
+  return componentsArray(env, p->components());
 }
 
 }  // namespace

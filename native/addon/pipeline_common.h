@@ -39,6 +39,22 @@ inline Json JsToJson(Napi::Env env, const Napi::Value& v, const std::string& wha
   return Json::parse(s.As<Napi::String>().Utf8Value(), what);
 }
 
+/// The JS array of NativeComponentInfo objects.
+inline Napi::Array componentsArray(Napi::Env env, const std::vector<pipelines::ComponentInfo>& components) {
+  Napi::Array comps = Napi::Array::New(env, components.size());
+  for (size_t k = 0; k < components.size(); ++k) {
+    const auto& c = components[k];
+    Napi::Object co = Napi::Object::New(env);
+    co.Set("name", c.name);
+    co.Set("className", c.className);
+    co.Set("dtype", c.dtype);
+    co.Set("parameters", Napi::Number::New(env, static_cast<double>(c.parameters)));
+    co.Set("bytes", Napi::Number::New(env, static_cast<double>(c.bytes)));
+    comps.Set(static_cast<uint32_t>(k), co);
+  }
+  return comps;
+}
+
 /// The JS object of pipelineInfo().
 inline Napi::Object pipelineInfoObject(Napi::Env env, const pipelines::PipelineInfo& i) {
   Napi::Object o = Napi::Object::New(env);
@@ -54,18 +70,7 @@ inline Napi::Object pipelineInfoObject(Napi::Env env, const pipelines::PipelineI
   o.Set("schedulerConfig", JsonToJs(env, i.schedulerConfig));
   o.Set("device", i.device);
   o.Set("dtype", i.dtype);
-  Napi::Array comps = Napi::Array::New(env, i.components.size());
-  for (size_t k = 0; k < i.components.size(); ++k) {
-    const auto& c = i.components[k];
-    Napi::Object co = Napi::Object::New(env);
-    co.Set("name", c.name);
-    co.Set("className", c.className);
-    co.Set("dtype", c.dtype);
-    co.Set("parameters", Napi::Number::New(env, static_cast<double>(c.parameters)));
-    co.Set("bytes", Napi::Number::New(env, static_cast<double>(c.bytes)));
-    comps.Set(static_cast<uint32_t>(k), co);
-  }
-  o.Set("components", comps);
+  o.Set("components", componentsArray(env, i.components));
   return o;
 }
 

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -22,13 +23,15 @@
 namespace sd::pipelines {
 
 /// One generation. Shapes: P prompts, n images per prompt, B = P·n, latents [B, 4, H/f, W/f]
-/// with f the VAE scale factor.
+/// with f the VAE scale factor. The numbers have no defaults here (the caller fills every field;
+/// diffusers' defaults live in lib/options.ts): unset ones are 0 / NaN and rejected by generate()
+/// with E_INVALID_ARGUMENT.
 struct GenerateRequest {
   at::Tensor inputIds;          // int64 [P, 77]
   at::Tensor negativeInputIds;  // int64 [P, 77]; required when guidanceScale > 1
-  int64_t numImagesPerPrompt = 1;
-  int64_t numInferenceSteps = 50;
-  double guidanceScale = 7.5;   // CFG when > 1 (diffusers' do_classifier_free_guidance)
+  int64_t numImagesPerPrompt = 0;  // >= 1
+  int64_t numInferenceSteps = 0;   // >= 1
+  double guidanceScale = std::numeric_limits<double>::quiet_NaN();  // finite; CFG when > 1 (diffusers' do_classifier_free_guidance)
   int64_t height = 0, width = 0;  // pixels, multiples of the VAE scale factor
   uint64_t seed = 0;
   at::Tensor latents;           // optional float [B, C, H/f, W/f], replaces the drawn noise
@@ -38,9 +41,9 @@ struct GenerateRequest {
   std::string schedulerName;    // diffusers class name
   Json schedulerConfig;         // scheduler_config.json merged with overrides
   at::Tensor image;             // img2img: uint8 [H, W, 3] RGB, already at height×width
-  double strength = 0.8;        // img2img
+  double strength = std::numeric_limits<double>::quiet_NaN();  // img2img / inpainting: in [0, 1]
   double loraScale = 1.0;       // LoRA scale of this call, UNet and text encoder (cross_attention_kwargs scale)
-  at::Tensor mask;              // inpainting: uint8 [H, W] (white ≥ 128 = repaint), with `image`; strength default 1
+  at::Tensor mask;              // inpainting: uint8 [H, W] (white ≥ 128 = repaint), with `image`
   // A1111 prompt weighting (opt-in): inputIds / negativeInputIds are then [P, 77·k] (k chunks of 77
   // encoded separately and concatenated) and these float32 [P, 77·k] token weights multiply the
   // hidden states of each chunk, whose mean is then restored (A1111 "Original" emphasis).

@@ -33,8 +33,7 @@ std::atomic<int64_t> liveXl{0};
 
 bool validFraction(double v) { return std::isfinite(v) && v > 0.0 && v < 1.0; }
 
-std::vector<double> pairOr(const std::vector<double>& v, double a, double b, const char* field) {
-  if (v.empty()) return {a, b};
+const std::vector<double>& finitePair(const std::vector<double>& v, const char* field) {
   if (v.size() != 2 || !std::isfinite(v[0]) || !std::isfinite(v[1]))
     invalid(std::string(field) + " must be two finite numbers");
   return v;
@@ -226,7 +225,9 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
       invalid("denoisingStart " + std::to_string(req.denoisingStart) + " must be smaller than denoisingEnd " +
               std::to_string(req.denoisingEnd));
   }
-  if (img2img && !(req.strength >= 0.0 && req.strength <= 1.0)) invalid("strength must be in [0, 1]");
+  // diffusers: with denoising_start the strength is ignored
+  if (img2img && std::isnan(req.denoisingStart) && !(req.strength >= 0.0 && req.strength <= 1.0))
+    invalid("strength must be in [0, 1]");
   if (img2img && !fromLatents && !req.image.defined()) invalid("img2img needs image or imageLatents");
   const int64_t channels = unet_->config().inChannels;
   int64_t height = req.height, width = req.width;
@@ -313,11 +314,13 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
 
   // 7. Prepare added time ids & embeddings
   const auto& uc = unet_->config();
-  const auto orig = pairOr(req.originalSize, double(height), double(width), "originalSize");
-  const auto crop = pairOr(req.cropsCoordsTopLeft, 0.0, 0.0, "cropsCoordsTopLeft");
-  const auto target = pairOr(req.targetSize, double(height), double(width), "targetSize");
+  const auto& orig = finitePair(req.originalSize, "originalSize");
+  const auto& crop = finitePair(req.cropsCoordsTopLeft, "cropsCoordsTopLeft");
+  const auto& target = finitePair(req.targetSize, "targetSize");
   std::vector<double> ids, negIds;
   if (img2img && info_.requiresAestheticsScore) {
+    if (!std::isfinite(req.aestheticScore) || !std::isfinite(req.negativeAestheticScore))
+      invalid("aestheticScore and negativeAestheticScore must be finite numbers");
     ids = {orig[0], orig[1], crop[0], crop[1], req.aestheticScore};
     negIds = {orig[0], orig[1], crop[0], crop[1], req.negativeAestheticScore};
   } else {

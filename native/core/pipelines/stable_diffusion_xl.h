@@ -34,11 +34,12 @@ struct XLGenerateRequest : GenerateRequest {
   /// diffusers' `negative_prompt is None`: with force_zeros_for_empty_prompt the uncond embeds
   /// and pooled embeds are zeros (no negative encoding).
   bool negativePromptIsNone = false;
-  /// add_time_ids parts, in pixels (height, width / top, left); empty = diffusers' defaults
-  /// ((height, width), (0, 0), (height, width)).
+  /// add_time_ids parts, in pixels (height, width / top, left): two finite numbers each, required
+  /// (lib/options.ts fills diffusers' defaults (height, width), (0, 0), (height, width)).
   std::vector<double> originalSize, cropsCoordsTopLeft, targetSize;
-  /// Refiner (requires_aesthetics_score): add_time_ids = [orig, crop, score] (defaults 6.0 / 2.5).
-  double aestheticScore = 6.0, negativeAestheticScore = 2.5;
+  /// Refiner (requires_aesthetics_score) img2img: add_time_ids = [orig, crop, score]; finite, required there.
+  double aestheticScore = std::numeric_limits<double>::quiet_NaN();
+  double negativeAestheticScore = std::numeric_limits<double>::quiet_NaN();
   /// Fractions in (0, 1) (NaN = unset): stop the schedule early (base) / start it late (refiner),
   /// split at int(round(T − fraction·T)) of the T training timesteps as diffusers does.
   double denoisingEnd = std::numeric_limits<double>::quiet_NaN();
@@ -46,7 +47,7 @@ struct XLGenerateRequest : GenerateRequest {
   /// img2img from latents (e.g. a base run with outputLatent): float [B or 1, C, h, w], used as
   /// init latents as is (diffusers: an `image` with 4 channels).
   at::Tensor imageLatents;
-  bool img2img = false;  // run StableDiffusionXLImg2ImgPipeline.__call__ (strength default 0.3 there)
+  bool img2img = false;  // run StableDiffusionXLImg2ImgPipeline.__call__ (strength required unless denoisingStart)
 };
 
 struct XLPipelineInfo : PipelineInfo {
