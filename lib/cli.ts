@@ -18,7 +18,7 @@ import { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img
 import { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_xl_img2img.js';
 import type { GenerateResult } from './pipelines/pipeline_output.js';
 import type { LoadOptions, StepProgress } from './options.js';
-import { SUPPORTED_SCHEDULERS } from './options.js';
+import { DEFAULTS, SUPPORTED_SCHEDULERS } from './options.js';
 import { createModel } from './create-model.js';
 import { addon } from './native.js';
 import { saveSingleFile } from './loaders/single_file.js';
@@ -280,18 +280,18 @@ export function buildProgram(): Command {
     .requiredOption('-m, --model <dir|file>', 'diffusers folder or single .safetensors checkpoint')
     .requiredOption('-p, --prompt <text>', 'the prompt')
     .option('--negative-prompt <text>', 'what to steer away from (default "")')
-    .option('--steps <n>', 'denoising steps, 1-1000 (default 50)', numberArg('--steps'))
-    .option('--guidance <scale>', 'classifier-free guidance scale (default 7.5; <= 1 disables it)', numberArg('--guidance'))
+    .option('--steps <n>', `denoising steps, 1-1000 (default ${DEFAULTS.numInferenceSteps})`, numberArg('--steps'))
+    .option('--guidance <scale>', `classifier-free guidance scale (default ${DEFAULTS.guidanceScale}; <= 1 disables it)`, numberArg('--guidance'))
     .option('--width <px>', 'image width, multiple of 8 (default: the model\'s)', numberArg('--width'))
     .option('--height <px>', 'image height, multiple of 8 (default: the model\'s)', numberArg('--height'))
     .option('--seed <n>', 'generator seed (default: random)', numberArg('--seed'))
     .option('--scheduler <name>', `diffusers scheduler class: ${SUPPORTED_SCHEDULERS.join(', ')}`)
     .option('--scheduler-option <key=value>', 'scheduler config override, repeatable (e.g. use_karras_sigmas=true)', schedulerOption)
-    .option('-n, --n <count>', 'images per prompt, 1-64 (default 1)', numberArg('--n'))
+    .option('-n, --n <count>', `images per prompt, 1-64 (default ${DEFAULTS.numImagesPerPrompt})`, numberArg('--n'))
     .option('--clip-skip <n>', 'CLIP layers to skip (default none)', numberArg('--clip-skip'))
     .option('--image <file>', 'input image: image-to-image')
     .option('--init-image <file>', 'the same as --image (AUTOMATIC1111 naming)')
-    .option('--strength <s>', 'image-to-image / inpainting strength in [0, 1] (default 0.8; inpainting 1)', numberArg('--strength'))
+    .option('--strength <s>', `image-to-image / inpainting strength in [0, 1] (default ${DEFAULTS.img2imgStrength}; inpainting ${DEFAULTS.inpaintStrength}; SDXL ${DEFAULTS.xlImg2ImgStrength})`, numberArg('--strength'))
     .option('--mask <file>', 'inpainting mask for --image (white = repaint)')
     .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers), repeatable', loraOption)
     .option('--lora-scale <s>', 'scale of all LoRAs for this run (default 1)', numberArg('--lora-scale'))
@@ -299,7 +299,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--prompt-weighting <mode>', "'a1111': (word:1.3) emphasis, BREAK, prompts over 75 tokens").choices(['none', 'a1111']))
     .option('--embedding <file>', 'textual-inversion embedding .safetensors (token = file name or its key), repeatable', collect)
     .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
-    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))
+    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default(DEFAULTS.dtype))
     .option('--variant <name>', 'weight file variant, e.g. fp16')
     .option('--threads <n>', 'CPU threads', numberArg('--threads'))
     .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
@@ -311,7 +311,7 @@ export function buildProgram(): Command {
     .description('show a model\'s family, components, dtypes and parameter counts')
     .argument('<model>', 'diffusers folder or single .safetensors checkpoint')
     .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
-    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))
+    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default(DEFAULTS.dtype))
     .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
     .option('--json', 'print JSON')
     .action(async (model: string, opts: { device?: string; dtype?: string; configDir?: string; json?: boolean }) => {

@@ -24,7 +24,7 @@ export type { PipelineInfo, SchedulerInfo } from './pipelines/pipeline_utils.js'
 export type { GenerateResult, GenerateTimings } from './pipelines/pipeline_output.js';
 export {
   SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, inpaintOptionsSchema, xlGenerateOptionsSchema,
-  xlImg2ImgOptionsSchema, loadOptionsSchema, parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed,
+  xlImg2ImgOptionsSchema, loadOptionsSchema, parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed, DEFAULTS,
 } from './options.js';
 export type {
   GenerateOptions, Img2ImgOptions, InpaintOptions, XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions, LoadOptions,

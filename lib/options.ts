@@ -69,6 +69,19 @@ function parseWith<T extends z.ZodTypeAny>(
 // Schema building blocks (each message is the "rule" part: "must be ...")
 // =============================================================================================
 
+/**
+ * diffusers' defaults, the one place they are written (the schemas below apply them; the CLI's
+ * help quotes them): `__call__`'s num_inference_steps, guidance_scale, num_images_per_prompt,
+ * eta; img2img / inpainting / SDXL img2img strength, SDXL aesthetic scores; the load device and dtype.
+ */
+export const DEFAULTS = Object.freeze({
+  numInferenceSteps: 50, guidanceScale: 7.5, numImagesPerPrompt: 1, eta: 0,
+  img2imgStrength: 0.8, inpaintStrength: 1, xlImg2ImgStrength: 0.3,
+  /** StableDiffusionXLImg2ImgPipeline's aesthetic_score / negative_aesthetic_score (refiners with requires_aesthetics_score). */
+  aestheticScore: 6, negativeAestheticScore: 2.5,
+  device: 'cpu', dtype: 'float32',
+} as const);
+
 const msg = (rule: string) => ({ invalid_type_error: rule, required_error: rule });
 
 function intIn(min: number, max: number, rule = `must be an integer in [${min}, ${max}]`) {
@@ -119,15 +132,15 @@ const generateShape = {
   negativePrompt: optionalPromptSchema('negative prompt'),
   prompt2: optionalPromptSchema('prompt'),
   negativePrompt2: optionalPromptSchema('negative prompt'),
-  numInferenceSteps: intIn(1, 1000).default(50),
-  guidanceScale: finiteAtLeast(0).default(7.5),
+  numInferenceSteps: intIn(1, 1000).default(DEFAULTS.numInferenceSteps),
+  guidanceScale: finiteAtLeast(0).default(DEFAULTS.guidanceScale),
   height: pixels().optional(),
   width: pixels().optional(),
-  numImagesPerPrompt: intIn(1, 64).default(1),
+  numImagesPerPrompt: intIn(1, 64).default(DEFAULTS.numImagesPerPrompt),
   seed: intIn(0, Number.MAX_SAFE_INTEGER, 'must be a non-negative safe integer (0 … 2^53 − 1)').optional(),
   latents: latentsSchema.optional(),
   clipSkip: intIn(1, 1000, 'must be an integer ≥ 1').optional(),
-  eta: finiteAtLeast(0).default(0),
+  eta: finiteAtLeast(0).default(DEFAULTS.eta),
   loraScale: z.number(msg('must be a finite number')).finite('must be a finite number').optional(),
   loraDir: z.string({ invalid_type_error: 'must be a folder path' }).min(1, 'must be a folder path').optional(),
   promptWeighting: z.enum(['none', 'a1111'], { errorMap: () => ({ message: "must be 'none' or 'a1111'" }) }).optional(),
@@ -144,7 +157,7 @@ const { latents: _latents, ...img2imgBase } = generateShape;
 export const img2imgOptionsSchema = z.object({
   ...img2imgBase,
   image: imageSchema,
-  strength: unitInterval().default(0.8),
+  strength: unitInterval().default(DEFAULTS.img2imgStrength),
 }).strict();
 
 const rawMaskSchema = z.custom<RawMaskInput>(
@@ -155,7 +168,7 @@ export const inpaintOptionsSchema = img2imgOptionsSchema.extend({
   maskImage: z.union([imageSchema, rawMaskSchema], {
     errorMap: () => ({ message: 'must be a file path, a Buffer holding a PNG/JPEG/WebP image, or { data: Uint8Array, width, height, channels: 1 } (white = repaint)' }),
   }),
-  strength: unitInterval().default(1),
+  strength: unitInterval().default(DEFAULTS.inpaintStrength),
 }).strict();
 
 const PAIR_RULE = 'must be two non-negative finite numbers [a, b]';
@@ -166,8 +179,6 @@ const pair = () => z.custom<[number, number]>(
 const FRACTION_RULE = 'must be a number in (0, 1)';
 const fraction = () => z.number(msg(FRACTION_RULE)).gt(0, FRACTION_RULE).lt(1, FRACTION_RULE);
 const finite = () => z.number(msg('must be a finite number')).finite('must be a finite number');
-/** diffusers' StableDiffusionXLImg2ImgPipeline defaults (used by refiners with requires_aesthetics_score). */
-const XL_AESTHETIC_SCORES = { aestheticScore: 6, negativeAestheticScore: 2.5 } as const;
 const xlConditioning = {
   originalSize: pair().optional(),
   cropsCoordsTopLeft: pair().optional(),
@@ -184,11 +195,11 @@ const imageOrLatentsSchema = z.custom<ImageInput | LatentsInput>((v) => isImageI
 export const xlImg2ImgOptionsSchema = img2imgOptionsSchema.extend({
   ...xlConditioning,
   image: imageOrLatentsSchema,
-  strength: unitInterval().default(0.3),
+  strength: unitInterval().default(DEFAULTS.xlImg2ImgStrength),
   denoisingStart: fraction().optional(),
   denoisingEnd: fraction().optional(),
-  aestheticScore: finite().default(XL_AESTHETIC_SCORES.aestheticScore),
-  negativeAestheticScore: finite().default(XL_AESTHETIC_SCORES.negativeAestheticScore),
+  aestheticScore: finite().default(DEFAULTS.aestheticScore),
+  negativeAestheticScore: finite().default(DEFAULTS.negativeAestheticScore),
 }).strict();
 
 /** Keys that belong to another pipeline: named in the "has no option" message. */
@@ -202,9 +213,9 @@ const OTHER_PIPELINE_KEYS: Record<string, string> = {
 const DEVICE_RULE = "must be 'cpu', 'cuda' or 'cuda:N'";
 /** zod schema of {@link LoadOptions} (strict). */
 export const loadOptionsSchema = z.object({
-  device: z.string(msg(DEVICE_RULE)).regex(/^(cpu|cuda(:\d{1,3})?)$/, DEVICE_RULE).default('cpu'),
+  device: z.string(msg(DEVICE_RULE)).regex(/^(cpu|cuda(:\d{1,3})?)$/, DEVICE_RULE).default(DEFAULTS.device),
   dtype: z.enum(['float32', 'float16', 'bfloat16'], { errorMap: () => ({ message: "must be 'float32', 'float16' or 'bfloat16'" }) })
-    .default('float32'),
+    .default(DEFAULTS.dtype),
   variant: z.string(msg('must be a non-empty string such as "fp16"')).regex(/^[A-Za-z0-9_-]+$/, 'must be a non-empty string such as "fp16"').optional(),
   threads: intIn(1, 1024).optional(),
   configDir: z.string(msg('must be a non-empty path')).min(1, 'must be a non-empty path').optional(),
@@ -447,8 +458,8 @@ export function finishGenerateOptions(
       originalSize: o.originalSize ?? [height, width],
       cropsCoordsTopLeft: o.cropsCoordsTopLeft ?? [0, 0],
       targetSize: o.targetSize ?? [height, width],
-      aestheticScore: o.aestheticScore ?? XL_AESTHETIC_SCORES.aestheticScore,
-      negativeAestheticScore: o.negativeAestheticScore ?? XL_AESTHETIC_SCORES.negativeAestheticScore,
+      aestheticScore: o.aestheticScore ?? DEFAULTS.aestheticScore,
+      negativeAestheticScore: o.negativeAestheticScore ?? DEFAULTS.negativeAestheticScore,
       denoisingStart: o.denoisingStart,
       denoisingEnd: o.denoisingEnd,
     } : {}),

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { BadConfigError, InvalidArgumentError, ModelNotFoundError } from './errors.js';
+import { BadConfigError, InvalidArgumentError, ModelNotFoundError, describeValue } from './errors.js';
 import {
   BYTE_ENCODER, BYTE_DECODER, utf8, PY_SPACE_NOT_BLANK, pySplit, basicClean, AddedTokenTrie, parseAddedToken, cleanUpTokenization, readRequired, readJsonObject, type AddedToken,
 } from './tokenization_utils.js';
@@ -488,10 +488,8 @@ export class CLIPTokenizer {
   }
 }
 
-
+/** transformers' wording: "<value> of type <type>", the value as every sd-native message renders it. */
 function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'string') return `${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} of type string`;
-  if (typeof value === 'number' || typeof value === 'boolean') return `${String(value)} of type ${typeof value}`;
-  return `a value of type ${Array.isArray(value) ? 'array' : typeof value}`;
+  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  return `${describeValue(value)} of type ${type}`;
 }
