@@ -1,7 +1,9 @@
 /**
- * Option schemas of the public API (zod), with defaults and error messages that name the field,
- * the value received and the values allowed — e.g.
- * `numInferenceSteps must be an integer in [1, 1000]; received 0`.
+ * The one validation layer of the public API (sharp's model): a zod schema per call —
+ * txt2img, img2img, inpaint, SDXL and SDXL img2img, each an `.extend()` of the one before — that
+ * checks every option once, fills every default ({@link DEFAULTS}) and yields the complete
+ * request the addon reads without defaults. Messages name the field, the value received and the
+ * values allowed — e.g. `numInferenceSteps must be an integer in [1, 1000]; received 0`.
  *
  * Follows the argument checks of diffusers' `StableDiffusionPipeline.check_inputs` /
  * `StableDiffusionImg2ImgPipeline.check_inputs` (pipeline_stable_diffusion.py, v0.30.3).

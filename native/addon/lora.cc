@@ -120,13 +120,13 @@ Napi::Value PipelineWeight(const Napi::CallbackInfo& info) {
       [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
 }
 
-// setTokenEmbeddings(pipeline, firstId, rows { data: Float32Array, shape: [n, D] }, component?) →
+// setTokenEmbeddings(pipeline, firstId, rows { data: Float32Array, shape: [n, D] }, component) →
 // Promise<vocab size>; component "text_encoder" | "text_encoder_2"
 Napi::Value SetTokenEmbeddings(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Pipe p = unwrapAnyPipeline(env, info[0], "pipeline");
   const double first = argNumber(env, info, 1, "firstId");
-  if (info.Length() < 3) throwInvalid(env, "setTokenEmbeddings(pipeline, firstId, rows, component?): rows missing");
+  if (info.Length() < 3) throwInvalid(env, "setTokenEmbeddings(pipeline, firstId, rows, component): rows missing");
   at::Tensor rows = toTensor(env, info[2], "rows");
   const std::string component = argString(env, info, 3, "component");
   const int64_t firstId = static_cast<int64_t>(first);
