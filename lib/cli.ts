@@ -5,7 +5,7 @@
  * (a diffusers folder → one original-layout single-file checkpoint).
  * Errors print `error [E_CODE]: message` on stderr and exit with status 1.
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +19,9 @@ import { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_x
 import type { GenerateResult } from './pipelines/pipeline_output.js';
 import type { LoadOptions, StepProgress } from './options.js';
 import { DEFAULTS, SUPPORTED_SCHEDULERS } from './options.js';
+import { A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';
 import { createModel } from './create-model.js';
-import { addon } from './native.js';
+import { addon, packageRoot } from './native.js';
 import { saveSingleFile } from './loaders/single_file.js';
 import type { PipelineDtype } from '../types/native.js';
 
@@ -130,7 +131,7 @@ function log(line: string): void {
 
 interface GenerateCliOptions {
   model: string; prompt: string; negativePrompt?: string; steps?: number; guidance?: number;
-  width?: number; height?: number; seed?: number; scheduler?: string; schedulerOption?: Record<string, unknown>;
+  width?: number; height?: number; seed?: number; scheduler?: ReturnType<typeof resolveSchedulerName>; schedulerOption?: Record<string, unknown>;
   n?: number; clipSkip?: number; image?: string; initImage?: string; strength?: number;
   mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string;
@@ -163,7 +164,8 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     }
     for (const e of o.embedding ?? []) log(`Embedding ${e}: tokens ${(await pipe.loadTextualInversion(e)).join(' ')}`);
     if (o.scheduler !== undefined || o.schedulerOption !== undefined) {
-      pipe.setScheduler(o.scheduler ?? pipe.scheduler.name, o.schedulerOption ?? {});
+      // an A1111 sampler name brings its overrides (e.g. use_karras_sigmas); --scheduler-option wins
+      pipe.setScheduler(o.scheduler?.scheduler ?? pipe.scheduler.name, { ...o.scheduler?.config, ...o.schedulerOption });
     }
     const onStep = (p: StepProgress) => {
       lastStep = p.step;
@@ -267,10 +269,16 @@ async function runCreateModel(o: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tin
 // Program
 // =============================================================================================
 
+/** The version in the package's package.json. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** Builds the commander program (exported for tests and embedding). */
 export function buildProgram(): Command {
   const program = new Command('sd-native')
     .description('Stable Diffusion inference on a native libtorch core')
+    .version(packageVersion(), '-V, --version', 'print the sd-native version')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: () => { /* printed by main() as error [E_CODE]: … */ } });
@@ -285,7 +293,8 @@ export function buildProgram(): Command {
     .option('--width <px>', 'image width, multiple of 8 (default: the model\'s)', numberArg('--width'))
     .option('--height <px>', 'image height, multiple of 8 (default: the model\'s)', numberArg('--height'))
     .option('--seed <n>', 'generator seed (default: random)', numberArg('--seed'))
-    .option('--scheduler <name>', `diffusers scheduler class: ${SUPPORTED_SCHEDULERS.join(', ')}`)
+    .option('--scheduler <name>', `a diffusers scheduler class (${SUPPORTED_SCHEDULERS.join(', ')}) or an AUTOMATIC1111 sampler ` +
+      `name (${Object.keys(A1111_SAMPLERS).map((n) => `"${n}"`).join(', ')}); checked before the model loads`, resolveSchedulerName)
     .option('--scheduler-option <key=value>', 'scheduler config override, repeatable (e.g. use_karras_sigmas=true)', schedulerOption)
     .option('-n, --n <count>', `images per prompt, 1-64 (default ${DEFAULTS.numImagesPerPrompt})`, numberArg('--n'))
     .option('--clip-skip <n>', 'CLIP layers to skip (default none)', numberArg('--clip-skip'))

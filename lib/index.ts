@@ -38,7 +38,7 @@ export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } fro
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo, NativeOptimizations as PipelineOptimizations } from '../types/native.js';
 export { createModel } from './create-model.js';
 export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';
-export { createScheduler, Generator, SCHEDULER_NAMES } from './schedulers.js';
+export { createScheduler, Generator, SCHEDULER_NAMES, A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';
 export type { Scheduler, SchedulerName, SchedulerStepOptions, SchedulerStepOutput } from './schedulers.js';
 export { readModelIndex, loadStateDict, compareCheckpoints, validateSafetensorsBuffer, saveSingleFile } from './loaders/single_file.js';
 export type { ModelIndex, LoadStateDictOptions, TensorSummary, CheckpointComparison, CheckpointComparisons, SafetensorsValidation, SingleFileSummary } from './loaders/single_file.js';

@@ -12,7 +12,8 @@ import { NativeLoadError } from './errors.js';
 
 const require = createRequire(import.meta.url);
 
-function packageRoot(): string {
+/** @internal The installed package's root folder (the one holding package.json and binding.gyp). */
+export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;

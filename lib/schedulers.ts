@@ -15,7 +15,7 @@
  * ```
  */
 import { addon } from './native.js';
-import { InvalidArgumentError, nativeSync } from './errors.js';
+import { InvalidArgumentError, UnsupportedModelError, nativeSync } from './errors.js';
 import type { AnyTensorData, GeneratorHandle, NativeSchedulerState, SchedulerHandle, TensorData } from '../types/native.js';
 
 /** The diffusers scheduler classes sd-native implements. */
@@ -31,6 +31,43 @@ export const SCHEDULER_NAMES = [
   'LCMScheduler',
 ] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
+/**
+ * AUTOMATIC1111 sampler names → the diffusers scheduler and config overrides, as diffusers'
+ * documentation tables them (docs/source/en/api/schedulers/overview.md, "Schedulers" table):
+ * e.g. "DPM++ 2M Karras" = DPMSolverMultistepScheduler with use_karras_sigmas=True. Only the
+ * schedulers sd-native implements; the inverse is lib/image.ts `samplerName`.
+ */
+export const A1111_SAMPLERS: Readonly<Record<string, { scheduler: SchedulerName; config: Record<string, unknown> }>> = Object.freeze({
+  'DPM++ 2M': { scheduler: 'DPMSolverMultistepScheduler', config: {} },
+  'DPM++ 2M Karras': { scheduler: 'DPMSolverMultistepScheduler', config: { use_karras_sigmas: true } },
+  'DPM++ 2M SDE': { scheduler: 'DPMSolverMultistepScheduler', config: { algorithm_type: 'sde-dpmsolver++' } },
+  'DPM++ 2M SDE Karras': { scheduler: 'DPMSolverMultistepScheduler', config: { algorithm_type: 'sde-dpmsolver++', use_karras_sigmas: true } },
+  'Euler': { scheduler: 'EulerDiscreteScheduler', config: {} },
+  'Euler Karras': { scheduler: 'EulerDiscreteScheduler', config: { use_karras_sigmas: true } },
+  'Euler a': { scheduler: 'EulerAncestralDiscreteScheduler', config: {} },
+  'Heun': { scheduler: 'HeunDiscreteScheduler', config: {} },
+  'LMS': { scheduler: 'LMSDiscreteScheduler', config: {} },
+  'LMS Karras': { scheduler: 'LMSDiscreteScheduler', config: { use_karras_sigmas: true } },
+  'DDIM': { scheduler: 'DDIMScheduler', config: {} },
+  'PLMS': { scheduler: 'PNDMScheduler', config: {} },
+  'UniPC': { scheduler: 'UniPCMultistepScheduler', config: {} },
+  'LCM': { scheduler: 'LCMScheduler', config: {} },
+});
+
+/**
+ * A diffusers scheduler class name, or an AUTOMATIC1111 sampler name ({@link A1111_SAMPLERS},
+ * case-insensitive), as the scheduler and the config overrides it stands for.
+ * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) naming the value and listing both kinds of names.
+ * @example resolveSchedulerName('DPM++ 2M Karras') // { scheduler: 'DPMSolverMultistepScheduler', config: { use_karras_sigmas: true } }
+ */
+export function resolveSchedulerName(name: string): { scheduler: SchedulerName; config: Record<string, unknown> } {
+  if ((SCHEDULER_NAMES as readonly string[]).includes(name)) return { scheduler: name as SchedulerName, config: {} };
+  const key = Object.keys(A1111_SAMPLERS).find((k) => k.toLowerCase() === String(name).trim().toLowerCase());
+  if (key !== undefined) return { scheduler: A1111_SAMPLERS[key].scheduler, config: { ...A1111_SAMPLERS[key].config } };
+  throw new UnsupportedModelError(`scheduler ${JSON.stringify(name)} is not supported; diffusers class names: ${SCHEDULER_NAMES.join(', ')}; ` +
+    `AUTOMATIC1111 sampler names: ${Object.keys(A1111_SAMPLERS).join(', ')}`);
+}
 
 const U64 = 1n << 64n;
 const I64_MIN = -(1n << 63n);

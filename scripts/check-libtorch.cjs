@@ -4,14 +4,14 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { find, HOW_TO } = require('./libtorch.cjs');
+const { find, howTo } = require('./libtorch.cjs');
 
 const root = path.resolve(__dirname, '..');
 const hasBinary = fs.existsSync(path.join(root, 'build', 'Release', 'sd_native.node')) ||
   (fs.existsSync(path.join(root, 'prebuilds')) && fs.readdirSync(path.join(root, 'prebuilds')).length > 0);
 const t = find();
 if (!t) {
-  console.error('\n' + HOW_TO + '\n');
+  console.error('\n' + howTo() + '\n');
   if (!hasBinary) process.exit(1);
 } else {
   console.error(`sd-native: libtorch found: ${t.source}`);

@@ -44,15 +44,35 @@ function find() {
   return pythonTorch() ?? system();
 }
 
-const HOW_TO = [
-  'sd-native needs libtorch (the C++ distribution of PyTorch). Install one of:',
-  '  Debian/Ubuntu (CPU):  sudo apt-get install libtorch-dev libopenblas0-pthread',
-  '  any libtorch folder:  export LIBTORCH=/path/to/libtorch   (download from pytorch.org)',
-  '  a PyTorch install:    pip install torch   (its bundled libtorch is used; CUDA builds included)',
-  'then run: npm rebuild sd-native',
-].join('\n');
+/**
+ * What to do when find() found nothing, for the case at hand: a LIBTORCH / Torch_DIR that does
+ * not point at a libtorch (named, with what is missing), else the three ways to get one. The
+ * last step is re-running the install: after a failed `npm install` the package is not there,
+ * so `npm rebuild` would do nothing.
+ */
+function howTo() {
+  const lines = [];
+  const bad = (name, value, prefix) => {
+    const header = path.join(prefix, 'include', 'ATen', 'ATen.h');
+    lines.push(`sd-native: ${name}=${value} does not point at a libtorch: ${header} does not exist.`,
+      `  ${name === 'LIBTORCH' ? 'LIBTORCH must be the unzipped libtorch folder from pytorch.org (holding include/ and lib/)'
+        : 'Torch_DIR must be <libtorch>/share/cmake/Torch'}; fix or unset it.`);
+  };
+  if (process.env.LIBTORCH) bad('LIBTORCH', process.env.LIBTORCH, process.env.LIBTORCH);
+  else if (process.env.Torch_DIR) bad('Torch_DIR', process.env.Torch_DIR, path.resolve(process.env.Torch_DIR, '..', '..', '..'));
+  else {
+    lines.push(
+      'sd-native needs libtorch (the C++ distribution of PyTorch) and found none: not LIBTORCH, not Torch_DIR,',
+      'not the torch package of python3, not a system libtorch-dev. Install one of:',
+      '  Debian/Ubuntu (CPU):  sudo apt-get install libtorch-dev libopenblas0-pthread',
+      '  any libtorch folder:  export LIBTORCH=/path/to/libtorch   (unzipped from pytorch.org; CUDA builds there)',
+      '  a PyTorch install:    pip install torch   (python3 must import it; its bundled libtorch is used)');
+  }
+  lines.push('then install again: npm install sd-native   (in a project where it is already installed: npm rebuild sd-native)');
+  return lines.join('\n');
+}
 
-module.exports = { find, HOW_TO };
+module.exports = { find, howTo };
 
 if (require.main === module) {
   const what = process.argv[2] ?? 'describe';
@@ -66,7 +86,7 @@ if (require.main === module) {
     process.exit(0);
   }
   if (!t) {
-    console.error(HOW_TO);
+    console.error(howTo());
     process.exit(1);
   }
   if (what === 'include') console.log(t.includes.join('\n'));
