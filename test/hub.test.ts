@@ -286,6 +286,27 @@ describe('failures', () => {
     console.log(`[hub] retry after abort: ${body[0].range ? `resumed with Range ${body[0].range}` : 'restarted'}`);
   });
 
+  it('an immediate retry after abort, and one of two concurrent callers aborting, still complete', async () => {
+    const cacheDir = tempCache();
+    const file = 'unet/diffusion_pytorch_model.safetensors';
+    const etag = mock.etag('test/slow', file);
+    mock.fault({ match: `/cdn/test/slow/${etag}`, slow: { chunk: 65536, delayMs: 20 } });
+    const ac = new AbortController();
+    const first = downloadPipeline('test/slow', { cacheDir, signal: ac.signal, onProgress: (x) => { if (x.file === file && x.bytesDone > 0) ac.abort(); } });
+    expect((await rejection(first)).code).toBe('E_ABORTED');
+    const again = await downloadPipeline('test/slow', { cacheDir }); // no pause: the aborted writer may still be settling
+    expect(fs.readFileSync(path.join(again.path, file)).equals(fs.readFileSync(path.join(SD15, file)))).toBe(true);
+
+    const cache2 = tempCache();
+    mock.fault({ match: `/cdn/test/slow/${etag}`, slow: { chunk: 65536, delayMs: 20 } });
+    const ac2 = new AbortController();
+    const a = downloadPipeline('test/slow', { cacheDir: cache2, signal: ac2.signal, onProgress: (x) => { if (x.file === file && x.bytesDone > 0) ac2.abort(); } });
+    const b = downloadPipeline('test/slow', { cacheDir: cache2 });
+    expect((await rejection(a)).code).toBe('E_ABORTED');
+    const rb = await b;
+    expect(fs.readFileSync(path.join(rb.path, file)).equals(fs.readFileSync(path.join(SD15, file)))).toBe(true);
+  });
+
   it('invalid Hub options are E_INVALID_ARGUMENT naming the field', async () => {
     for (const [o, re] of [
       [{ token: 'abc' }, /^token must be a Hub access token \("hf_\.\.\."\); received "abc"$/],

@@ -396,12 +396,16 @@ async function ensureFile(job: FileJob): Promise<number> {
   if (await exists(pointer)) return 0;
   const etag = etagOf(entry);
   const blob = path.join(storage, 'blobs', etag);
-  const running = blobJobs.get(blob);
-  if (running) {
-    await running; // another plan is fetching the same blob: its bytes are reported there
-    await linkBlob(blob, pointer);
-    return 0;
+  // Another download in this process is writing the same blob: wait for it (its bytes are
+  // reported there); if it failed or was aborted, fetch it here (resuming its .incomplete).
+  for (let running = blobJobs.get(blob); running; running = blobJobs.get(blob)) {
+    const ok = await running.then(() => true, () => false);
+    if (ok && (await stat(blob).catch(() => undefined))?.size === sizeOf(entry)) {
+      await linkBlob(blob, pointer);
+      return 0;
+    }
   }
+  if (job.signal.aborted) throw job.signal.reason;
   const mine = downloadBlob(job, blob, etag).finally(() => blobJobs.delete(blob));
   blobJobs.set(blob, mine);
   const received = await mine;
