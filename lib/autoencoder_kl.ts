@@ -3,13 +3,34 @@
  * encode images to a diagonal Gaussian over latents, decode latents to images, with diffusers'
  * VAE slicing and tiling.
  */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { addon } from './native.js';
 import { native, nativeSync, DisposedError } from './errors.js';
+import { downloadComponent, parseHubId } from './loaders/hub.js';
+import { parseVaeHubOptions } from './options.js';
+import type { HubDownloadProgress } from './option_types.js';
 import type {
   VaeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
 } from '../types/native.js';
 
-export type VaeLoadOptions = NativeVaeLoadOptions;
+/** Options of {@link AutoencoderKL.fromPretrained}: the native ones plus diffusers' `subfolder` and the Hub options. */
+export interface VaeLoadOptions extends NativeVaeLoadOptions {
+  /** A folder inside `dir` (or the Hub repo) holding the VAE, e.g. 'vae' (diffusers' `subfolder`; default: `dir` itself). */
+  subfolder?: string;
+  /** Hub ids only: branch, tag or commit (default `main`, or the id's `@revision`). */
+  revision?: string;
+  /** Hub ids only: access token `hf_…` (default `$HF_TOKEN`). */
+  token?: string;
+  /** Hub ids only: cache only, no network (default `$HF_HUB_OFFLINE`). */
+  localFilesOnly?: boolean;
+  /** Hub ids only: huggingface_hub cache folder (default `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
+  cacheDir?: string;
+  /** Hub ids only: download progress. */
+  onProgress?: (progress: HubDownloadProgress) => void;
+  /** Hub ids only: cancels the download (AbortError, `E_ABORTED`). */
+  signal?: AbortSignal;
+}
 export type VaeInfo = NativeVaeInfo;
 export type VaeEncodeResult = NativeVaeEncodeResult;
 
@@ -23,16 +44,37 @@ export class AutoencoderKL {
 
   /**
    * Loads a diffusers `vae/` folder: `config.json` + `diffusion_pytorch_model[.<variant>].safetensors`.
-   * @param dir - the component folder (e.g. `<model>/vae`)
-   * @param options - `dtype` ('float32' default | 'float16' | 'bfloat16'), `variant`, `device` ('cpu' default)
-   * @throws ModelNotFoundError when the folder, config or weights file is missing (pickles are refused).
+   * @param dir - the component folder (e.g. `<model>/vae`), or a Hub id `org/name[@revision]` (a
+   *   local path of that name wins): `<subfolder>/config.json` and its safetensors weights (of the
+   *   variant) are downloaded into huggingface_hub's cache (diffusers' `AutoencoderKL.from_pretrained(id, subfolder=...)`)
+   * @param options - `dtype` ('float32' default | 'float16' | 'bfloat16'), `variant`, `device` ('cpu' default),
+   *   `subfolder`; Hub ids: `revision`, `token`, `localFilesOnly`, `cacheDir`, `onProgress`, `signal`
+   * @throws ModelNotFoundError when the folder, config or weights file is missing (pickles are refused);
+   *   for a Hub id, an unknown repo/revision/file or a model not cached with localFilesOnly.
+   * @throws UnauthorizedError (`E_UNAUTHORIZED`) for a gated or private Hub repo without access.
+   * @throws InvalidArgumentError for a malformed Hub option or subfolder; AbortError when `signal` aborts.
    * @throws BadConfigError naming the field when config.json lacks a required field.
    * @throws BadCheckpointError naming the key for a missing, mis-shaped or unused weight.
    * @throws UnsupportedModelError for non-SD block types, or float16 on a CPU libtorch without float16 kernels.
    * @example const vae = await AutoencoderKL.fromPretrained('./sd15/vae');
    */
   static async fromPretrained(dir: string, options: VaeLoadOptions = {}): Promise<AutoencoderKL> {
-    const h = await native(() => addon().loadVae(dir, options));
+    const { subfolder, revision, token, localFilesOnly, cacheDir, onProgress, signal, ...nativeOptions } = options ?? {};
+    let location = dir;
+    if (subfolder !== undefined || revision !== undefined || token !== undefined || localFilesOnly !== undefined
+      || cacheDir !== undefined || onProgress !== undefined || signal !== undefined || parseHubId(dir)) {
+      const o = parseVaeHubOptions(options);
+      const local = await stat(dir).catch(() => undefined);
+      if (!local && parseHubId(dir)) {
+        const snap = await downloadComponent(dir, o.subfolder ?? '', {
+          revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
+          cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
+        });
+        location = snap.path;
+      }
+      if (o.subfolder) location = path.join(location, o.subfolder);
+    }
+    const h = await native(() => addon().loadVae(location, nativeOptions));
     return new AutoencoderKL(h);
   }
 

@@ -2,7 +2,9 @@
 /**
  * `sd-native` command line: `generate` (text → image, or image → image with --image),
  * `info` (what a model is made of), `create-model` (a random-weight diffusers folder) and `convert`
- * (a diffusers folder → one original-layout single-file checkpoint).
+ * (a diffusers folder → one original-layout single-file checkpoint), `pull` (download a Hugging Face
+ * Hub model into huggingface_hub's cache) and `ls` (the cached models). `--model` / `info <model>`
+ * also take Hub ids `org/name[@revision]`.
  * Errors print `error [E_CODE]: message` on stderr and exit with status 1.
  */
 import { readFileSync, realpathSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';
 import { createModel } from './create-model.js';
 import { addon, packageRoot } from './native.js';
 import { saveSingleFile } from './loaders/single_file.js';
+import { downloadPipeline, hubCacheDir, listCachedModels, parseHubId, type HubDownloadProgress } from './loaders/hub.js';
 import type { PipelineDtype } from '../types/native.js';
 
 // =============================================================================================
@@ -121,6 +124,44 @@ function loadOptionsOf(o: { device?: string; dtype?: string; variant?: string; t
   };
 }
 
+/**
+ * The Hub part of `--model`: for an id (not a local path) the revision, a download bar on stderr
+ * and Ctrl-C abort; nothing for local paths.
+ */
+async function hubLoadOptions(model: string, o: { revision?: string; progress?: boolean }, signal?: AbortSignal): Promise<{ options: LoadOptions; done: () => void }> {
+  const local = await stat(model).catch(() => undefined);
+  if (local || !parseHubId(model)) return { options: {}, done: () => undefined };
+  const bar = o.progress === false ? undefined : downloadBar();
+  return {
+    options: { ...(o.revision !== undefined ? { revision: o.revision } : {}), onProgress: bar?.update, ...(signal ? { signal } : {}) },
+    done: () => bar?.stop(),
+  };
+}
+
+/** A cli-progress bar for Hub downloads (bytes, files, rate, ETA), as `generate`'s step bar. */
+function downloadBar(): { update: (p: HubDownloadProgress) => void; stop: () => void } {
+  let bar: cliProgress.SingleBar | undefined;
+  return {
+    update(p: HubDownloadProgress) {
+      if (!bar) {
+        bar = new cliProgress.SingleBar({
+          format: '{percentage}%|{bar}| {done}/{totalText} [{files} files, {etaText}, {rate}]',
+          barCompleteChar: '\u2588', barIncompleteChar: ' ', barsize: 25, hideCursor: true,
+          stream: process.stderr, clearOnComplete: false, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 2000,
+        }, cliProgress.Presets.shades_classic);
+        bar.start(Math.max(p.bytesTotal, 1), 0, { done: '0 B', totalText: formatBytes(p.bytesTotal), files: '0/0', etaText: '?', rate: '? MB/s' });
+      }
+      bar.setTotal(Math.max(p.bytesTotal, 1));
+      const remaining = p.bytesPerSecond > 0 ? ((p.bytesTotal - p.bytesDone) / p.bytesPerSecond) * 1000 : NaN;
+      bar.update(p.bytesDone, {
+        done: formatBytes(p.bytesDone), totalText: formatBytes(p.bytesTotal), files: `${p.filesDone}/${p.filesTotal}`,
+        etaText: formatDuration(remaining), rate: `${formatBytes(Math.round(p.bytesPerSecond))}/s`,
+      });
+    },
+    stop() { bar?.stop(); bar = undefined; },
+  };
+}
+
 function log(line: string): void {
   process.stderr.write(line + '\n');
 }
@@ -134,7 +175,7 @@ interface GenerateCliOptions {
   width?: number; height?: number; seed?: number; scheduler?: ReturnType<typeof resolveSchedulerName>; schedulerOption?: Record<string, unknown>;
   n?: number; clipSkip?: number; image?: string; initImage?: string; strength?: number;
   mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
-  device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string;
+  device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string; revision?: string;
   out: string; progress: boolean;
 }
 
@@ -148,7 +189,13 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
   // the task picks the AutoPipeline; the model's model_index.json (a single file: --config-dir's) picks SD or SDXL
   const Auto = o.mask !== undefined ? AutoPipelineForInpainting : o.image !== undefined ? AutoPipelineForImage2Image : AutoPipelineForText2Image;
   log(`Loading ${o.model} ...`);
-  const pipe = await Auto.fromPretrained(o.model, loadOptionsOf(o));
+  const hub = await hubLoadOptions(o.model, o);
+  let pipe;
+  try {
+    pipe = await Auto.fromPretrained(o.model, { ...loadOptionsOf(o), ...hub.options });
+  } finally {
+    hub.done();
+  }
   const loadMs = performance.now() - t0;
   log(`Loaded ${pipe.info.className} (${pipe.info.family}) on ${pipe.info.device}, ${pipe.info.dtype} in ${(loadMs / 1000).toFixed(1)} s`);
 
@@ -219,8 +266,14 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
   }
 }
 
-async function runInfo(model: string, o: { device?: string; dtype?: string; configDir?: string; json?: boolean }): Promise<void> {
-  const pipe = await AutoPipelineForText2Image.fromPretrained(model, loadOptionsOf(o));
+async function runInfo(model: string, o: { device?: string; dtype?: string; configDir?: string; json?: boolean; revision?: string; variant?: string }): Promise<void> {
+  const hub = await hubLoadOptions(model, o);
+  let pipe;
+  try {
+    pipe = await AutoPipelineForText2Image.fromPretrained(model, { ...loadOptionsOf(o), ...hub.options });
+  } finally {
+    hub.done();
+  }
   try {
     const info = pipe.info;
     if (o.json) {
@@ -265,6 +318,47 @@ async function runCreateModel(o: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tin
   log(`created ${o.preset} (${o.scale}, seed ${o.seed}): ${formatCount(total)} params in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
+async function runPull(id: string, o: { variant?: string; revision?: string; progress: boolean; json?: boolean }): Promise<void> {
+  if (!parseHubId(id)) throw new InvalidArgumentError(`pull needs a Hub model id org/name or org/name@revision; received ${JSON.stringify(id)}`);
+  const ac = new AbortController();
+  const onSigint = () => ac.abort(new Error('interrupted (SIGINT)'));
+  process.once('SIGINT', onSigint);
+  const bar = o.progress ? downloadBar() : undefined;
+  const t0 = performance.now();
+  try {
+    // pull asks the Hub which commit the revision is at even when a snapshot is cached (refresh)
+    const r = await downloadPipeline(id, { variant: o.variant, revision: o.revision, onProgress: bar?.update, signal: ac.signal }, true);
+    bar?.stop();
+    process.stdout.write(`${r.path}\n`);
+    log(`${r.repo}@${r.revision} = ${r.commit}: ${r.files.length} files, downloaded ${r.downloadedFiles} ` +
+      `(${formatBytes(r.downloadedBytes)}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
+async function runLs(o: { json?: boolean }): Promise<void> {
+  const dir = hubCacheDir();
+  const models = await listCachedModels(dir);
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ cacheDir: dir, models }, null, 2) + '\n');
+    return;
+  }
+  if (models.length === 0) {
+    log(`no models in ${dir}`);
+    return;
+  }
+  const w = Math.max(...models.map((m) => m.repo.length), 5);
+  const lines = [`${'MODEL'.padEnd(w)}  ${'SIZE'.padStart(9)}  REVISIONS`];
+  for (const m of models) {
+    const revs = m.revisions.map((r) => `${r.commit.slice(0, 12)}${r.refs.length ? ` (${r.refs.join(', ')})` : ''} ${formatBytes(r.size)}`);
+    lines.push(`${m.repo.padEnd(w)}  ${formatBytes(m.size).padStart(9)}  ${revs.join('; ')}`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  log(`cache ${dir}: ${models.length} model${models.length === 1 ? '' : 's'}, ${formatBytes(models.reduce((a, m) => a + m.size, 0))}`);
+}
+
 // =============================================================================================
 // Program
 // =============================================================================================
@@ -285,7 +379,7 @@ export function buildProgram(): Command {
 
   program.command('generate')
     .description('generate images from a prompt (text-to-image; image-to-image with --image)')
-    .requiredOption('-m, --model <dir|file>', 'diffusers folder or single .safetensors checkpoint')
+    .requiredOption('-m, --model <dir|file|id>', 'diffusers folder, single .safetensors checkpoint, or Hugging Face Hub id org/name[@revision]')
     .requiredOption('-p, --prompt <text>', 'the prompt')
     .option('--negative-prompt <text>', 'what to steer away from (default "")')
     .option('--steps <n>', `denoising steps, 1-1000 (default ${DEFAULTS.numInferenceSteps})`, numberArg('--steps'))
@@ -312,18 +406,21 @@ export function buildProgram(): Command {
     .option('--variant <name>', 'weight file variant, e.g. fp16')
     .option('--threads <n>', 'CPU threads', numberArg('--threads'))
     .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
+    .option('--revision <rev>', 'Hub ids: branch, tag or commit (default main)')
     .option('-o, --out <file>', 'output file (.png/.jpg/.webp) or folder; several images get -1, -2 … suffixes', 'output.png')
     .option('--no-progress', 'no progress bar')
     .action(async (opts: GenerateCliOptions) => { await runGenerate(opts); });
 
   program.command('info')
     .description('show a model\'s family, components, dtypes and parameter counts')
-    .argument('<model>', 'diffusers folder or single .safetensors checkpoint')
+    .argument('<model>', 'diffusers folder, single .safetensors checkpoint, or Hub id org/name[@revision]')
     .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
     .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default(DEFAULTS.dtype))
     .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
+    .option('--variant <name>', 'weight file variant, e.g. fp16')
+    .option('--revision <rev>', 'Hub ids: branch, tag or commit (default main)')
     .option('--json', 'print JSON')
-    .action(async (model: string, opts: { device?: string; dtype?: string; configDir?: string; json?: boolean }) => {
+    .action(async (model: string, opts: { device?: string; dtype?: string; configDir?: string; json?: boolean; revision?: string; variant?: string }) => {
       await runInfo(model, opts);
     });
 
@@ -348,6 +445,19 @@ export function buildProgram(): Command {
       const r = await saveSingleFile(dir, out, { variant: opts.variant });
       log(`wrote ${r.path}: ${r.tensors} tensors, ${r.family}${r.refiner ? ' refiner' : ''} layout`);
     });
+
+  program.command('pull')
+    .description('download a Hugging Face Hub pipeline (only the files sd-native loads) into the huggingface_hub cache')
+    .argument('<id>', 'Hub model id org/name or org/name@revision')
+    .option('--variant <name>', 'weight file variant, e.g. fp16')
+    .option('--revision <rev>', 'branch, tag or commit (default main)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (id: string, opts: { variant?: string; revision?: string; progress: boolean }) => { await runPull(id, opts); });
+
+  program.command('ls')
+    .description('list the models in the huggingface_hub cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => { await runLs(opts); });
 
   return program;
 }

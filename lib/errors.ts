@@ -16,6 +16,7 @@ export type SdErrorCode =
   | 'E_NUMERICAL'
   | 'E_DISPOSED'
   | 'E_NATIVE_LOAD'
+  | 'E_UNAUTHORIZED'
   | 'E_INTERNAL';
 
 /** Base class of every error sd-native throws. */
@@ -72,6 +73,13 @@ export class DisposedError extends SdError {
 export class NativeLoadError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_NATIVE_LOAD', message, options); }
 }
+/**
+ * The Hugging Face Hub refused access to a model (HTTP 401/403: a gated or private repo, or a
+ * token without read access); the message names the repo (`E_UNAUTHORIZED`).
+ */
+export class UnauthorizedError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_UNAUTHORIZED', message, options); }
+}
 /** An unexpected native failure (`E_INTERNAL`). */
 export class InternalError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_INTERNAL', message, options); }
@@ -89,6 +97,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   E_NUMERICAL: NumericalError,
   E_DISPOSED: DisposedError,
   E_NATIVE_LOAD: NativeLoadError,
+  E_UNAUTHORIZED: UnauthorizedError,
   E_INTERNAL: InternalError,
 };
 

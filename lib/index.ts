@@ -29,7 +29,7 @@ export {
 export type {
   GenerateOptions, Img2ImgOptions, InpaintOptions, XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions, LoadOptions,
   ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults, GenerateMode, PromptInput, ImageInput, RawImageInput,
-  RawMaskInput, LatentsInput, StepProgress,
+  RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress,
 } from './options.js';
 export {
   GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,
@@ -48,3 +48,5 @@ export { maybeConvertPrompt } from './loaders/textual_inversion.js';
 export type { LoadTextualInversionOptions, TextEncoderName } from './loaders/textual_inversion.js';
 export { parsePromptAttention, promptChunks, weightedTokens } from './prompt-weighting.js';
 export type { PromptChunk } from './prompt-weighting.js';
+export { downloadPipeline, downloadComponent, hubCacheDir, hubEndpoint, listCachedModels, parseHubId } from './loaders/hub.js';
+export type { HubModelId, HubOptions, HubSnapshot, CachedModel, CachedRevision } from './loaders/hub.js';

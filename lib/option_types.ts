@@ -160,4 +160,41 @@ export interface LoadOptions {
   threads?: number;
   /** Single files only: a diffusers folder with the config.json files and tokenizers of the model's family. */
   configDir?: string;
+  /**
+   * Hub ids only (`org/name`): the branch, tag or 40-hex commit to load (diffusers' `revision`;
+   * default `main`, or the id's `@revision`, which it must not contradict).
+   */
+  revision?: string;
+  /** Hub ids only: an access token (`hf_…`) for gated or private repos (default `$HF_TOKEN`; diffusers' `token`). */
+  token?: string;
+  /**
+   * Hub ids only: use the cache, never the network (diffusers' `local_files_only`; default true when
+   * `$HF_HUB_OFFLINE` is 1/true/yes/on). A model not cached is E_MODEL_NOT_FOUND naming the id.
+   */
+  localFilesOnly?: boolean;
+  /** Hub ids only: the huggingface_hub cache folder (diffusers' `cache_dir`; default `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
+  cacheDir?: string;
+  /** Hub ids only: called as the model downloads (at most every 100 ms, and after each file); never called for a cached model. */
+  onProgress?: (progress: HubDownloadProgress) => void;
+  /**
+   * Hub ids only: cancels the download; the load rejects with AbortError (`E_ABORTED`). Files cut
+   * short stay `blobs/<etag>.incomplete` (never used as complete) and a later load resumes them.
+   */
+  signal?: AbortSignal;
+}
+
+/** What `onProgress` of a Hub load receives. */
+export interface HubDownloadProgress {
+  /** Bytes of the needed files in the cache so far (files already cached count as done). */
+  bytesDone: number;
+  /** Bytes of all the files the pipeline needs. */
+  bytesTotal: number;
+  /** Needed files in the cache so far. */
+  filesDone: number;
+  /** Files the pipeline needs. */
+  filesTotal: number;
+  /** Bytes per second received by this download (0 before the first byte). */
+  bytesPerSecond: number;
+  /** The repo-relative file that last progressed, e.g. `unet/diffusion_pytorch_model.safetensors`. */
+  file?: string;
 }

@@ -15,7 +15,7 @@ import { InvalidArgumentError, describeValue } from './errors.js';
 export { describeValue };
 export type * from './option_types.js';
 import type {
-  GenerateOptions, Img2ImgOptions, ImageInput, InpaintOptions, LatentsInput, LoadOptions, PromptInput, RawImageInput, RawMaskInput,
+  GenerateOptions, HubDownloadProgress, Img2ImgOptions, ImageInput, InpaintOptions, LatentsInput, LoadOptions, PromptInput, RawImageInput, RawMaskInput,
   StepProgress, XLGenerateOptions, XLImg2ImgOptions,
 } from './option_types.js';
 import type { ModelFamily, PipelineDtype } from '../types/native.js';
@@ -221,6 +221,12 @@ export const loadOptionsSchema = z.object({
   variant: z.string(msg('must be a non-empty string such as "fp16"')).regex(/^[A-Za-z0-9_-]+$/, 'must be a non-empty string such as "fp16"').optional(),
   threads: intIn(1, 1024).optional(),
   configDir: z.string(msg('must be a non-empty path')).min(1, 'must be a non-empty path').optional(),
+  revision: z.string(msg('must be a branch, tag or commit hash')).regex(/^[^\s]+$/, 'must be a branch, tag or commit hash').optional(),
+  token: z.string(msg('must be a Hub access token ("hf_...")')).regex(/^hf_\S+$/, 'must be a Hub access token ("hf_...")').optional(),
+  localFilesOnly: z.boolean(msg('must be true or false')).optional(),
+  cacheDir: z.string(msg('must be a non-empty path')).min(1, 'must be a non-empty path').optional(),
+  onProgress: z.custom<(p: HubDownloadProgress) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' }).optional(),
 }).strict();
 
 /** {@link LoadOptions} with defaults applied. */
@@ -232,6 +238,25 @@ export type ResolvedLoadOptions = z.output<typeof loadOptionsSchema>;
  */
 export function parseLoadOptions(options: LoadOptions | undefined): ResolvedLoadOptions {
   return parseWith(loadOptionsSchema, options ?? {}, 'load options', Object.keys(loadOptionsSchema.shape));
+}
+
+/** zod schema of the Hub fields of {@link VaeHubOptions} (other keys are the native loader's). */
+export const vaeHubOptionsSchema = loadOptionsSchema.pick({
+  revision: true, token: true, localFilesOnly: true, cacheDir: true, onProgress: true, signal: true, variant: true,
+}).extend({
+  subfolder: z.string(msg('must be a folder inside the model, e.g. "vae"')).regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$)).*$/, 'must be a folder inside the model, e.g. "vae"').optional(),
+}).passthrough();
+
+/** The Hub / subfolder options of `AutoencoderKL.fromPretrained`, validated. */
+export type VaeHubOptions = z.output<typeof vaeHubOptionsSchema>;
+
+/**
+ * Validates the Hub and `subfolder` options of `AutoencoderKL.fromPretrained` (the device/dtype
+ * fields are checked by the native loader, as before).
+ * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) naming the field.
+ */
+export function parseVaeHubOptions(options: object | undefined): VaeHubOptions {
+  return parseWith(vaeHubOptionsSchema, options ?? {}, 'AutoencoderKL load options', Object.keys(vaeHubOptionsSchema.shape));
 }
 
 // =============================================================================================

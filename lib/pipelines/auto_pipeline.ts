@@ -2,12 +2,14 @@
  * diffusers' `AutoPipelineForText2Image` / `AutoPipelineForImage2Image` / `AutoPipelineForInpainting`
  * (pipelines/auto_pipeline.py): the pipeline class for a task, picked from the model's
  * `model_index.json` (`_class_name`): SD 1.x/2.x or SDXL. For a single file, the index of
- * `options.configDir` decides (no `configDir`: SD 1.x/2.x).
+ * `options.configDir` decides (no `configDir`: SD 1.x/2.x). A Hugging Face Hub id (`org/name[@revision]`)
+ * that is not a local path is downloaded first (lib/loaders/hub.ts) and its snapshot folder loaded.
  */
 import { stat } from 'node:fs/promises';
 import { UnsupportedModelError } from '../errors.js';
 import { readModelIndex } from '../loaders/single_file.js';
-import type { LoadOptions } from '../options.js';
+import { parseLoadOptions, type LoadOptions } from '../options.js';
+import { resolvePipelineLocation } from '../loaders/hub.js';
 import { StableDiffusionPipeline } from './stable_diffusion.js';
 import { StableDiffusionImg2ImgPipeline } from './stable_diffusion_img2img.js';
 import { StableDiffusionInpaintPipeline } from './stable_diffusion_inpaint.js';
@@ -26,6 +28,21 @@ async function isXl(location: string, options: LoadOptions | undefined): Promise
   }
 }
 
+/**
+ * A Hub id that is not a local path → its downloaded snapshot folder; anything else unchanged
+ * (invalid options are left for the pipeline loader to report, with its messages).
+ */
+async function resolve(location: string, options: LoadOptions | undefined): Promise<string> {
+  if (typeof location !== 'string' || location.length === 0) return location;
+  let o;
+  try { o = parseLoadOptions(options); } catch { return location; }
+  if (o.configDir !== undefined) return location; // refused for folders by the loader
+  return resolvePipelineLocation(location, {
+    revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
+    cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
+  });
+}
+
 /** True when `location` is a file (a single-file checkpoint: fromSingleFile). */
 async function isFile(location: string): Promise<boolean> {
   return (await stat(location).catch(() => undefined))?.isFile() ?? false;
@@ -34,11 +51,14 @@ async function isFile(location: string): Promise<boolean> {
 /** Text → image: {@link StableDiffusionPipeline} or {@link StableDiffusionXLPipeline}. */
 export const AutoPipelineForText2Image = {
   /**
-   * @param location - a diffusers folder or a single `.safetensors` checkpoint
-   * @param options - as `StableDiffusionPipeline.fromPretrained` / `fromSingleFile`
-   * @throws the errors of those loaders.
+   * @param location - a diffusers folder, a single `.safetensors` checkpoint, or a Hub id
+   *   `org/name[@revision]` (a local path of that name wins)
+   * @param options - as `StableDiffusionPipeline.fromPretrained` / `fromSingleFile` (Hub ids: revision,
+   *   token, localFilesOnly, cacheDir, onProgress, signal)
+   * @throws the errors of those loaders (Hub ids: also E_UNAUTHORIZED, E_ABORTED).
    */
   async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionPipeline | StableDiffusionXLPipeline> {
+    location = await resolve(location, options);
     const single = await isFile(location);
     if (await isXl(location, options)) {
       return single ? StableDiffusionXLPipeline.fromSingleFile(location, options) : StableDiffusionXLPipeline.fromPretrained(location, options);
@@ -51,6 +71,7 @@ export const AutoPipelineForText2Image = {
 export const AutoPipelineForImage2Image = {
   /** As {@link AutoPipelineForText2Image.fromPretrained}. */
   async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline> {
+    location = await resolve(location, options);
     const single = await isFile(location);
     if (await isXl(location, options)) {
       return single ? StableDiffusionXLImg2ImgPipeline.fromSingleFile(location, options) : StableDiffusionXLImg2ImgPipeline.fromPretrained(location, options);
@@ -66,6 +87,7 @@ export const AutoPipelineForInpainting = {
    * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for an SDXL model.
    */
   async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionInpaintPipeline> {
+    location = await resolve(location, options);
     if (await isXl(location, options)) {
       throw new UnsupportedModelError(`${location}: inpainting runs SD 1.x/2.x models; SDXL inpainting is not implemented`);
     }

@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import { describeValue, parseLoadOptions, type LoadOptions } from '../options.js';
 import { CLIPTokenizer } from '../tokenizer.js';
+import { resolvePipelineLocation } from '../loaders/hub.js';
 import type { NativeOptimizations, NativePipelineInfo, PipelineHandle } from '../../types/native.js';
 
 /** What a loaded pipeline is made of (from the native loader). */
@@ -72,7 +73,8 @@ const PICKLE_EXTENSIONS = new Set(['.ckpt', '.bin', '.pt', '.pth', '.pkl']);
 
 /**
  * @internal Loads a pipeline handle and its tokenizers.
- * @param location - a diffusers folder, or with `singleFile` an original-layout `.safetensors` file
+ * @param location - a diffusers folder or a Hub id (`org/name[@revision]`, downloaded unless a local
+ *   path of that name exists; see lib/loaders/hub.ts), or with `singleFile` an original-layout `.safetensors` file
  * @param xl - load the StableDiffusionXLPipeline (else StableDiffusionPipeline)
  * @throws the errors of `StableDiffusionPipeline.fromPretrained` / `fromSingleFile`
  */
@@ -89,7 +91,15 @@ export async function loadModel(
     throw new InvalidArgumentError(`configDir is for single-file checkpoints (fromSingleFile); received ${describeValue(o.configDir)}`);
   }
 
-  // 2. cheap checks that give clearer errors than the native loader could
+  // 2. a Hub id (org/name[@revision]) that is not a local path: download what the pipeline needs
+  if (!singleFile) {
+    location = await resolvePipelineLocation(location, {
+      revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
+      cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
+    });
+  }
+
+  // 3. cheap checks that give clearer errors than the native loader could
   const st = await stat(location).catch(() => undefined);
   if (!st) throw new ModelNotFoundError(`model ${singleFile ? 'file' : 'folder'} not found: ${location}`);
   if (singleFile) {
@@ -104,7 +114,7 @@ export async function loadModel(
     throw new InvalidArgumentError(`${location} is a file; use fromSingleFile for single-file checkpoints`);
   }
 
-  // 3. native load, then tokenizers
+  // 4. native load, then tokenizers
   const a = addon();
   const handle = await native(() => a.loadPipeline(path.resolve(location), {
     device: o.device, dtype: o.dtype, variant: o.variant, singleFile,

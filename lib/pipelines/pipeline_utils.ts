@@ -65,10 +65,18 @@ export abstract class DiffusionPipeline {
   /**
    * Loads a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/;
    * SDXL: text_encoder_2/ and tokenizer_2/, text_encoder/ + tokenizer/ optional as in the refiner).
-   * @param dir - the model folder
+   * @param dir - the model folder, or a Hugging Face Hub id `org/name` / `org/name@revision`
+   *   (diffusers' `pretrained_model_name_or_path`): a local path of that name always wins; else only
+   *   the files the pipeline needs are downloaded into huggingface_hub's cache (shared with Python)
+   *   — see lib/loaders/hub.ts. A cached model loads with no request.
    * @param options - device ('cpu' default | 'cuda' | 'cuda:N'), dtype ('float32' default |
-   *   'float16' | 'bfloat16'), variant (e.g. 'fp16'), threads (CPU intra-op threads)
-   * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the folder or a component is missing.
+   *   'float16' | 'bfloat16'), variant (e.g. 'fp16'), threads (CPU intra-op threads); Hub ids:
+   *   revision, token (default `$HF_TOKEN`), localFilesOnly (default `$HF_HUB_OFFLINE`), cacheDir,
+   *   onProgress, signal
+   * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the folder or a component is missing; for a
+   *   Hub id, an unknown repo/revision/variant, or a model not cached with localFilesOnly (the message names the id).
+   * @throws UnauthorizedError (`E_UNAUTHORIZED`) when the Hub answers 401/403 (gated or private repo; the message names it).
+   * @throws AbortError (`E_ABORTED`) when `signal` aborts a download.
    * @throws BadConfigError (`E_BAD_CONFIG`) / BadCheckpointError (`E_BAD_CHECKPOINT`) for a malformed config or weight file.
    * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for a pipeline or component class this class does not run
    *   (an SDXL folder for the SD classes and the reverse: the message names the class to use).
