@@ -111,6 +111,17 @@ describe('diffusers component folders', () => {
       expect(e.message).toContain('diffusion_pytorch_model.safetensors');
     });
 
+    it('only variant weights present: the not-found message names the variant option that loads them', async () => {
+      const only = path.join(tmp, 'variant-only', 'vae');
+      fs.mkdirSync(only, { recursive: true });
+      fs.copyFileSync(path.join(dir, 'config.json'), path.join(only, 'config.json'));
+      fs.copyFileSync(path.join(dir, 'diffusion_pytorch_model.fp16.safetensors'), path.join(only, 'diffusion_pytorch_model.fp16.safetensors'));
+      const e = await rejection(loadStateDict(only));
+      expect(e.code).toBe('E_MODEL_NOT_FOUND');
+      expect(e.message).toContain("pass variant: 'fp16'");
+      expect(Object.keys(await loadStateDict(only, { variant: 'fp16' })).sort()).toEqual(Object.keys(reference).sort());
+    });
+
     it('refuses a variant name that could escape the folder', async () => {
       const e = await rejection(loadStateDict(dir, { variant: '../x' }));
       expect(e.code).toBe('E_INVALID_ARGUMENT');

@@ -55,7 +55,7 @@ describe('sd-native CLI', () => {
   it('a missing model folder is E_MODEL_NOT_FOUND', async () => {
     const r = await cli('generate', '-m', path.join(tmp, 'no-such-model'), '-p', 'a cat');
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error \[E_MODEL_NOT_FOUND\]: model folder not found: .*no-such-model$/m);
+    expect(r.stderr).toMatch(/^error \[E_MODEL_NOT_FOUND\]: model folder not found: .*no-such-model \(a Hugging Face Hub model is loaded by its id, org\/name\[@revision\]/m);
   });
 
   it('create-model rejects an unknown preset; an unknown command is an error', async () => {

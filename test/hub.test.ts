@@ -219,7 +219,8 @@ describe('failures', () => {
     expect(e.code).toBe('E_MODEL_NOT_FOUND');
     expect(e.message).toMatch(/^test\/no-such-model: no such model on the Hub/);
     const local = await rejection(StableDiffusionPipeline.fromPretrained('./test/no-such-model'));
-    expect(local.message).toBe('model folder not found: ./test/no-such-model');
+    expect(local.message).toBe('model folder not found: ./test/no-such-model (a Hugging Face Hub model is loaded by its id, ' +
+      'org/name[@revision], e.g. stable-diffusion-v1-5/stable-diffusion-v1-5)');
     expect(mock.count()).toBe(1);
   });
 

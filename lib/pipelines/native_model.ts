@@ -12,7 +12,7 @@ import {
 } from '../errors.js';
 import { describeValue, parseLoadOptions, type LoadOptions } from '../options.js';
 import { CLIPTokenizer } from '../tokenizer.js';
-import { resolvePipelineLocation } from '../loaders/hub.js';
+import { parseHubId, resolvePipelineLocation } from '../loaders/hub.js';
 import type { NativeOptimizations, NativePipelineInfo, PipelineHandle } from '../../types/native.js';
 
 /** What a loaded pipeline is made of (from the native loader). */
@@ -101,7 +101,12 @@ export async function loadModel(
 
   // 3. cheap checks that give clearer errors than the native loader could
   const st = await stat(location).catch(() => undefined);
-  if (!st) throw new ModelNotFoundError(`model ${singleFile ? 'file' : 'folder'} not found: ${location}`);
+  if (!st) {
+    // a path that is no Hub id either: say what an id looks like (diffusers' from_pretrained takes both)
+    const hint = !singleFile && !parseHubId(location)
+      ? ' (a Hugging Face Hub model is loaded by its id, org/name[@revision], e.g. stable-diffusion-v1-5/stable-diffusion-v1-5)' : '';
+    throw new ModelNotFoundError(`model ${singleFile ? 'file' : 'folder'} not found: ${location}${hint}`);
+  }
   if (singleFile) {
     if (st.isDirectory()) {
       throw new InvalidArgumentError(`${location} is a folder; use StableDiffusionPipeline.fromPretrained for diffusers folders`);

@@ -230,8 +230,18 @@ StateDict loadComponentWeights(const std::string& componentDir, const std::strin
                                     " exists; weight files in " + componentDir + ": " + listSome(weights) +
                                     " (load without a variant to use the default weights)");
   if (!pickles.empty()) fail(codes::kBadCheckpoint, pickleRefusalMessage(join(componentDir, pickles.front())));
+  // Only variant weights (e.g. an fp16-only download): name the variant option that loads them.
+  std::string variants;
+  for (const auto& f : files) {
+    const std::string prefix = baseName + ".", suffix = ".safetensors";
+    if (f.size() > prefix.size() + suffix.size() && startsWith(f, prefix) && endsWith(f, suffix)) {
+      const std::string v = f.substr(prefix.size(), f.size() - prefix.size() - suffix.size());
+      if (v.find('.') == std::string::npos) variants += (variants.empty() ? "" : ", ") + ("variant: '" + v + "'");
+    }
+  }
   fail(codes::kModelNotFound, "no weights in " + componentDir + ": looked for " + single + " and " + index +
-                                  "; files present: " + listSome(files));
+                                  "; files present: " + listSome(files) +
+                                  (variants.empty() ? "" : " (to load the variant weights there, pass " + variants + ")"));
 }
 
 }  // namespace sd::io
