@@ -22,6 +22,13 @@ export interface CreateModelOptions {
   seed?: number;
   /** Weight dtype stored in the files. Default 'float32' (tiny) / 'float16' (full). */
   dtype?: 'float32' | 'float16';
+  /**
+   * Where the random weights are drawn: 'cpu' (default; the files are the same on every machine
+   * for a seed) or 'cuda' / 'cuda:N' (much faster for `full`; the values come from that device's
+   * generator, so they differ from the CPU's but are reproducible on the same kind of GPU).
+   * @throws DeviceUnavailableError (`E_DEVICE_UNAVAILABLE`) for CUDA in a build or machine without it.
+   */
+  device?: string;
 }
 
 export interface CreatedModel {
@@ -265,7 +272,8 @@ export function presetConfigs(preset: ModelPreset, scale: ModelScale): {
 /**
  * Writes a diffusers folder (model_index.json, scheduler/, tokenizer/, text_encoder/, unet/,
  * vae/) with random weights in the architecture of `preset` at `scale`.
- * @throws InvalidArgumentError for an unknown preset or scale.
+ * @throws InvalidArgumentError for an unknown preset, scale or device string;
+ *   DeviceUnavailableError (`E_DEVICE_UNAVAILABLE`) for a CUDA device without CUDA.
  * @example await createModel({ preset: 'sd15', scale: 'full', out: './models/sd15-random' });
  */
 export async function createModel(options: CreateModelOptions): Promise<CreatedModel> {
@@ -277,6 +285,10 @@ export async function createModel(options: CreateModelOptions): Promise<CreatedM
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`seed must be a non-negative integer; received ${seed}`);
   const dtype = options.dtype ?? (scale === 'full' ? 'float16' : 'float32');
+  const device = options.device ?? 'cpu';
+  if (typeof device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(device)) {
+    throw new InvalidArgumentError(`device must be "cpu", "cuda" or "cuda:N"; received ${JSON.stringify(device)}`);
+  }
   const xl = preset === 'sdxl';
   const cfg = preset === 'sd15' ? sd15Configs(scale) : preset === 'sd21' ? sd21Configs(scale) : sdxlConfigs(scale);
   const scheduler = preset === 'sd15' ? SD15_SCHEDULER : preset === 'sd21' ? SD21_SCHEDULER : SDXL_SCHEDULER;
@@ -285,7 +297,7 @@ export async function createModel(options: CreateModelOptions): Promise<CreatedM
     ? {
       _class_name: 'StableDiffusionXLPipeline',
       _diffusers_version: '0.30.3',
-      _sd_native: { preset, scale, seed, random_weights: true },
+      _sd_native: { preset, scale, seed, random_weights: true, ...(device === 'cpu' ? {} : { device }) },
       force_zeros_for_empty_prompt: true,
       scheduler: ['diffusers', scheduler._class_name],
       text_encoder: ['transformers', 'CLIPTextModel'],
@@ -298,7 +310,7 @@ export async function createModel(options: CreateModelOptions): Promise<CreatedM
     : {
       _class_name: 'StableDiffusionPipeline',
       _diffusers_version: '0.30.3',
-      _sd_native: { preset, scale, seed, random_weights: true },
+      _sd_native: { preset, scale, seed, random_weights: true, ...(device === 'cpu' ? {} : { device }) },
       feature_extractor: [null, null],
       requires_safety_checker: false,
       safety_checker: [null, null],
@@ -329,7 +341,7 @@ export async function createModel(options: CreateModelOptions): Promise<CreatedM
     const configPath = path.join(dir, 'config.json');
     await fs.writeFile(configPath, JSON.stringify(config, null, 2));
     const r = await native(() => addon().createRandomWeights({
-      component: name, configPath, seed: seed + i, out: path.join(dir, file), dtype,
+      component: name, configPath, seed: seed + i, out: path.join(dir, file), dtype, device,
     }));
     parameters[name] = r.parameters;
     bytes[name] = r.bytes;

@@ -15,7 +15,7 @@
  *   activations rounded at every op over 10 steps of a UNet with random weights. Bounds: latents
  *   < 40·u (fp16 0.02, bf16 0.16), images mean |Δ| < 10·u (fp16 0.005, bf16 0.04) and max |Δ| <
  *   100·u capped at 0.25 (fp16 0.05, bf16 0.25); the VAE decodes in float32 for float16
- *   (force_upcast). initial latents: the CPU draw rounded once to the dtype (≤ u·max).
+ *   (force_upcast). initial latents: see `initialBound` — two roundings, not one.
  *   These are first bounds: the measured errors go to SD_GPU_REPORT (JSON) so a GPU session can
  *   state tighter ones from data.
  * - Seeds: `new Generator(seed).randn` equals diffusers' `initial_latents_randn` exactly (CPU
@@ -34,10 +34,27 @@ type Dtype = 'float32' | 'float16' | 'bfloat16';
 const DTYPES: Dtype[] = (process.env.SD_GPU_DTYPES?.split(',') as Dtype[] | undefined) ?? ['float32', 'float16', 'bfloat16'];
 
 const U: Record<Dtype, number> = { float32: 2 ** -24, float16: 2 ** -11, bfloat16: 2 ** -8 };
+/**
+ * The initial latents bound in a reduced dtype (issue 13). prepare_latents computes
+ * `randn(float32, CPU).to(device, dtype) * init_noise_sigma`, and the product is taken in `dtype`:
+ * that is two roundings to the dtype, not one —
+ *   1. the float32 draw x rounded to the dtype: x₁ = x(1 + δ₁), |δ₁| ≤ u;
+ *   2. the product rounded: y = x₁·σ(1 + δ₂) = xσ(1 + δ₁)(1 + δ₂), |δ₂| ≤ u
+ *      (σ itself: init_noise_sigma is a double, exact enough; σ = 1 for most schedulers, where
+ *      step 2 is exact, but Euler/Euler-a/LMS/Heun/DPM-SDE have σ = √(σ_max² + 1) ≈ 14.6).
+ * So |y − xσ| ≤ ((1 + u)² − 1)·|xσ| = (2u + u²)·|xσ| ≤ (2u + u²)·max|ref| per element (elements in
+ * the dtype's subnormal range err by at most an absolute half-ulp, far below this relative to
+ * max|ref|). The golden `initial_latents_scaled` is diffusers' float32 product, one float32
+ * rounding u₃₂ off the exact xσ, which adds (1 + u₃₂) as a factor. One rounding (u) is not enough:
+ * measured on the float16 Euler-a goldens, 5.05e-4 > u = 4.88e-4 (≤ 2u = 9.77e-4).
+ */
+function initialBound(u: number): number {
+  return (1 + u) ** 2 * (1 + U.float32) - 1;
+}
 const BOUNDS: Record<Dtype, { latents: number; imageMax: number; imageMean: number; initial: number }> = {
   float32: { latents: 1e-4, imageMax: 1e-2, imageMean: 1e-2, initial: 1e-6 },
-  float16: { latents: 40 * U.float16, imageMax: 100 * U.float16, imageMean: 10 * U.float16, initial: U.float16 },
-  bfloat16: { latents: 40 * U.bfloat16, imageMax: Math.min(0.25, 100 * U.bfloat16), imageMean: 10 * U.bfloat16, initial: U.bfloat16 },
+  float16: { latents: 40 * U.float16, imageMax: 100 * U.float16, imageMean: 10 * U.float16, initial: initialBound(U.float16) },
+  bfloat16: { latents: 40 * U.bfloat16, imageMax: Math.min(0.25, 100 * U.bfloat16), imageMean: 10 * U.bfloat16, initial: initialBound(U.bfloat16) },
 };
 
 /** issue 5's torch.backends-style flags, when this build has them (feature-detected). */

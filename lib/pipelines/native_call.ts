@@ -142,6 +142,11 @@ async function invoke(
   try {
     const r = await native(() => a.generate(model.handle, req, onStep, token));
     if (callbackError) throw callbackError.e; // thrown on the last step, after the loop ended
+    if (r.vaeUpcast) {
+      // once per pipeline: the native VAE stays in float32 after the first upcast
+      process.emitWarning('the float16/bfloat16 VAE decode gave NaN/inf; decoded again in float32 and the VAE stays in '
+        + 'float32 for this pipeline (diffusers force_upcast)', { code: 'SD_VAE_UPCAST' });
+    }
     return r;
   } catch (e) {
     if (callbackError) throw callbackError.e;

@@ -1,7 +1,7 @@
 // Bindings for native/core/pipelines: StableDiffusionPipeline and StableDiffusionXLPipeline behind
 // one set of functions that dispatch on the handle's kind (types/addon/pipeline.ts): load, info,
 // generate (on the thread pool, with progress through a thread-safe function and cancellation
-// through an abort token), the toggles, dispose, and the test binding encodeText.
+// through an abort token), the toggles, dispose, and the test bindings encodeText and pipelineTestFaults.
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -186,6 +186,18 @@ Napi::Value PipelineComponents(const Napi::CallbackInfo& info) {
   return componentsArray(env, p->components());
 }
 
+// pipelineTestFaults(h, {nonFiniteDecodes: n}): test-only; the next n VAE decodes return NaN
+// (PipelineBase::setTestNonFiniteDecodes), to test the float32 re-decode without a float16 GPU.
+Napi::Value PipelineTestFaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto p = unwrapAnyPipeline(env, info[0], "pipeline");
+  if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "pipelineTestFaults(pipeline, faults)");
+  const double n = requireNumber(env, info[1].As<Napi::Object>(), "nonFiniteDecodes", "faults");
+  if (!(n >= 0 && n <= 1000)) throwInvalid(env, "faults.nonFiniteDecodes must be an integer in [0, 1000]");
+  p->setTestNonFiniteDecodes(static_cast<int>(n));
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitPipeline(Napi::Env env, Napi::Object exports) {
@@ -200,6 +212,7 @@ void InitPipeline(Napi::Env env, Napi::Object exports) {
   // test-only (types/addon/pipeline.ts PipelineTestingAddon)
   exports.Set("livePipelines", Napi::Function::New(env, LivePipelines));
   exports.Set("encodeText", Napi::Function::New(env, EncodeText));
+  exports.Set("pipelineTestFaults", Napi::Function::New(env, PipelineTestFaults));
 }
 
 }  // namespace sd::addon

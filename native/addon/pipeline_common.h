@@ -2,7 +2,7 @@
 // pipelineInfo object, the common generate-request fields, the loader, and GenerateWorker, the AsyncWorker that
 // runs Pipeline::generate(Request, onStep, aborted) on the thread pool, reports each step through a
 // thread-safe function, polls an abort token, and resolves {images?, latents, initialLatents,
-// timesteps, timings} or rejects with a coded error.
+// timesteps, timings, vaeUpcast?} or rejects with a coded error.
 #pragma once
 
 #include <napi.h>
@@ -179,6 +179,7 @@ class GenerateWorker : public Napi::AsyncWorker {
     timings.Set("decodeMs", result_.decodeMs);
     timings.Set("totalMs", result_.totalMs);
     o.Set("timings", timings);
+    if (result_.vaeUpcast) o.Set("vaeUpcast", Napi::Boolean::New(env, true));
     result_ = {};
     deferred_.Resolve(o);
   }

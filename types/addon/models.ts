@@ -8,6 +8,8 @@ export interface NativeRandomWeightsOptions {
   /** The .safetensors file to write. */
   out: string;
   dtype?: 'float32' | 'float16' | 'bfloat16';
+  /** 'cpu' (default) | 'cuda' | 'cuda:N': where the weights are drawn (E_DEVICE_UNAVAILABLE without CUDA). */
+  device?: string;
 }
 
 

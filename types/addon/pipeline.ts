@@ -165,6 +165,11 @@ export interface NativeGenerateResult {
   /** The timesteps that were run. */
   timesteps: number[];
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
+  /**
+   * Present (true) when the float16/bfloat16 VAE decode gave NaN/inf and the images were decoded
+   * again in float32 (diffusers' force_upcast); the pipeline's VAE stays in float32 from then on.
+   */
+  vaeUpcast?: true;
 }
 
 /** The speed/memory toggles of a pipeline (`pipelineSetOptimizations`; applied at the next generate). */
@@ -232,4 +237,9 @@ export interface PipelineTestingAddon {
    * and `pooled` [P, projection_dim] (float32).
    */
   encodeText(h: PipelineHandle, req: NativeEncodeTextRequest): Promise<{ embeds: TensorData; pooled?: TensorData }>;
+  /**
+   * Fault injection: the next `nonFiniteDecodes` VAE decodes of this pipeline return NaN images (as
+   * an overflowing float16 SDXL VAE does), so the float32 re-decode is testable on a CPU. 0 = off.
+   */
+  pipelineTestFaults(h: PipelineHandle, faults: { nonFiniteDecodes: number }): void;
 }

@@ -12,9 +12,11 @@ namespace sd::models {
 
 /// Instantiates `component` ("unet" | "vae" | "text_encoder") from `configPath` with every
 /// weight drawn by nn::RandomInitScope(seed) (norm scales 1, biases 0, matrices N(0, 1/fan_in)),
-/// in `dtype`. Returns the weights by diffusers name. Errors: those of the config reader and
-/// E_INVALID_ARGUMENT for an unknown component.
+/// in `dtype`, drawn and held on `device` (a CUDA device draws with its own generator: the
+/// values differ from the CPU's, which stay those of torch.manual_seed(seed)). Returns the weights
+/// by diffusers name. Errors: those of the config reader, E_INVALID_ARGUMENT for an unknown
+/// component, E_DEVICE_UNAVAILABLE for a CUDA device in a build or machine without CUDA.
 nn::StateDict createRandomWeights(const std::string& component, const std::string& configPath, uint64_t seed,
-                                  at::ScalarType dtype);
+                                  at::ScalarType dtype, at::Device device = at::Device(at::kCPU));
 
 }  // namespace sd::models

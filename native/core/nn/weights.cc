@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <mutex>
 #include <sstream>
 
 #include "util/error.h"
@@ -35,15 +36,31 @@ namespace {
 thread_local RandomInitScope* tlsRandomInit = nullptr;
 }
 
-RandomInitScope::RandomInitScope(uint64_t seed, at::ScalarType dtype)
-    : generator_(at::make_generator<at::CPUGeneratorImpl>(seed)), dtype_(dtype), previous_(tlsRandomInit) {
+namespace {
+at::Generator seededGenerator(uint64_t seed, at::Device device) {
+  if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(seed);
+  // The device's default generator (index -1 = the current device), cloned so the process's
+  // global stream is left alone, then reseeded. No CUDA header needed.
+  at::Generator base = at::globalContext().defaultGenerator(device);
+  at::Generator g;
+  {
+    std::lock_guard<std::mutex> lock(base.mutex());
+    g = base.clone();
+  }
+  g.set_current_seed(seed);
+  return g;
+}
+}  // namespace
+
+RandomInitScope::RandomInitScope(uint64_t seed, at::ScalarType dtype, at::Device device)
+    : generator_(seededGenerator(seed, device)), dtype_(dtype), device_(device), previous_(tlsRandomInit) {
   tlsRandomInit = this;
 }
 RandomInitScope::~RandomInitScope() { tlsRandomInit = previous_; }
 RandomInitScope* RandomInitScope::current() { return tlsRandomInit; }
 
 at::Tensor RandomInitScope::create(const std::string& name, at::IntArrayRef shape) {
-  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(device_);
   const bool isBias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
   at::Tensor t;
   if (shape.size() <= 1) {

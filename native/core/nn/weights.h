@@ -91,9 +91,13 @@ class Weights {
 /// 1-d "*.weight" → ones (norm scales), 1-d "*.bias" → zeros, others → N(0, 1/fan_in) with
 /// fan_in = the product of all but the first dimension (keeps activations O(1), finite in
 /// float16). Used by create-model to instantiate any model with random weights from its config.
+///
+/// On the CPU the draws come from a CPU generator seeded with `seed` (torch.manual_seed's
+/// stream); on a CUDA device from a clone of that device's default generator reseeded with
+/// `seed` (Philox: reproducible per device, different values from the CPU's).
 class RandomInitScope {
  public:
-  RandomInitScope(uint64_t seed, at::ScalarType dtype);
+  RandomInitScope(uint64_t seed, at::ScalarType dtype, at::Device device = at::Device(at::kCPU));
   ~RandomInitScope();
   RandomInitScope(const RandomInitScope&) = delete;
   RandomInitScope& operator=(const RandomInitScope&) = delete;
@@ -104,6 +108,7 @@ class RandomInitScope {
  private:
   at::Generator generator_;
   at::ScalarType dtype_;
+  at::Device device_;
   RandomInitScope* previous_;
 };
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <thread>
 
@@ -238,11 +239,40 @@ void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& la
   if (!outputLatent) {
     const auto tDecode = std::chrono::steady_clock::now();
     detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
-    result.images = detail::decodeToImages(*vae_, latents, vaeDtype_, applied_.channelsLast);  // [B, H, W, 3]
+    at::Tensor image = detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);  // [B, 3, H, W]
+    if (testNonFiniteDecodes_ > 0) {
+      --testNonFiniteDecodes_;
+      image = at::full_like(image, std::numeric_limits<float>::quiet_NaN());
+    }
+    bool finite = detail::allFinite(image);
+    if (!finite && vaeDtype_ != at::kFloat) {
+      // diffusers' force_upcast: the SDXL VAE (and others) overflow in float16; decode in float32
+      upcastVae();
+      result.vaeUpcast = true;
+      image = detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);
+      if (testNonFiniteDecodes_ > 0) {
+        --testNonFiniteDecodes_;
+        image = at::full_like(image, std::numeric_limits<float>::quiet_NaN());
+      }
+      finite = detail::allFinite(image);
+    }
+    if (!finite)
+      fail(codes::kNumerical, std::string("the decoded image contains NaN or infinity") +
+                                  (result.vaeUpcast ? " also when decoded again in float32" : " in float32") +
+                                  " (the latents or the VAE weights are not finite; a float16/bfloat16 UNet "
+                                  "overflow? try dtype \"float32\")");
+    result.images = detail::postprocessImages(image);  // [B, H, W, 3] uint8, CPU
     vaeOnDevice.release();
     result.decodeMs = detail::msSince(tDecode);
   }
   result.totalMs = detail::msSince(t0);
+}
+
+void PipelineBase::upcastVae() {
+  vae_->to(device_, at::kFloat);  // keeps each weight's memory format (channels-last)
+  if (applied_.offload == "sequential") nn::offloadToPinnedCpu(vae_->weights());
+  vaeDtype_ = at::kFloat;
+  recordComponents();
 }
 
 // ---- Optimizations (diffusers enable_* toggles) -----------------------------------------------

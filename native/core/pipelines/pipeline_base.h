@@ -96,6 +96,9 @@ struct GenerateResult {
   at::Tensor initialLatents;  // float32 latents entering the loop (after init_noise_sigma / add_noise)
   std::vector<double> timesteps;  // the timesteps actually run
   double encodeMs = 0, denoiseMs = 0, decodeMs = 0, totalMs = 0;
+  /// The reduced-precision VAE decode gave NaN/inf, so the images were decoded again in float32
+  /// (and the VAE stays in float32 from now on; see PipelineBase::finishGeneration).
+  bool vaeUpcast = false;
 };
 
 /// Called after every denoising step (on the computing thread).
@@ -153,6 +156,10 @@ class PipelineBase {
   void setTokenEmbeddings(const std::string& component, int64_t firstId, const at::Tensor& rows);
   /// Rows of the token embedding table of `component`.
   int64_t vocabSize(const std::string& component);
+  /// Test hook (the addon's test-only binding pipelineTestFaults): the next `n` VAE decodes of this
+  /// pipeline return NaN images, as a float16 SDXL VAE that overflows does, so that the float32
+  /// re-decode of finishGeneration can be tested on a CPU. 0 (the default) = off.
+  void setTestNonFiniteDecodes(int n) { testNonFiniteDecodes_ = n < 0 ? 0 : n; }
 
  protected:
   /// `live` counts the pipelines of the derived class alive in this process (liveCount()): +1 here,
@@ -236,7 +243,11 @@ class PipelineBase {
   /// The end of every generate(): the final latents (float32, CPU) into `result`, E_ABORTED when
   /// `aborted` says so, then — unless `outputLatent` — the VAE decode to uint8 [B, H, W, 3] images
   /// (with the applied channels-last and model-offload toggles), decodeMs and totalMs since `t0`.
-  /// Call with mutex_ held.
+  /// A decode in a reduced-precision vaeDtype_ (float16 without force_upcast, bfloat16) that gives
+  /// NaN/inf is done again in float32 (diffusers' force_upcast: the SDXL VAE overflows in float16):
+  /// the VAE is upcast for good (vaeDtype_ = float32, as if force_upcast had applied at load, so
+  /// the warning this causes comes once) and result.vaeUpcast says so. A non-finite float32 decode
+  /// is E_NUMERICAL: never a black image. Call with mutex_ held.
   void finishGeneration(GenerateResult& result, const at::Tensor& latents, bool outputLatent, const AbortCheck& aborted,
                         std::chrono::steady_clock::time_point t0);
 
@@ -257,6 +268,10 @@ class PipelineBase {
   /// Records the components of the loaded models (finishLoad) and returns them for the info.
   std::vector<ComponentInfo> recordComponents();
   void reloadUnetWeights(const std::vector<std::string>& names);
+  /// The VAE to float32 for good (finishGeneration's re-decode), on device_ (back to pinned host
+  /// memory under sequential offload; model offload moves it back itself), components re-recorded.
+  void upcastVae();
+  std::atomic<int> testNonFiniteDecodes_{0};
   mutable std::mutex optMutex_;
   Optimizations pending_;  // set from any thread under optMutex_
   std::vector<ComponentInfo> components_;

@@ -36,17 +36,19 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
   return latents;
 }
 
-at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
-                          bool channelsLast) {
+at::Tensor decodeLatents(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
+                         bool channelsLast) {
   at::Tensor z = (latents / vae.scalingFactor()).to(vaeDtype);
   if (channelsLast) z = z.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor image = vae.decode(z).to(at::kFloat).contiguous();  // [B, 3, H, W]
-  if (!at::isfinite(image).all().item<bool>())
-    fail(codes::kNumerical, "the decoded image contains NaN or infinity (a float16 overflow? try dtype "
-                            "\"bfloat16\" or \"float32\")");
+  return vae.decode(z).to(at::kFloat).contiguous();  // [B, 3, H, W]
+}
+
+bool allFinite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }
+
+at::Tensor postprocessImages(const at::Tensor& image) {
   // postprocess: (x / 2 + 0.5).clamp(0, 1) → NHWC → round(x · 255) as uint8
-  image = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
-  return image.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
+  at::Tensor x = (image / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).cpu();
+  return x.mul(255).round().to(at::kByte).contiguous();  // [B, H, W, 3]
 }
 
 }  // namespace sd::pipelines::detail

@@ -95,10 +95,17 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
                    bool channelsLast = false);
 
-/// vae.decode(latents / scaling_factor) in `vaeDtype`, then (x / 2 + 0.5).clamp(0, 1) → NHWC →
-/// round(x · 255) as uint8 [B, H, W, 3] on the CPU. E_NUMERICAL when the decode has NaN/inf.
-/// `channelsLast`: feed the models NHWC-strided activations (enableChannelsLast).
-at::Tensor decodeToImages(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
-                          bool channelsLast = false);
+/// vae.decode(latents / scaling_factor) in `vaeDtype` → float32 [B, 3, H, W] on the VAE's device,
+/// as decoded (it may hold NaN/inf: check with allFinite). `channelsLast`: feed the models
+/// NHWC-strided activations (enableChannelsLast).
+at::Tensor decodeLatents(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
+                         bool channelsLast = false);
+
+/// True when every element of `t` is finite (one host sync on a device tensor).
+bool allFinite(const at::Tensor& t);
+
+/// VaeImageProcessor.postprocess of a finite decoded image float [B, 3, H, W] in [-1, 1]:
+/// (x / 2 + 0.5).clamp(0, 1) → NHWC → round(x · 255) as uint8 [B, H, W, 3] on the CPU.
+at::Tensor postprocessImages(const at::Tensor& image);
 
 }  // namespace sd::pipelines::detail

@@ -1,0 +1,109 @@
+/**
+ * Issue 13 item 4: a float16/bfloat16 VAE decode that gives NaN/inf (the SDXL VAE overflows in
+ * float16) is decoded again in float32 (diffusers' force_upcast), with one SD_VAE_UPCAST warning
+ * per pipeline (the VAE stays in float32 afterwards), and never ends as a black image: a float32
+ * decode with NaN/inf is E_NUMERICAL.
+ * float16 has no CPU kernels in every libtorch, and a VAE scaled to overflow float16 would need
+ * them; instead the test-only binding pipelineTestFaults makes the next n decodes return NaN, the
+ * way an overflow does. bfloat16 (a reduced-precision VAE dtype, like float16) runs on the CPU.
+ * Removing the re-decode makes the first test fail (E_NUMERICAL instead of an image).
+ */
+import { describe, it, expect, vi, afterEach } from 'vitest';
+import { StableDiffusionPipeline } from '../lib/index.js';
+import { testingAddon } from '../lib/native.js';
+import { fixture } from './helpers/fixtures.js';
+
+const modelDir = fixture('models', 'tiny-sd15');
+const CALL = { prompt: 'a red cube on a table', numInferenceSteps: 2, guidanceScale: 1, seed: 7, height: 64, width: 64 };
+const handle = (p: StableDiffusionPipeline) => (p as any).model.handle;
+
+function upcastWarnings(spy: { mock: { calls: unknown[][] } }): unknown[][] {
+  return spy.mock.calls.filter((c) => (c[1] as { code?: string } | undefined)?.code === 'SD_VAE_UPCAST');
+}
+
+afterEach(() => { vi.restoreAllMocks(); });
+
+describe('reduced-precision VAE decode with NaN/inf → float32 re-decode (force_upcast)', () => {
+  it('bfloat16: the NaN decode is redone in float32, warned once, and the image is the float32 decode', async () => {
+    const pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { dtype: 'bfloat16' });
+    const clean = await StableDiffusionPipeline.fromPretrained(modelDir, { dtype: 'bfloat16' });
+    try {
+      expect(pipe.info.components.find((c) => c.name === 'vae')!.dtype).toBe('bfloat16');
+      const bf16 = await clean.generate(CALL); // the bfloat16 decode of the same latents, no fault
+      const spy = vi.spyOn(process, 'emitWarning');
+      testingAddon().pipelineTestFaults(handle(pipe), { nonFiniteDecodes: 1 });
+      const first = await pipe.generate(CALL);
+      expect(upcastWarnings(spy)).toHaveLength(1);
+      expect(String(upcastWarnings(spy)[0][0])).toMatch(/float32/);
+      const px = first.images[0].data;
+      expect(px.length).toBe(64 * 64 * 3);
+      expect(px.some((v) => v !== 0), 'not a black image').toBe(true);
+      // the VAE stays in float32: the next call decodes there at once, without a second warning
+      expect(pipe.info.components.find((c) => c.name === 'vae')!.dtype).toBe('float32');
+      const second = await pipe.generate(CALL);
+      expect(upcastWarnings(spy)).toHaveLength(1);
+      expect(Buffer.from(second.images[0].data).equals(Buffer.from(px))).toBe(true);
+      // the same latents as the clean bfloat16 pipeline (same seed and dtype), decoded in float32:
+      // close to its bfloat16 decode (bfloat16 rounding, u = 2⁻⁸) but not the same bytes
+      let maxDiff = 0, differ = 0;
+      for (let i = 0; i < px.length; i++) {
+        const d = Math.abs(px[i] - bf16.images[0].data[i]);
+        maxDiff = Math.max(maxDiff, d);
+        if (d) differ++;
+      }
+      expect(maxDiff).toBeLessThanOrEqual(40);
+      expect(differ).toBeGreaterThan(0);
+    } finally {
+      pipe.dispose();
+      clean.dispose();
+    }
+  }, 120_000);
+
+  it('the native result says vaeUpcast: true on the call that re-decoded', async () => {
+    const pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { dtype: 'bfloat16' });
+    try {
+      const ids = { data: new BigInt64Array(77).fill(49407n), shape: [1, 77] };
+      const req = {
+        inputIds: ids, numImagesPerPrompt: 1, numInferenceSteps: 1, guidanceScale: 1, height: 64, width: 64, seed: 0, clipSkip: 0,
+        eta: 0, outputType: 'image' as const, schedulerName: 'PNDMScheduler', schedulerConfig: { ...pipe.scheduler.config }, loraScale: 1,
+      };
+      const plain = await testingAddon().generate(handle(pipe), req, undefined, undefined);
+      expect(plain.vaeUpcast).toBeUndefined();
+      testingAddon().pipelineTestFaults(handle(pipe), { nonFiniteDecodes: 1 });
+      const r = await testingAddon().generate(handle(pipe), req, undefined, undefined);
+      expect(r.vaeUpcast).toBe(true);
+      expect(r.images!.shape).toEqual([1, 64, 64, 3]);
+    } finally {
+      pipe.dispose();
+    }
+  }, 120_000);
+
+  it('NaN in the float32 re-decode too is E_NUMERICAL, not a black image; the pipeline keeps working', async () => {
+    const pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { dtype: 'bfloat16' });
+    try {
+      testingAddon().pipelineTestFaults(handle(pipe), { nonFiniteDecodes: 2 });
+      await expect(pipe.generate(CALL)).rejects.toMatchObject({
+        code: 'E_NUMERICAL', message: expect.stringMatching(/NaN or infinity also when decoded again in float32/),
+      });
+      const ok = await pipe.generate(CALL);
+      expect(ok.images[0].data.some((v) => v !== 0)).toBe(true);
+    } finally {
+      pipe.dispose();
+    }
+  }, 120_000);
+
+  it('a float32 pipeline has nothing to upcast: NaN is E_NUMERICAL at once, no warning', async () => {
+    const pipe = await StableDiffusionPipeline.fromPretrained(modelDir);
+    try {
+      const spy = vi.spyOn(process, 'emitWarning');
+      testingAddon().pipelineTestFaults(handle(pipe), { nonFiniteDecodes: 1 });
+      await expect(pipe.generate(CALL)).rejects.toMatchObject({
+        code: 'E_NUMERICAL', message: expect.stringMatching(/NaN or infinity in float32/),
+      });
+      expect(upcastWarnings(spy)).toHaveLength(0);
+      expect(pipe.info.components.find((c) => c.name === 'vae')!.dtype).toBe('float32');
+    } finally {
+      pipe.dispose();
+    }
+  }, 120_000);
+});
