@@ -306,12 +306,14 @@ async function runInfo(model: string, o: { device?: string; dtype?: string; conf
   }
 }
 
-async function runCreateModel(o: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tiny' | 'full'; seed: number; out: string; dtype?: 'float32' | 'float16' }): Promise<void> {
+type CreateModelCliOptions = { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tiny' | 'full'; seed: number; out: string; dtype?: 'float32' | 'float16'; device?: string };
+
+async function runCreateModel(o: CreateModelCliOptions): Promise<void> {
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) {
     throw new InvalidArgumentError(`--seed must be a non-negative integer; received ${o.seed}`);
   }
   const t0 = performance.now();
-  const r = await createModel({ preset: o.preset, scale: o.scale, seed: o.seed, out: path.resolve(o.out), dtype: o.dtype });
+  const r = await createModel({ preset: o.preset, scale: o.scale, seed: o.seed, out: path.resolve(o.out), dtype: o.dtype, device: o.device });
   process.stdout.write(`${r.path}\n`);
   const total = Object.values(r.parameters).reduce((a, b) => a + b, 0);
   for (const [name, n] of Object.entries(r.parameters)) log(`  ${name.padEnd(16)} ${formatCount(n).padStart(8)} params`);
@@ -430,8 +432,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--scale <scale>', 'tiny (test-sized) or full (real size)').choices(['tiny', 'full']).default('tiny'))
     .option('--seed <n>', 'weight seed', numberArg('--seed'), 0)
     .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['float32', 'float16']))
+    .option('--device <device>', "where the random weights are drawn: 'cpu' (default; the same values on every machine) or 'cuda[:N]' (much faster for --scale full)")
     .requiredOption('-o, --out <dir>', 'output folder')
-    .action(async (opts: { preset: 'sd15' | 'sd21' | 'sdxl'; scale: 'tiny' | 'full'; seed: number; out: string; dtype?: 'float32' | 'float16' }) => {
+    .action(async (opts: CreateModelCliOptions) => {
       await runCreateModel(opts);
     });
 

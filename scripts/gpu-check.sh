@@ -18,7 +18,7 @@
 #   parity    vitest test/gpu.test.ts: every fixture pipeline case on cuda in float32 (TF32 off),
 #             float16, bfloat16 (bounds in the test file); errors per case → parity.json
 #   model     create-model --preset sd15 --scale full --device cuda --out /tmp/sd15 (weights drawn
-#             on the GPU: scripts/gpu/create-model.ts, createModel's `device` option)
+#             on the GPU: the CLI's --device, createModel's `device` option)
 #   race      sd-native (scripts/gpu/bench-race.ts) then diffusers eager and torch.compile
 #             (scripts/gpu/diffusers_race.py) on the same folder: 512², 50 steps, CFG 7.5, fp16
 #   suite     (SD_GPU_FULL_SUITE=1, if time is left) the whole vitest suite with this build
@@ -195,7 +195,7 @@ p_parity() {
 
 # ---- model ---------------------------------------------------------------------------------------
 p_model() {
-  timeout "$(limit 105)" node --import tsx scripts/gpu/create-model.ts --preset sd15 --scale "$SCALE" --device "$MODEL_DEVICE" \
+  timeout "$(limit 105)" node --import tsx lib/cli.ts create-model --preset sd15 --scale "$SCALE" --device "$MODEL_DEVICE" \
     --out "$MODEL_DIR" >> "$OUT/race.log" 2>&1 || { tail -20 "$OUT/race.log"; return 1; }
   grep -E "^created" "$OUT/race.log" | tail -1
   du -sh "$MODEL_DIR"/* | sed 's/^/  /'
@@ -241,7 +241,7 @@ p_race_compile() {
     --mode compile --repeats "$REPEATS" --jsonl "$OUT/race.jsonl" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
 }
 p_sdxl_model() {
-  timeout "$(limit 120)" node --import tsx scripts/gpu/create-model.ts --preset sdxl --scale "$SCALE" --device "$MODEL_DEVICE" \
+  timeout "$(limit 120)" node --import tsx lib/cli.ts create-model --preset sdxl --scale "$SCALE" --device "$MODEL_DEVICE" \
     --out "$SDXL_DIR" >> "$OUT/race.log" 2>&1 || { tail -20 "$OUT/race.log"; return 1; }
   du -sh "$SDXL_DIR"/* | sed 's/^/  /'
 }
