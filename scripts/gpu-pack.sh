@@ -83,7 +83,8 @@ for (const s of start) {
 console.log([...seen].map((p) => path.relative(root, p)).sort().join('\n'));
 JS
 }
-RUNTIME_PKGS=(zod commander cli-progress sharp node-gyp-build node-addon-api)
+# every run-time dependency in package.json (a new one, e.g. @huggingface/hub, must travel too)
+read -r -a RUNTIME_PKGS <<< "$(node -p "Object.keys(require('$ROOT/package.json').dependencies).join(' ')")"
 RUNNER_PKGS=(tsx vitest)
 closure "${RUNTIME_PKGS[@]}" "${RUNNER_PKGS[@]}" > "$tmp/modules.txt"
 log "node_modules: $(wc -l < "$tmp/modules.txt") packages ($(cd "$NM_PARENT" && du -sch $(cat "$tmp/modules.txt") | tail -1 | cut -f1) unpacked)"
