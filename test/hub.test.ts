@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MockHub } from './helpers/mock-hub.js';
 import { fixture } from './helpers/fixtures.js';
-import { downloadPipeline, listCachedModels, parseHubId, repoFolderName } from '../lib/loaders/hub.js';
+import { downloadPipeline, listCachedModels, parseHubFile, parseHubId, repoFolderName } from '../lib/loaders/hub.js';
 import { StableDiffusionPipeline, AutoPipelineForText2Image, AutoencoderKL, SdError, StableDiffusionXLPipeline } from '../lib/index.js';
 import { main } from '../lib/cli.js';
 import type { HubDownloadProgress } from '../lib/options.js';
@@ -32,6 +32,10 @@ const mock = new MockHub({
   'test/corrupt-bytes': { dir: SD15, corrupt: { 'vae/diffusion_pytorch_model.safetensors': 'bytes' } },
   'test/flaky': { dir: SD15 },
   'test/slow': { dir: SD15 },
+  // single files beside folders (the fixtures' models/ root), LoRAs, embeddings
+  'test/files': { dir: fixture('models') },
+  'test/loras': { dir: fixture('loras') },
+  'test/embeddings': { dir: fixture('embeddings') },
 });
 
 const saved: Record<string, string | undefined> = {};
@@ -402,5 +406,60 @@ describe('CLI pull / ls', () => {
     expect(ls.models[0].size).toBeGreaterThan(14_000_000);
     const models = await listCachedModels(cacheDir);
     expect(models[0].revisions.every((r) => r.files > 0)).toBe(true);
+  });
+});
+
+describe('Hub files: fromSingleFile, LoRA and textual inversion take org/name[@revision]/file or a Hub URL', () => {
+  it('parses file references; paths and ids without a file are not files', () => {
+    expect(parseHubFile('org/name/v1-5-pruned-emaonly.safetensors')).toEqual({ repo: 'org/name', revision: undefined, file: 'v1-5-pruned-emaonly.safetensors' });
+    expect(parseHubFile('org/name@v2/loras/x.safetensors')).toEqual({ repo: 'org/name', revision: 'v2', file: 'loras/x.safetensors' });
+    expect(parseHubFile('https://huggingface.co/org/name/blob/main/sub/x.safetensors')).toEqual({ repo: 'org/name', revision: 'main', file: 'sub/x.safetensors' });
+    expect(parseHubFile('https://huggingface.co/org/name/resolve/abc/x.safetensors?download=true')).toEqual({ repo: 'org/name', revision: 'abc', file: 'x.safetensors' });
+    for (const s of ['./a/b/c.safetensors', '/a/b/c.safetensors', 'org/name', 'org/name/', 'org/name/dir/', 'org/name/../x.safetensors', 'x.safetensors']) {
+      expect(parseHubFile(s), s).toBeUndefined();
+    }
+  });
+
+  it('fromSingleFile downloads that one file (nothing else) and generates the pixels of the local file', async () => {
+    const opts = { numInferenceSteps: 1, seed: 3, prompt: 'a cat' };
+    const hub = await StableDiffusionPipeline.fromSingleFile('test/files/tiny-sd15.safetensors', { configDir: SD15, cacheDir: tempCache() });
+    const bodies = bodyRequests().map((r) => r.url);
+    const local = await StableDiffusionPipeline.fromSingleFile(fixture('models', 'tiny-sd15.safetensors'), { configDir: SD15 });
+    try {
+      expect(bodies).toHaveLength(1);
+      expect(mock.requests.some((r) => DECOY.test(r.url) || /tiny-sd15\/|tiny-sdxl|\.txt/.test(r.url.replace('/test/files/resolve/', '')))).toBe(false);
+      const [a, b] = [await hub.generate(opts), await local.generate(opts)];
+      expect(Buffer.compare(a.images[0].data, b.images[0].data)).toBe(0);
+    } finally {
+      hub.dispose();
+      local.dispose();
+    }
+  });
+
+  it('loadLoraWeights and loadTextualInversion load Hub files as they load the local ones; a second load is offline', async () => {
+    const cacheDir = tempCache();
+    const prev = process.env.HF_HUB_CACHE;
+    process.env.HF_HUB_CACHE = cacheDir;
+    const [viaHub, viaPath] = [await StableDiffusionPipeline.fromPretrained(SD15), await StableDiffusionPipeline.fromPretrained(SD15)];
+    try {
+      const r1 = await viaHub.loadLoraWeights('test/loras/tiny-sd15-kohya.safetensors', { adapterName: 'hub' });
+      const r2 = await viaPath.loadLoraWeights(fixture('loras', 'tiny-sd15-kohya.safetensors'), { adapterName: 'hub' });
+      expect(r1).toEqual(r2);
+      expect(r1.unetModules).toBeGreaterThan(0);
+      const t1 = await viaHub.loadTextualInversion('https://huggingface.co/test/embeddings/blob/main/my-token.safetensors');
+      const t2 = await viaPath.loadTextualInversion(fixture('embeddings', 'my-token.safetensors'));
+      expect(t1).toEqual(t2);
+      const opts = { prompt: `a photo of ${t1[0]}`, numInferenceSteps: 1, seed: 5 };
+      const [a, b] = [await viaHub.generate(opts), await viaPath.generate(opts)];
+      expect(Buffer.compare(a.images[0].data, b.images[0].data)).toBe(0);
+      expect(fs.existsSync(path.join(cacheDir, repoFolderName('test/loras'), 'refs', 'main'))).toBe(true);
+      mock.reset();
+      await viaHub.loadLoraWeights('test/loras/tiny-sd15-kohya.safetensors', { adapterName: 'again' });
+      expect(mock.count()).toBe(0);
+    } finally {
+      process.env.HF_HUB_CACHE = prev;
+      viaHub.dispose();
+      viaPath.dispose();
+    }
   });
 });

@@ -138,9 +138,11 @@ interface ComponentPlan {
 
 /** What to download: `model_index.json` (pipelines) and component folders. */
 interface Plan {
-  kind: 'pipeline' | 'component';
+  kind: 'pipeline' | 'component' | 'file';
   /** For kind 'component': the folder. */
   subfolder?: string;
+  /** For kind 'file': the repo-relative file (a single-file checkpoint, a LoRA, an embedding). */
+  file?: string;
 }
 
 const join = (dir: string, f: string) => (dir ? `${dir}/${f}` : f);
@@ -203,6 +205,7 @@ function shardsOf(indexJson: string, indexPath: string): string[] {
 /** Offline: the needed files of `plan` missing from a snapshot folder (empty = complete). */
 async function missingInSnapshot(snap: string, plan: Plan, variant: string | undefined): Promise<string[]> {
   const has = async (rel: string) => (await stat(path.join(snap, rel)).catch(() => undefined))?.isFile() ?? false;
+  if (plan.kind === 'file') return (await has(plan.file!)) ? [] : [plan.file!];
   let comps: ComponentPlan[];
   if (plan.kind === 'pipeline') {
     if (!(await has('model_index.json'))) return ['model_index.json'];
@@ -321,7 +324,7 @@ async function snapshot(id: HubModelId, options: HubOptions, plan: Plan, refresh
   }
   const revision = options.revision ?? id.revision ?? 'main';
   const cacheDir = path.resolve(options.cacheDir ?? hubCacheDir());
-  const key = JSON.stringify([cacheDir, id.repo, revision, options.variant ?? '', plan.kind, plan.subfolder ?? '', refresh]);
+  const key = JSON.stringify([cacheDir, id.repo, revision, options.variant ?? '', plan.kind, plan.subfolder ?? '', plan.file ?? '', refresh]);
   if (options.signal?.aborted) throw new AbortError(`download of ${id.repo} aborted before it started`);
   return new Promise<HubSnapshot>((resolve, reject) => {
     const waiter: Waiter = { resolve, reject, onProgress: options.onProgress };
@@ -381,8 +384,10 @@ async function run(
     if (!commit || !COMMIT_RE.test(commit)) throw new ModelNotFoundError(`${label}: the Hub gave no commit hash for revision "${revision}"`);
     if (revision !== commit) await writeRef(storage, revision, commit);
     const listing = new Map<string, ListFileEntry>();
-    const prefix = plan.kind === 'component' && plan.subfolder ? plan.subfolder : undefined;
-    for await (const e of listFiles({ repo, revision: commit, recursive: true, path: prefix, ...common })) {
+    // a single file: only its folder is listed
+    const fileDir = plan.kind === 'file' ? path.posix.dirname(plan.file!) : '.';
+    const prefix = plan.kind === 'component' && plan.subfolder ? plan.subfolder : plan.kind === 'file' && fileDir !== '.' ? fileDir : undefined;
+    for await (const e of listFiles({ repo, revision: commit, recursive: plan.kind !== 'file', path: prefix, ...common })) {
       if (e.type === 'file') listing.set(e.path, e);
     }
     const snap = path.join(storage, 'snapshots', commit);
@@ -423,6 +428,14 @@ async function run(
     let comps: ComponentPlan[];
     const needed: string[] = [];
     const addNeeded = (rel: string) => { if (!needed.includes(rel)) { needed.push(rel); filesTotal++; bytesTotal += sizeOf(listing.get(rel)!); } };
+    if (plan.kind === 'file') {
+      if (!listing.has(plan.file!)) throw new ModelNotFoundError(`${label}: ${plan.file} is not in the repo at ${commit}`);
+      addNeeded(plan.file!);
+      report(true);
+      await runAll([plan.file!], 1);
+      return snapshotResult(snap, repo, revision, commit, needed, downloadedFiles, received, false);
+    }
+
     if (plan.kind === 'pipeline') {
       if (!listing.has('model_index.json')) {
         throw new ModelNotFoundError(`${label}: not a diffusers pipeline (the repo has no model_index.json at ${commit})`);
@@ -520,6 +533,54 @@ export function downloadComponent(id: string, subfolder: string, options: HubOpt
   if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
   if (subfolder.split('/').some((p) => p === '..' || p === '.')) throw new InvalidArgumentError(`subfolder must be a folder inside the repo; received ${JSON.stringify(subfolder)}`);
   return snapshot(parsed, options, { kind: 'component', subfolder: subfolder.replace(/^\/+|\/+$/g, '') }, false);
+}
+
+/** A file in a Hub repo: `org/name[@revision]/path/to/file.safetensors`, or a Hub URL to it. */
+export interface HubFileId extends HubModelId {
+  /** The repo-relative path, e.g. `v1-5-pruned-emaonly.safetensors` or `loras/pixel.safetensors`. */
+  file: string;
+}
+
+/**
+ * Parses a Hub file reference, as diffusers' `from_single_file` and loaders take them:
+ * `org/name[@revision]/path/file.ext`, or a URL `https://<host>/org/name/{blob,resolve}/<revision>/path/file.ext`
+ * (any host: the download goes to `$HF_ENDPOINT`). `undefined` for anything else.
+ */
+export function parseHubFile(s: string): HubFileId | undefined {
+  if (typeof s !== 'string') return undefined;
+  const url = /^https?:\/\/[^/]+\/([^/]+\/[^/]+)\/(?:blob|resolve)\/([^/]+)\/(.+)$/.exec(s);
+  const m = url ?? /^([^/@\s]+\/[^/@\s]+)(?:@([^/\s]+))?\/(.+)$/.exec(s);
+  if (!m) return undefined;
+  const id = parseHubId(m[1]);
+  const file = decodeURIComponent(m[3].split('?')[0]);
+  if (!id || !/\.[A-Za-z0-9]+$/.test(file) || file.split('/').some((p) => p === '' || p === '.' || p === '..')) return undefined;
+  return { repo: id.repo, revision: m[2] ?? undefined, file };
+}
+
+/**
+ * Downloads (or finds in the cache) one file of a Hub repo, into the same cache layout as
+ * {@link downloadPipeline}, and returns its local path (in the snapshot folder).
+ * @param spec - see {@link parseHubFile}
+ * @param options - revision, token, localFilesOnly, cacheDir, onProgress, signal (variant is not used)
+ * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when `spec` is no Hub file reference
+ * @throws the errors of {@link downloadPipeline}; ModelNotFoundError names a file absent from the repo.
+ */
+export async function downloadHubFile(spec: string, options: HubOptions = {}): Promise<string> {
+  const parsed = parseHubFile(spec);
+  if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(spec)} is not a Hub file (org/name[@revision]/path/file.safetensors)`);
+  const snap = await snapshot(parsed, options, { kind: 'file', file: parsed.file }, false);
+  return path.join(snap.path, ...parsed.file.split('/'));
+}
+
+/**
+ * Where a file argument points (a single-file checkpoint, a LoRA, an embedding): an existing local
+ * path is returned as is (always wins); a Hub file reference ({@link parseHubFile}) is downloaded
+ * and its cached path returned; anything else is returned unchanged (the caller reports it missing).
+ */
+export async function resolveFileLocation(location: string, options: HubOptions = {}): Promise<string> {
+  if (typeof location !== 'string' || await exists(location) || (await lstat(location).catch(() => undefined))) return location;
+  if (!parseHubFile(location)) return location;
+  return downloadHubFile(location, options);
 }
 
 /**

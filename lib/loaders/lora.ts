@@ -31,7 +31,7 @@ export interface LoraLoadResult {
   textEncoder2Modules: number;
 }
 
-/** Validates `loadLoraWeights` arguments. */
+/** Validates `loadLoraWeights` arguments (`file` as given: a path, or a Hub file resolved later). */
 export function checkLoraArgs(file: unknown, options: unknown): { file: string; adapterName?: string; weight: number } {
   if (typeof file !== 'string' || file.length === 0) {
     throw new InvalidArgumentError(`loadLoraWeights: path must be a non-empty string; received ${describe(file)}`);
@@ -47,7 +47,7 @@ export function checkLoraArgs(file: unknown, options: unknown): { file: string; 
   if (o.weight !== undefined && (typeof o.weight !== 'number' || !Number.isFinite(o.weight))) {
     throw new InvalidArgumentError(`loadLoraWeights: weight must be a finite number; received ${describe(o.weight)}`);
   }
-  return { file: path.resolve(file), adapterName: o.adapterName as string | undefined, weight: (o.weight as number | undefined) ?? 1 };
+  return { file, adapterName: o.adapterName as string | undefined, weight: (o.weight as number | undefined) ?? 1 };
 }
 
 /** Loads a LoRA into a native pipeline (errors as SdError). */

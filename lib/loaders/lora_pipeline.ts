@@ -4,12 +4,14 @@
  * (loaders/textual_inversion.py), as a base class between {@link DiffusionPipeline} and the
  * concrete pipelines. Each method is queued behind earlier calls and acts on the shared native model.
  */
+import path from 'node:path';
 import { addon } from '../native.js';
 import { InvalidArgumentError, describeValue, native } from '../errors.js';
 import { DiffusionPipeline } from '../pipelines/pipeline_utils.js';
 import type { CLIPTokenizer } from '../tokenizer.js';
 import { adapterState, checkLoraArgs, loadLora, recordSetAdapters, type LoadLoraOptions, type LoraLoadResult } from './lora.js';
 import { loadTextualInversion, type LoadTextualInversionOptions, type TextEncoderName } from './textual_inversion.js';
+import { resolveFileLocation } from './hub.js';
 
 /** {@link DiffusionPipeline} with LoRA and textual inversion. Not constructed directly. */
 export abstract class LoaderPipeline extends DiffusionPipeline {
@@ -22,7 +24,8 @@ export abstract class LoaderPipeline extends DiffusionPipeline {
    * weights are untouched and `generate({ loraScale })` changes the strength per call. diffusers:
    * `pipe.load_lora_weights(path, adapter_name=…)`. Queued behind earlier calls; shared by
    * pipelines made with `fromPipeline`.
-   * @param file - the LoRA file
+   * @param file - the LoRA `.safetensors` file, or a Hub file `org/name[@revision]/path.safetensors` (or its
+   *   huggingface.co URL), downloaded into the huggingface_hub cache while earlier calls run
    * @param options - `adapterName` (default `default_<n>`), `weight` (set_adapters weight, default 1)
    * @returns the adapter name and the number of modules it targets per model
    * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) listing keys that match no module of this model
@@ -35,8 +38,11 @@ export abstract class LoaderPipeline extends DiffusionPipeline {
   loadLoraWeights(file: string, options?: LoadLoraOptions): Promise<LoraLoadResult> {
     this.checkAlive('loadLoraWeights');
     const a = checkLoraArgs(file, options);
+    // a Hub file (org/name/file.safetensors) downloads while earlier calls run
+    const local = resolveFileLocation(a.file).then((f) => path.resolve(f));
+    local.catch(() => undefined); // observed in the job
     return this.model.enqueue(async () => {
-      const r = await loadLora(this.model.handle, a.file, a.adapterName, a.weight);
+      const r = await loadLora(this.model.handle, await local, a.adapterName, a.weight);
       adapterState(this.model).set(r.adapter, { weight: a.weight, active: true });
       return r;
     });
@@ -103,6 +109,7 @@ export abstract class LoaderPipeline extends DiffusionPipeline {
    * diffusers `load_textual_inversion(path, token=…)`: an embedding file of n vectors adds the
    * tokens `token`, `token_1` … `token_{n−1}` to the tokenizer and their vectors to the text
    * encoder; prompts are rewritten so `token` stands for all n (maybe_convert_prompt).
+   * The file is a local `.safetensors` or a Hub file `org/name[@revision]/path.safetensors` (or its URL).
    * Files: AUTOMATIC1111 (`emb_params`; token defaults to the file name), diffusers
    * (`{"<token>": [n, D]}`; token defaults to the key) and, for SDXL, AUTOMATIC1111 / kohya files with
    * `clip_l` [n, D1] and `clip_g` [n, D2] (both text encoders and both tokenizers get the tokens; the

@@ -10,6 +10,7 @@ import { addon } from '../native.js';
 import { BadCheckpointError, InvalidArgumentError, ModelNotFoundError, native } from '../errors.js';
 import { describeValue as describe } from '../options.js';
 import { readSafetensors } from '../safetensors.js';
+import { resolveFileLocation } from './hub.js';
 import type { CLIPTokenizer } from '../tokenizer.js';
 import type { PipelineHandle, TensorData } from '../../types/native.js';
 
@@ -125,7 +126,8 @@ export async function loadTextualInversion(
     throw new InvalidArgumentError(`loadTextualInversion: textEncoder must be one of ${encoders.map((e) => `'${e.component}'`).join(', ')}; ` +
       `received ${describe(o.textEncoder)}`);
   }
-  const emb = await readEmbedding(path.resolve(file));
+  // a Hub file (org/name/file.safetensors) is downloaded into the huggingface_hub cache first
+  const emb = await readEmbedding(path.resolve(await resolveFileLocation(file)));
   const byName = (c: TextEncoderName) => encoders.find((e) => e.component === c);
   let targets: Array<{ tok: CLIPTokenizer; component: TextEncoderName; vectors: TensorData<Float32Array> }>;
   if (emb.clipL && emb.clipG) {

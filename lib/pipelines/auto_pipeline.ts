@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { UnsupportedModelError } from '../errors.js';
 import { readModelIndex } from '../loaders/single_file.js';
 import { parseLoadOptions, type LoadOptions } from '../options.js';
-import { resolvePipelineLocation } from '../loaders/hub.js';
+import { parseHubFile, resolvePipelineLocation } from '../loaders/hub.js';
 import { StableDiffusionPipeline } from './stable_diffusion.js';
 import { StableDiffusionImg2ImgPipeline } from './stable_diffusion_img2img.js';
 import { StableDiffusionInpaintPipeline } from './stable_diffusion_inpaint.js';
@@ -19,8 +19,9 @@ import { StableDiffusionXLImg2ImgPipeline } from './stable_diffusion_xl_img2img.
 /** True when the model (a folder, or a single file with `configDir`) is an SDXL pipeline. */
 async function isXl(location: string, options: LoadOptions | undefined): Promise<boolean> {
   const st = await stat(location).catch(() => undefined);
-  const dir = st?.isFile() ? options?.configDir : location;
-  if (dir === undefined || st === undefined) return false; // the pipeline loader reports what is missing
+  const file = st ? st.isFile() : parseHubFile(location) !== undefined; // a single file: its configDir decides
+  const dir = file ? options?.configDir : location;
+  if (dir === undefined || (st === undefined && !file)) return false; // the pipeline loader reports what is missing
   try {
     return (await readModelIndex(dir)).className.startsWith('StableDiffusionXL');
   } catch {
@@ -43,9 +44,10 @@ async function resolve(location: string, options: LoadOptions | undefined): Prom
   });
 }
 
-/** True when `location` is a file (a single-file checkpoint: fromSingleFile). */
+/** True when `location` is a file (a single-file checkpoint: fromSingleFile), local or on the Hub (org/name/file.safetensors). */
 async function isFile(location: string): Promise<boolean> {
-  return (await stat(location).catch(() => undefined))?.isFile() ?? false;
+  const st = await stat(location).catch(() => undefined);
+  return st ? st.isFile() : parseHubFile(location) !== undefined;
 }
 
 /** Text → image: {@link StableDiffusionPipeline} or {@link StableDiffusionXLPipeline}. */

@@ -12,7 +12,7 @@ import {
 } from '../errors.js';
 import { describeValue, parseLoadOptions, type LoadOptions } from '../options.js';
 import { CLIPTokenizer } from '../tokenizer.js';
-import { parseHubId, resolvePipelineLocation } from '../loaders/hub.js';
+import { parseHubId, resolveFileLocation, resolvePipelineLocation } from '../loaders/hub.js';
 import type { NativeOptimizations, NativePipelineInfo, PipelineHandle } from '../../types/native.js';
 
 /** What a loaded pipeline is made of (from the native loader). */
@@ -92,12 +92,12 @@ export async function loadModel(
   }
 
   // 2. a Hub id (org/name[@revision]) that is not a local path: download what the pipeline needs
-  if (!singleFile) {
-    location = await resolvePipelineLocation(location, {
-      revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
-      cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
-    });
-  }
+  //    (fromSingleFile: a Hub file, org/name[@revision]/file.safetensors or its URL)
+  const hub = {
+    revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
+    cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
+  };
+  location = singleFile ? await resolveFileLocation(location, { ...hub, variant: undefined }) : await resolvePipelineLocation(location, hub);
 
   // 3. cheap checks that give clearer errors than the native loader could
   const st = await stat(location).catch(() => undefined);

@@ -93,7 +93,8 @@ export abstract class DiffusionPipeline {
    * Loads an original-LDM / A1111 / ComfyUI single `.safetensors` checkpoint (keys mapped to
    * diffusers names at load; SDXL: `conditioner.embedders.*`, or the refiner layout). Pickle files
    * (.ckpt/.bin/.pt) are refused.
-   * @param file - the `.safetensors` file
+   * @param file - the `.safetensors` file, or a Hub file `org/name[@revision]/file.safetensors` (or its
+   *   huggingface.co URL: only that file is downloaded, into the huggingface_hub cache)
    * @param options - as {@link fromPretrained}, plus `configDir`: a diffusers folder of the same
    *   family providing the config.json files, tokenizers and scheduler (required for SDXL; nothing
    *   is guessed from tensor shapes)
