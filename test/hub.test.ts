@@ -436,6 +436,23 @@ describe('Hub files: fromSingleFile, LoRA and textual inversion take org/name[@r
     }
   });
 
+  it('a Hub configDir brings configs and tokenizers only (no weights); AutoPipeline reads its model_index.json', async () => {
+    const cacheDir = tempCache();
+    const pipe = await AutoPipelineForText2Image.fromPretrained('test/files/tiny-sd15.safetensors', { configDir: 'test/tiny-sd15', cacheDir });
+    try {
+      expect(pipe).toBeInstanceOf(StableDiffusionPipeline);
+      const bodies = bodyRequests().map((r) => r.url);
+      expect(bodies.filter((u) => u.includes('/cdn/'))).toHaveLength(1); // the single file is the only LFS body
+      const snap = tree(path.join(cacheDir, repoFolderName('test/tiny-sd15'))).filter((f) => f.startsWith('snapshots/'));
+      expect(snap.some((f) => f.includes('.safetensors'))).toBe(false);
+      expect(snap.some((f) => f.includes('tokenizer/vocab.json')) && snap.some((f) => f.includes('unet/config.json'))).toBe(true);
+      const { images } = await pipe.generate({ prompt: 'a cat', numInferenceSteps: 1, seed: 1 });
+      expect(images).toHaveLength(1);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
   it('loadLoraWeights and loadTextualInversion load Hub files as they load the local ones; a second load is offline', async () => {
     const cacheDir = tempCache();
     const prev = process.env.HF_HUB_CACHE;

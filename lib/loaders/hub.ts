@@ -27,49 +27,20 @@ import type { HubDownloadProgress } from '../option_types.js';
 import {
   AbortError, BadCheckpointError, BadConfigError, InvalidArgumentError, ModelNotFoundError, SdError, UnauthorizedError,
 } from '../errors.js';
+import { hubEndpoint, hubOffline, parseHubFile, parseHubId, type HubModelId } from './hub_ids.js';
 import {
   COMMIT_RE, MAX_TRIES, RETRY_STATUS, backoffMs, ensureFile, exists, hubCacheDir, readRef, repoFolderName, sizeOf, sleep, writeRef,
 } from './hub_cache.js';
 
 export { hubCacheDir, listCachedModels, repoFolderName } from './hub_cache.js';
+export { hubEndpoint, hubOffline, parseHubFile, parseHubId } from './hub_ids.js';
+export type { HubFileId, HubModelId } from './hub_ids.js';
 export type { CachedModel, CachedRevision } from './hub_cache.js';
 
 // =============================================================================================
 // Ids, environment, cache paths
 // =============================================================================================
 
-/** A parsed Hub model id. */
-export interface HubModelId {
-  /** `org/name` */
-  repo: string;
-  /** The `@revision` part, if any (branch, tag or commit hash). */
-  revision?: string;
-}
-
-// huggingface_hub's validate_repo_id: letters, digits, '-', '_', '.'; no '--' or '..'; ≤ 96 chars.
-const REPO_PART = '[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_-])?';
-const HUB_ID_RE = new RegExp(`^(${REPO_PART}/${REPO_PART})(?:@([^\\s@]+))?$`);
-
-/**
- * Parses `org/name` or `org/name@revision`; `undefined` when `s` is not shaped like a Hub id
- * (e.g. `./a/b`, `/abs/path`, `a/b/c`, `name`). Whether a local path of that name exists is the
- * caller's question: a local path always wins.
- */
-export function parseHubId(s: string): HubModelId | undefined {
-  if (typeof s !== 'string') return undefined;
-  const m = HUB_ID_RE.exec(s);
-  if (!m || m[1].length > 96 || m[1].includes('--') || m[1].includes('..')) return undefined;
-  return m[2] === undefined ? { repo: m[1] } : { repo: m[1], revision: m[2] };
-}
-
-/** The Hub's base URL: `$HF_ENDPOINT` or https://huggingface.co (no trailing slash). */
-export function hubEndpoint(): string {
-  return (process.env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
-}
-
-const isTrue = (v: string | undefined) => v !== undefined && ['1', 'on', 'yes', 'true'].includes(v.trim().toLowerCase());
-/** `$HF_HUB_OFFLINE` set to 1/true/yes/on (huggingface_hub's `_is_true`). */
-export function hubOffline(): boolean { return isTrue(process.env.HF_HUB_OFFLINE); }
 
 // =============================================================================================
 // Options and progress
@@ -138,7 +109,8 @@ interface ComponentPlan {
 
 /** What to download: `model_index.json` (pipelines) and component folders. */
 interface Plan {
-  kind: 'pipeline' | 'component' | 'file';
+  /** 'configs': a pipeline's model_index.json, configs and tokenizers without weights (a single file's configDir). */
+  kind: 'pipeline' | 'configs' | 'component' | 'file';
   /** For kind 'component': the folder. */
   subfolder?: string;
   /** For kind 'file': the repo-relative file (a single-file checkpoint, a LoRA, an embedding). */
@@ -207,7 +179,7 @@ async function missingInSnapshot(snap: string, plan: Plan, variant: string | und
   const has = async (rel: string) => (await stat(path.join(snap, rel)).catch(() => undefined))?.isFile() ?? false;
   if (plan.kind === 'file') return (await has(plan.file!)) ? [] : [plan.file!];
   let comps: ComponentPlan[];
-  if (plan.kind === 'pipeline') {
+  if (plan.kind === 'pipeline' || plan.kind === 'configs') {
     if (!(await has('model_index.json'))) return ['model_index.json'];
     let idx: Record<string, unknown>;
     try { idx = JSON.parse(await readFile(path.join(snap, 'model_index.json'), 'utf8')); } catch { return ['model_index.json']; }
@@ -219,7 +191,7 @@ async function missingInSnapshot(snap: string, plan: Plan, variant: string | und
   for (const c of comps) {
     const need = c.tokenizer ? REQUIRED_TOKENIZER_FILES : c.scheduler ? ['scheduler_config.json'] : ['config.json'];
     for (const f of need) if (!(await has(join(c.dir, f)))) missing.push(join(c.dir, f));
-    if (c.weightBases.length === 0) continue;
+    if (c.weightBases.length === 0 || plan.kind === 'configs') continue;
     let found = false;
     for (const base of c.weightBases) {
       if (await has(join(c.dir, variantName(base, variant)))) { found = true; break; }
@@ -436,7 +408,7 @@ async function run(
       return snapshotResult(snap, repo, revision, commit, needed, downloadedFiles, received, false);
     }
 
-    if (plan.kind === 'pipeline') {
+    if (plan.kind === 'pipeline' || plan.kind === 'configs') {
       if (!listing.has('model_index.json')) {
         throw new ModelNotFoundError(`${label}: not a diffusers pipeline (the repo has no model_index.json at ${commit})`);
       }
@@ -461,7 +433,7 @@ async function run(
       for (const n of required) {
         if (!listing.has(join(c.dir, n))) throw new ModelNotFoundError(`${label}: ${join(c.dir, n)} is not in the repo at ${commit}`);
       }
-      if (c.weightBases.length) {
+      if (c.weightBases.length && plan.kind !== 'configs') {
         const w = pickWeights(c, listing, options.variant, label);
         (w.endsWith('.json') ? small : weights).push(w);
       }
@@ -525,6 +497,22 @@ export function downloadPipeline(id: string, options: HubOptions = {}, refresh =
 }
 
 /**
+ * As {@link downloadPipeline} without the weights: `model_index.json`, the components' configs and
+ * the tokenizers — what a single-file checkpoint's `configDir` provides.
+ */
+export function downloadPipelineConfigs(id: string, options: HubOptions = {}): Promise<HubSnapshot> {
+  const parsed = parseHubId(id);
+  if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
+  return snapshot(parsed, { ...options, variant: undefined }, { kind: 'configs' }, false);
+}
+
+/** A single file's `configDir`: a local folder as is (always wins), a Hub id → its configs' snapshot folder. */
+export async function resolveConfigDir(configDir: string, options: HubOptions = {}): Promise<string> {
+  if (await exists(configDir) || !parseHubId(configDir)) return configDir;
+  return (await downloadPipelineConfigs(configDir, options)).path;
+}
+
+/**
  * As {@link downloadPipeline} for one model component: `<subfolder>/config.json` and its weights
  * (diffusers' `ModelMixin.from_pretrained(id, subfolder=...)`); `subfolder` '' = the repo root.
  */
@@ -533,28 +521,6 @@ export function downloadComponent(id: string, subfolder: string, options: HubOpt
   if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
   if (subfolder.split('/').some((p) => p === '..' || p === '.')) throw new InvalidArgumentError(`subfolder must be a folder inside the repo; received ${JSON.stringify(subfolder)}`);
   return snapshot(parsed, options, { kind: 'component', subfolder: subfolder.replace(/^\/+|\/+$/g, '') }, false);
-}
-
-/** A file in a Hub repo: `org/name[@revision]/path/to/file.safetensors`, or a Hub URL to it. */
-export interface HubFileId extends HubModelId {
-  /** The repo-relative path, e.g. `v1-5-pruned-emaonly.safetensors` or `loras/pixel.safetensors`. */
-  file: string;
-}
-
-/**
- * Parses a Hub file reference, as diffusers' `from_single_file` and loaders take them:
- * `org/name[@revision]/path/file.ext`, or a URL `https://<host>/org/name/{blob,resolve}/<revision>/path/file.ext`
- * (any host: the download goes to `$HF_ENDPOINT`). `undefined` for anything else.
- */
-export function parseHubFile(s: string): HubFileId | undefined {
-  if (typeof s !== 'string') return undefined;
-  const url = /^https?:\/\/[^/]+\/([^/]+\/[^/]+)\/(?:blob|resolve)\/([^/]+)\/(.+)$/.exec(s);
-  const m = url ?? /^([^/@\s]+\/[^/@\s]+)(?:@([^/\s]+))?\/(.+)$/.exec(s);
-  if (!m) return undefined;
-  const id = parseHubId(m[1]);
-  const file = decodeURIComponent(m[3].split('?')[0]);
-  if (!id || !/\.[A-Za-z0-9]+$/.test(file) || file.split('/').some((p) => p === '' || p === '.' || p === '..')) return undefined;
-  return { repo: id.repo, revision: m[2] ?? undefined, file };
 }
 
 /**

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { UnsupportedModelError } from '../errors.js';
 import { readModelIndex } from '../loaders/single_file.js';
 import { parseLoadOptions, type LoadOptions } from '../options.js';
-import { parseHubFile, resolvePipelineLocation } from '../loaders/hub.js';
+import { parseHubFile, resolveConfigDir, resolvePipelineLocation, type HubOptions } from '../loaders/hub.js';
 import { StableDiffusionPipeline } from './stable_diffusion.js';
 import { StableDiffusionImg2ImgPipeline } from './stable_diffusion_img2img.js';
 import { StableDiffusionInpaintPipeline } from './stable_diffusion_inpaint.js';
@@ -20,9 +20,10 @@ import { StableDiffusionXLImg2ImgPipeline } from './stable_diffusion_xl_img2img.
 async function isXl(location: string, options: LoadOptions | undefined): Promise<boolean> {
   const st = await stat(location).catch(() => undefined);
   const file = st ? st.isFile() : parseHubFile(location) !== undefined; // a single file: its configDir decides
-  const dir = file ? options?.configDir : location;
+  let dir = file ? options?.configDir : location;
   if (dir === undefined || (st === undefined && !file)) return false; // the pipeline loader reports what is missing
   try {
+    if (file) dir = await resolveConfigDir(dir, hubOptions(options)); // a Hub id: its configs (the loader finds them cached)
     return (await readModelIndex(dir)).className.startsWith('StableDiffusionXL');
   } catch {
     return false; // the pipeline loader reports a missing or malformed model_index.json
@@ -38,10 +39,17 @@ async function resolve(location: string, options: LoadOptions | undefined): Prom
   let o;
   try { o = parseLoadOptions(options); } catch { return location; }
   if (o.configDir !== undefined) return location; // refused for folders by the loader
-  return resolvePipelineLocation(location, {
+  return resolvePipelineLocation(location, hubOptions(o));
+}
+
+/** The Hub fields of load options (invalid options are left for the pipeline loader to report). */
+function hubOptions(options: LoadOptions | undefined): HubOptions {
+  let o;
+  try { o = parseLoadOptions(options); } catch { return {}; }
+  return {
     revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
     cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
-  });
+  };
 }
 
 /** True when `location` is a file (a single-file checkpoint: fromSingleFile), local or on the Hub (org/name/file.safetensors). */

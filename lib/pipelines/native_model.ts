@@ -12,7 +12,7 @@ import {
 } from '../errors.js';
 import { describeValue, parseLoadOptions, type LoadOptions } from '../options.js';
 import { CLIPTokenizer } from '../tokenizer.js';
-import { parseHubId, resolveFileLocation, resolvePipelineLocation } from '../loaders/hub.js';
+import { parseHubId, resolveConfigDir, resolveFileLocation, resolvePipelineLocation } from '../loaders/hub.js';
 import type { NativeOptimizations, NativePipelineInfo, PipelineHandle } from '../../types/native.js';
 
 /** What a loaded pipeline is made of (from the native loader). */
@@ -98,6 +98,7 @@ export async function loadModel(
     cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
   };
   location = singleFile ? await resolveFileLocation(location, { ...hub, variant: undefined }) : await resolvePipelineLocation(location, hub);
+  const configDir = o.configDir === undefined ? undefined : await resolveConfigDir(o.configDir, hub); // a Hub id: configs only
 
   // 3. cheap checks that give clearer errors than the native loader could
   const st = await stat(location).catch(() => undefined);
@@ -123,7 +124,7 @@ export async function loadModel(
   const a = addon();
   const handle = await native(() => a.loadPipeline(path.resolve(location), {
     device: o.device, dtype: o.dtype, variant: o.variant, singleFile,
-    configDir: o.configDir === undefined ? undefined : path.resolve(o.configDir), threads: o.threads, xl,
+    configDir: configDir === undefined ? undefined : path.resolve(configDir), threads: o.threads, xl,
   }));
   try {
     const raw = nativeSync(() => a.pipelineInfo(handle));

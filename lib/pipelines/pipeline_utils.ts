@@ -97,7 +97,7 @@ export abstract class DiffusionPipeline {
    *   huggingface.co URL: only that file is downloaded, into the huggingface_hub cache)
    * @param options - as {@link fromPretrained}, plus `configDir`: a diffusers folder of the same
    *   family providing the config.json files, tokenizers and scheduler (required for SDXL; nothing
-   *   is guessed from tensor shapes)
+   *   is guessed from tensor shapes) — or a Hub id, of which only those files are downloaded
    * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) for pickles, corrupt files, keys that map to
    *   nothing (listed), or missing/mis-shaped weights.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for SDXL without configDir or with an SD 1.x/2.x configDir.
