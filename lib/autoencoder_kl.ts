@@ -9,27 +9,15 @@ import { addon } from './native.js';
 import { native, nativeSync, DisposedError } from './errors.js';
 import { downloadComponent, parseHubId } from './loaders/hub.js';
 import { parseVaeHubOptions } from './options.js';
-import type { HubDownloadProgress } from './option_types.js';
+import type { HubLoadOptions } from './option_types.js';
 import type {
   VaeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
 } from '../types/native.js';
 
 /** Options of {@link AutoencoderKL.fromPretrained}: the native ones plus diffusers' `subfolder` and the Hub options. */
-export interface VaeLoadOptions extends NativeVaeLoadOptions {
+export interface VaeLoadOptions extends NativeVaeLoadOptions, HubLoadOptions {
   /** A folder inside `dir` (or the Hub repo) holding the VAE, e.g. 'vae' (diffusers' `subfolder`; default: `dir` itself). */
   subfolder?: string;
-  /** Hub ids only: branch, tag or commit (default `main`, or the id's `@revision`). */
-  revision?: string;
-  /** Hub ids only: access token `hf_…` (default `$HF_TOKEN`). */
-  token?: string;
-  /** Hub ids only: cache only, no network (default `$HF_HUB_OFFLINE`). */
-  localFilesOnly?: boolean;
-  /** Hub ids only: huggingface_hub cache folder (default `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
-  cacheDir?: string;
-  /** Hub ids only: download progress. */
-  onProgress?: (progress: HubDownloadProgress) => void;
-  /** Hub ids only: cancels the download (AbortError, `E_ABORTED`). */
-  signal?: AbortSignal;
 }
 export type VaeInfo = NativeVaeInfo;
 export type VaeEncodeResult = NativeVaeEncodeResult;

@@ -29,7 +29,7 @@ export {
 export type {
   GenerateOptions, Img2ImgOptions, InpaintOptions, XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions, LoadOptions,
   ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults, GenerateMode, PromptInput, ImageInput, RawImageInput,
-  RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress,
+  RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress, HubLoadOptions,
 } from './options.js';
 export {
   GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,

@@ -149,17 +149,8 @@ export interface XLImg2ImgOptions extends Omit<Img2ImgOptions, 'image'>, XLCondi
 }
 
 /** Options of `fromPretrained` / `fromSingleFile`. */
-export interface LoadOptions {
-  /** 'cpu' (default) | 'cuda' | 'cuda:N'. */
-  device?: string;
-  /** Compute dtype: 'float32' (default) | 'float16' | 'bfloat16'. */
-  dtype?: PipelineDtype;
-  /** Weight-file variant of a diffusers folder, e.g. 'fp16' (`diffusion_pytorch_model.fp16.safetensors`). */
-  variant?: string;
-  /** CPU intra-op threads, integer in [1, 1024] (default: libtorch's, the physical cores). */
-  threads?: number;
-  /** Single files only: a diffusers folder with the config.json files and tokenizers of the model's family. */
-  configDir?: string;
+/** The Hugging Face Hub options of every loader that takes a Hub id or file (pipelines, AutoencoderKL). */
+export interface HubLoadOptions {
   /**
    * Hub ids only (`org/name`): the branch, tag or 40-hex commit to load (diffusers' `revision`;
    * default `main`, or the id's `@revision`, which it must not contradict).
@@ -180,7 +171,19 @@ export interface LoadOptions {
    * Hub ids only: cancels the download; the load rejects with AbortError (`E_ABORTED`). Files cut
    * short stay `blobs/<etag>.incomplete` (never used as complete) and a later load resumes them.
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal;}
+
+export interface LoadOptions extends HubLoadOptions {
+  /** 'cpu' (default) | 'cuda' | 'cuda:N'. */
+  device?: string;
+  /** Compute dtype: 'float32' (default) | 'float16' | 'bfloat16'. */
+  dtype?: PipelineDtype;
+  /** Weight-file variant of a diffusers folder, e.g. 'fp16' (`diffusion_pytorch_model.fp16.safetensors`). */
+  variant?: string;
+  /** CPU intra-op threads, integer in [1, 1024] (default: libtorch's, the physical cores). */
+  threads?: number;
+  /** Single files only: a diffusers folder with the config.json files and tokenizers of the model's family. */
+  configDir?: string;
 }
 
 /** What `onProgress` of a Hub load receives. */
