@@ -7,6 +7,12 @@
 
 namespace sd {
 
+namespace {
+// Doubles above 2^53 are not exact integers, and casting one past INT64_MAX is undefined.
+constexpr double kMaxExactInt = 9007199254740992.0;
+std::string range(int64_t min, int64_t max) { return "[" + std::to_string(min) + ", " + std::to_string(max) + "]"; }
+}  // namespace
+
 ConfigReader ConfigReader::fromFile(const std::string& path) {
   Json j = Json::parseFile(path);
   if (!j.isObject()) fail(codes::kBadConfig, path + ": expected a JSON object");
@@ -28,6 +34,7 @@ int64_t ConfigReader::requireInt(const std::string& key) const {
   const Json* v = get(key);
   if (!v) error(key, "is required but missing");
   if (!v->isNumber() || v->number() != std::floor(v->number())) error(key, "must be an integer");
+  if (std::fabs(v->number()) > kMaxExactInt) error(key, "must be an integer of magnitude at most 2^53");
   return static_cast<int64_t>(v->number());
 }
 int64_t ConfigReader::getInt(const std::string& key, int64_t fallback) const {
@@ -68,6 +75,7 @@ std::vector<int64_t> ConfigReader::requireIntList(const std::string& key) const 
   std::vector<int64_t> out;
   for (const auto& e : v->array()) {
     if (!e.isNumber() || e.number() != std::floor(e.number())) error(key, "must be a list of integers");
+    if (std::fabs(e.number()) > kMaxExactInt) error(key, "must hold integers of magnitude at most 2^53");
     out.push_back(static_cast<int64_t>(e.number()));
   }
   return out;
@@ -104,6 +112,31 @@ std::optional<std::vector<double>> ConfigReader::getDoubleList(const std::string
     out.push_back(e.number());
   }
   return out;
+}
+
+int64_t ConfigReader::requireIntIn(const std::string& key, int64_t min, int64_t max) const {
+  const int64_t v = requireInt(key);
+  checkIn(key, v, min, max);
+  return v;
+}
+int64_t ConfigReader::getIntIn(const std::string& key, int64_t fallback, int64_t min, int64_t max) const {
+  return has(key) ? requireIntIn(key, min, max) : fallback;
+}
+double ConfigReader::getDoubleIn(const std::string& key, double fallback, double min, double max) const {
+  if (!has(key)) return fallback;
+  const double v = requireDouble(key);
+  if (!std::isfinite(v) || v < min || v > max)
+    error(key, "must be a number in [" + Json::makeNumber(min).dump() + ", " + Json::makeNumber(max).dump() +
+                   "], got " + Json::makeNumber(v).dump());
+  return v;
+}
+void ConfigReader::checkIn(const std::string& key, int64_t v, int64_t min, int64_t max) const {
+  if (v < min || v > max) error(key, "must be an integer in " + range(min, max) + ", got " + std::to_string(v));
+}
+void ConfigReader::checkIn(const std::string& key, const std::vector<int64_t>& values, int64_t min,
+                           int64_t max) const {
+  for (int64_t v : values)
+    if (v < min || v > max) error(key, "must hold integers in " + range(min, max) + ", got " + std::to_string(v));
 }
 
 }  // namespace sd

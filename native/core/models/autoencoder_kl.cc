@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "config/config_reader.h"
@@ -130,6 +131,22 @@ AutoencoderKLConfig AutoencoderKLConfig::fromFile(const std::string& path) {
   if (c.layersPerBlock <= 0) r.error("layers_per_block", "must be positive");
   if (c.normNumGroups <= 0) r.error("norm_num_groups", "must be positive");
   if (c.sampleSize <= 0) r.error("sample_size", "must be positive");
+  // Caps (ConfigReader::kMax*, far above released VAEs) keep a hostile config from allocating.
+  constexpr int64_t kMaxCh = ConfigReader::kMaxChannels;
+  r.checkIn("in_channels", c.inChannels, 1, kMaxCh);
+  r.checkIn("out_channels", c.outChannels, 1, kMaxCh);
+  r.checkIn("latent_channels", c.latentChannels, 1, kMaxCh);
+  r.checkIn("block_out_channels", c.blockOutChannels, 1, kMaxCh);
+  r.checkIn("layers_per_block", c.layersPerBlock, 1, ConfigReader::kMaxLayers);
+  r.checkIn("norm_num_groups", c.normNumGroups, 1, kMaxCh);
+  r.checkIn("sample_size", c.sampleSize, 1, ConfigReader::kMaxPositions);
+  // GroupNorm splits each block's channels into norm_num_groups groups.
+  for (int64_t ch : c.blockOutChannels)
+    if (ch % c.normNumGroups != 0)
+      r.error("norm_num_groups", "(" + std::to_string(c.normNumGroups) + ") must divide every block_out_channels entry (" +
+                                     std::to_string(ch) + " does not divide evenly)");
+  if (!std::isfinite(c.scalingFactor) || c.scalingFactor == 0) r.error("scaling_factor", "must be a finite non-zero number");
+  if (c.shiftFactor && !std::isfinite(*c.shiftFactor)) r.error("shift_factor", "must be a finite number");
   return c;
 }
 

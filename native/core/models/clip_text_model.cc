@@ -31,12 +31,18 @@ CLIPTextConfig CLIPTextConfig::fromReader(const ConfigReader& r) {
     if (v <= 0) r.error(key, "must be a positive integer (got " + std::to_string(v) + ")");
     return v;
   };
+  // Caps (ConfigReader::kMax*, far above released CLIPs) keep a hostile config from allocating.
   c.vocabSize = positive("vocab_size");
+  r.checkIn("vocab_size", c.vocabSize, 1, ConfigReader::kMaxVocab);
   c.hiddenSize = positive("hidden_size");
+  r.checkIn("hidden_size", c.hiddenSize, 1, ConfigReader::kMaxChannels);
   c.intermediateSize = positive("intermediate_size");
+  r.checkIn("intermediate_size", c.intermediateSize, 1, ConfigReader::kMaxChannels * 8);
   c.numHiddenLayers = positive("num_hidden_layers");
+  r.checkIn("num_hidden_layers", c.numHiddenLayers, 1, ConfigReader::kMaxLayers);
   c.numAttentionHeads = positive("num_attention_heads");
   c.maxPositionEmbeddings = positive("max_position_embeddings");
+  r.checkIn("max_position_embeddings", c.maxPositionEmbeddings, 1, ConfigReader::kMaxPositions);
   if (c.hiddenSize % c.numAttentionHeads != 0)
     r.error("num_attention_heads", "(" + std::to_string(c.numAttentionHeads) + ") must divide hidden_size (" +
                                        std::to_string(c.hiddenSize) + ")");
@@ -51,6 +57,8 @@ CLIPTextConfig CLIPTextConfig::fromReader(const ConfigReader& r) {
   c.layerNormEps = r.getDouble("layer_norm_eps", c.layerNormEps);
   if (!(c.layerNormEps > 0)) r.error("layer_norm_eps", "must be a positive number");
   c.projectionDim = r.getInt("projection_dim", c.projectionDim);
+  if (c.projectionDim > ConfigReader::kMaxChannels)
+    r.error("projection_dim", "must be at most " + std::to_string(ConfigReader::kMaxChannels));
   c.eosTokenId = r.getInt("eos_token_id", c.eosTokenId);
 
   if (r.has("architectures")) {

@@ -46,6 +46,9 @@ const Json* member(const Json& j, const std::string& key) {
 // A non-negative integer JSON value, or E_BAD_CONFIG.
 int64_t asCount(const Json& v, const ConfigReader& r, const std::string& key) {
   if (!v.isNumber() || !v.isInteger() || v.integer() < 0) r.error(key, "must hold non-negative integers");
+  if (v.integer() > ConfigReader::kMaxLayers)
+    r.error(key, "must hold integers in [0, " + std::to_string(ConfigReader::kMaxLayers) + "], got " +
+                     std::to_string(v.integer()));
   return v.integer();
 }
 
@@ -66,6 +69,8 @@ std::vector<PerLayerCount> readPerLayer(const ConfigReader& r, const std::string
     if (e.isArray()) {
       PerLayerCount c;
       c.uniform = false;
+      if (e.array().size() > static_cast<size_t>(ConfigReader::kMaxLayers))
+        r.error(key, "has a list of more than " + std::to_string(ConfigReader::kMaxLayers) + " layers");
       for (const Json& x : e.array()) c.values.push_back(asCount(x, r, key));
       if (nested) *nested = true;
       out.push_back(c);
@@ -125,12 +130,17 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
     unsupported(where, "norm_num_groups", "null", supported + ", which use group norm");
 
   // ---- shape of the network ----
-  c.sampleSize = (member(json, "sample_size") && member(json, "sample_size")->isNumber()) ? r.getInt("sample_size", 0) : 0;
-  c.inChannels = r.getInt("in_channels", 4);
-  c.outChannels = r.getInt("out_channels", 4);
+  // Ranges: sizes are capped at ConfigReader::kMax* (far above released models) so a hostile
+  // config fails here, before the layers allocate or loop over what it claims.
+  constexpr int64_t kMaxCh = ConfigReader::kMaxChannels;
+  c.sampleSize = (member(json, "sample_size") && member(json, "sample_size")->isNumber())
+                     ? r.getIntIn("sample_size", 0, 0, ConfigReader::kMaxPositions)
+                     : 0;
+  c.inChannels = r.getIntIn("in_channels", 4, 1, kMaxCh);
+  c.outChannels = r.getIntIn("out_channels", 4, 1, kMaxCh);
   c.centerInputSample = r.getBool("center_input_sample", false);
   c.flipSinToCos = r.getBool("flip_sin_to_cos", true);
-  c.freqShift = r.getDouble("freq_shift", 0);
+  c.freqShift = r.getDoubleIn("freq_shift", 0, -1e6, 1e6);
   if (r.has("down_block_types")) c.downBlockTypes = r.requireStringList("down_block_types");
   if (r.has("up_block_types")) c.upBlockTypes = r.requireStringList("up_block_types");
   if (json.has("mid_block_type"))
@@ -138,6 +148,7 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
   if (r.has("block_out_channels")) c.blockOutChannels = r.requireIntList("block_out_channels");
   const size_t n = c.downBlockTypes.size();
   if (n == 0) r.error("down_block_types", "must not be empty");
+  if (n > 16) r.error("down_block_types", "has more than 16 entries");
   if (c.upBlockTypes.size() != n)
     r.error("up_block_types", "has " + std::to_string(c.upBlockTypes.size()) + " entries but down_block_types has " +
                                   std::to_string(n));
@@ -158,15 +169,25 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
     unsupported(where, "mid_block_type", "\"" + c.midBlockType + "\"", "UNetMidBlock2DCrossAttn or null");
   for (int64_t ch : c.blockOutChannels)
     if (ch <= 0) r.error("block_out_channels", "must hold positive integers");
+  r.checkIn("block_out_channels", c.blockOutChannels, 1, kMaxCh);
 
   c.layersPerBlock = r.intOrList("layers_per_block", n, 2);
-  c.downsamplePadding = r.getInt("downsample_padding", 1);
-  c.normNumGroups = r.getInt("norm_num_groups", 32);
-  c.normEps = r.getDouble("norm_eps", 1e-5);
+  r.checkIn("layers_per_block", c.layersPerBlock, 1, ConfigReader::kMaxLayers);
+  c.downsamplePadding = r.getIntIn("downsample_padding", 1, 0, ConfigReader::kMaxKernel);
+  // GroupNorm splits every normalised tensor into norm_num_groups groups: conv_in's output,
+  // each block's channels and the up blocks' concatenations of them, so it must divide them all.
+  c.normNumGroups = r.getIntIn("norm_num_groups", 32, 1, kMaxCh);
+  for (int64_t ch : c.blockOutChannels)
+    if (ch % c.normNumGroups != 0)
+      r.error("norm_num_groups", "(" + std::to_string(c.normNumGroups) + ") must divide every block_out_channels entry (" +
+                                     std::to_string(ch) + " does not divide evenly)");
+  c.normEps = r.getDoubleIn("norm_eps", 1e-5, 0, 1);
   c.crossAttentionDim = r.intOrList("cross_attention_dim", n, 1280);
+  r.checkIn("cross_attention_dim", c.crossAttentionDim, 1, kMaxCh);
   c.numAttentionHeads = r.intOrList("attention_head_dim", n, 8);
   for (int64_t h : c.numAttentionHeads)
     if (h <= 0) r.error("attention_head_dim", "must hold positive integers");
+  r.checkIn("attention_head_dim", c.numAttentionHeads, 1, kMaxCh);
   bool nested = false;
   c.transformerLayersPerBlock = readPerLayer(r, "transformer_layers_per_block", n, &nested);
   if (c.transformerLayersPerBlock.empty()) c.transformerLayersPerBlock.assign(n, PerLayerCount{{1}, true});
@@ -178,7 +199,7 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
   c.upcastAttention = r.getBool("upcast_attention", false);
 
   // ---- time embedding ----
-  c.timeEmbeddingDim = r.getInt("time_embedding_dim", 0);
+  c.timeEmbeddingDim = r.getIntIn("time_embedding_dim", 0, 0, kMaxCh);  // 0 / null: 4 × block_out_channels[0]
   c.timeEmbeddingActFn = r.getString("time_embedding_act_fn", "");
   c.timestepPostAct = r.getString("timestep_post_act", "");
   for (const char* key : {"time_embedding_act_fn", "timestep_post_act"}) {
@@ -195,6 +216,7 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
   for (const char* key : {"conv_in_kernel", "conv_out_kernel"}) {
     int64_t k = r.getInt(key, 3);
     if (k <= 0 || k % 2 == 0) r.error(key, "must be a positive odd integer");
+    r.checkIn(key, k, 1, ConfigReader::kMaxKernel);
   }
 
   // ---- SDXL micro-conditioning ----
@@ -207,6 +229,8 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
     if (c.additionTimeEmbedDim <= 0) r.error("addition_time_embed_dim", "must be a positive integer");
     if (c.projectionClassEmbeddingsInputDim <= 0)
       r.error("projection_class_embeddings_input_dim", "must be a positive integer");
+    r.checkIn("addition_time_embed_dim", c.additionTimeEmbedDim, 1, kMaxCh);
+    r.checkIn("projection_class_embeddings_input_dim", c.projectionClassEmbeddingsInputDim, 1, kMaxCh * 16);
   }
   return c;
 }

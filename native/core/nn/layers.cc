@@ -81,7 +81,7 @@ at::Tensor Conv2d::operator()(const at::Tensor& x) const {
 
 GroupNorm::GroupNorm(const Scope& s, int64_t groups_, int64_t channels, double eps_)
     : weight(s.take("weight", {channels})), bias(s.take("bias", {channels})), groups(groups_), eps(eps_) {
-  if (channels % groups != 0)
+  if (groups <= 0 || channels % groups != 0)  // groups > 0 first: `% 0` is a SIGFPE
     fail(codes::kBadConfig, s.weights().component() + ": " + s.prefix() + ": " + std::to_string(channels) +
                                 " channels are not divisible into " + std::to_string(groups) + " groups");
 }

@@ -71,14 +71,20 @@ at::Tensor makeBetas(const ConfigReader& cfg, const BetaDefaults& d, int64_t& nu
     if (static_cast<int64_t>(trained->size()) != numTrainTimesteps)
       cfg.error("trained_betas", "has " + std::to_string(trained->size()) + " entries, expected num_train_timesteps = " +
                                      std::to_string(numTrainTimesteps));
+    for (double b : *trained)
+      if (!(b >= 0 && b < 1)) cfg.error("trained_betas", "must hold numbers in [0, 1), got " + std::to_string(b));
     return floatTensor(*trained);  // torch.tensor(trained_betas, dtype=torch.float32)
   }
   // "exp" (DPMSolverMultistep only) is last, so the allowed names are a prefix of this list.
   static const std::vector<std::string> kSchedules = {"linear", "scaled_linear", "squaredcos_cap_v2", "exp"};
   const std::vector<std::string> allowed(kSchedules.begin(), kSchedules.end() - (d.allowExp ? 0 : 1));
   const std::string schedule = enumField(cfg, "beta_schedule", d.betaSchedule, allowed);
+  // A beta is a per-step noise variance: in (0, 1), or alphas_cumprod holds zeros / NaNs
+  // (sqrt of a negative beta_start under scaled_linear) and every sigma after it is garbage.
   const double betaStart = cfg.getDouble("beta_start", d.betaStart);
   const double betaEnd = cfg.getDouble("beta_end", d.betaEnd);
+  if (!(betaStart > 0 && betaStart < 1)) cfg.error("beta_start", "must be a number in (0, 1), got " + std::to_string(betaStart));
+  if (!(betaEnd > 0 && betaEnd < 1)) cfg.error("beta_end", "must be a number in (0, 1), got " + std::to_string(betaEnd));
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   if (schedule == "linear") return at::linspace(betaStart, betaEnd, numTrainTimesteps, f32);
   if (schedule == "scaled_linear")

@@ -20,12 +20,12 @@ class DDIMScheduler final : public Scheduler {
                              ? at::scalar_tensor(1.0, at::TensorOptions().dtype(at::kFloat))
                              : alphasCumprod_[0];
     clipSample_ = cfg.getBool("clip_sample", true);
-    clipSampleRange_ = cfg.getDouble("clip_sample_range", 1.0);
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    clipSampleRange_ = cfg.getDoubleIn("clip_sample_range", 1.0, 0, 1e6);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
     thresholding_ = cfg.getBool("thresholding", false);
-    thresholdRatio_ = cfg.getDouble("dynamic_thresholding_ratio", 0.995);
-    sampleMaxValue_ = cfg.getDouble("sample_max_value", 1.0);
+    thresholdRatio_ = cfg.getDoubleIn("dynamic_thresholding_ratio", 0.995, 0, 1);
+    sampleMaxValue_ = cfg.getDoubleIn("sample_max_value", 1.0, 0, 1e6);
     spacing_ = enumField(cfg, "timestep_spacing", "leading", {"leading", "trailing", "linspace"});
   }
 

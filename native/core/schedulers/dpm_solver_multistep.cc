@@ -33,8 +33,8 @@ class DPMSolverMultistepScheduler final : public Scheduler {
     if (solverOrder_ < 1 || solverOrder_ > 3) cfg.error("solver_order", "must be 1, 2 or 3");
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
     thresholding_ = cfg.getBool("thresholding", false);
-    thresholdRatio_ = cfg.getDouble("dynamic_thresholding_ratio", 0.995);
-    sampleMaxValue_ = cfg.getDouble("sample_max_value", 1.0);
+    thresholdRatio_ = cfg.getDoubleIn("dynamic_thresholding_ratio", 0.995, 0, 1);
+    sampleMaxValue_ = cfg.getDoubleIn("sample_max_value", 1.0, 0, 1e6);
     algorithm_ = enumField(cfg, "algorithm_type", "dpmsolver++", {"dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++", "deis"});
     if (algorithm_ == "deis") algorithm_ = "dpmsolver++";  // diffusers re-registers deis as dpmsolver++
     solverType_ = enumField(cfg, "solver_type", "midpoint", {"midpoint", "heun", "logrho", "bh1", "bh2"});
@@ -51,7 +51,7 @@ class DPMSolverMultistepScheduler final : public Scheduler {
       cfg.error("variance_type", "is \"" + variance + "\"; expected null, \"learned\" or \"learned_range\"");
     learnedVariance_ = !variance.empty();
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     if (!isPlusPlus() && !finalSigmaMin_)
       cfg.error("final_sigmas_type", "\"zero\" is not supported for algorithm_type \"" + algorithm_ +
                                          "\"; use \"sigma_min\" (as diffusers requires)");

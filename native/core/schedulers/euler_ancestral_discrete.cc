@@ -21,7 +21,7 @@ class EulerAncestralDiscreteScheduler final : public KarrasStyleScheduler {
     if (predictionType_ == "sample")
       unsupported(name(), "prediction_type", "\"sample\"", "diffusers raises NotImplementedError for it too");
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     sigmas_ = at::cat({trainSigmas(alphasCumprod_).flip(0), at::zeros({1}, at::kFloat)});
   }
 

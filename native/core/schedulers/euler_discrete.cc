@@ -25,7 +25,7 @@ class EulerDiscreteScheduler final : public KarrasStyleScheduler {
     if (cfg.has("sigma_max")) sigmaMax_ = cfg.requireDouble("sigma_max");
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});
     continuous_ = enumField(cfg, "timestep_type", "discrete", {"discrete", "continuous"}) == "continuous";
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     finalSigmaMin_ = enumField(cfg, "final_sigmas_type", "zero", {"zero", "sigma_min"}) == "sigma_min";
     // the state diffusers' __init__ leaves: the full training schedule
     sigmas_ = at::cat({trainSigmas(alphasCumprod_).flip(0), at::zeros({1}, at::kFloat)});

@@ -22,9 +22,9 @@ class HeunDiscreteScheduler final : public KarrasStyleScheduler {
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     useKarras_ = cfg.getBool("use_karras_sigmas", false);
     clipSample_ = cfg.getBool("clip_sample", false);
-    clipSampleRange_ = cfg.getDouble("clip_sample_range", 1.0);
+    clipSampleRange_ = cfg.getDoubleIn("clip_sample_range", 1.0, 0, 1e6);
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     sigmas_ = at::cat({trainSigmas(alphasCumprod_).flip(0), at::zeros({1}, at::kFloat)});
   }
 

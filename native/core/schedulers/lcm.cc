@@ -27,12 +27,12 @@ class LCMScheduler final : public Scheduler {
     if (originalInferenceSteps_ < 1 || originalInferenceSteps_ > numTrainTimesteps_)
       cfg.error("original_inference_steps", "must be in [1, num_train_timesteps]");
     clipSample_ = cfg.getBool("clip_sample", false);
-    clipSampleRange_ = cfg.getDouble("clip_sample_range", 1.0);
+    clipSampleRange_ = cfg.getDoubleIn("clip_sample_range", 1.0, 0, 1e6);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
     thresholding_ = cfg.getBool("thresholding", false);
-    thresholdRatio_ = cfg.getDouble("dynamic_thresholding_ratio", 0.995);
-    sampleMaxValue_ = cfg.getDouble("sample_max_value", 1.0);
-    timestepScaling_ = cfg.getDouble("timestep_scaling", 10.0);
+    thresholdRatio_ = cfg.getDoubleIn("dynamic_thresholding_ratio", 0.995, 0, 1);
+    sampleMaxValue_ = cfg.getDoubleIn("sample_max_value", 1.0, 0, 1e6);
+    timestepScaling_ = cfg.getDoubleIn("timestep_scaling", 10.0, 0, 1e6);
     // timestep_spacing is a config field of LCMScheduler but set_timesteps does not use it.
     enumField(cfg, "timestep_spacing", "leading", {"leading", "trailing", "linspace"});
   }

@@ -53,7 +53,7 @@ class LMSDiscreteScheduler final : public KarrasStyleScheduler {
     useKarras_ = cfg.getBool("use_karras_sigmas", false);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     sigmas_ = at::cat({trainSigmas(alphasCumprod_).flip(0), at::zeros({1}, at::kFloat)});
   }
 

@@ -23,7 +23,7 @@ class PNDMScheduler final : public Scheduler {
     skipPrkSteps_ = cfg.getBool("skip_prk_steps", false);
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "v_prediction"});
     spacing_ = enumField(cfg, "timestep_spacing", "leading", {"leading", "trailing", "linspace"});
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
   }
 
   const char* name() const override { return "PNDMScheduler"; }

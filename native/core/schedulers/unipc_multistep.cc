@@ -27,8 +27,8 @@ class UniPCMultistepScheduler final : public Scheduler {
     if (solverOrder_ < 1 || solverOrder_ > 10) cfg.error("solver_order", "must be an integer in [1, 10]");
     predictionType_ = enumField(cfg, "prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
     thresholding_ = cfg.getBool("thresholding", false);
-    thresholdRatio_ = cfg.getDouble("dynamic_thresholding_ratio", 0.995);
-    sampleMaxValue_ = cfg.getDouble("sample_max_value", 1.0);
+    thresholdRatio_ = cfg.getDoubleIn("dynamic_thresholding_ratio", 0.995, 0, 1);
+    sampleMaxValue_ = cfg.getDoubleIn("sample_max_value", 1.0, 0, 1e6);
     predictX0_ = cfg.getBool("predict_x0", true);
     solverType_ = enumField(cfg, "solver_type", "bh2", {"bh1", "bh2", "midpoint", "heun", "logrho"});
     if (solverType_ != "bh1") solverType_ = "bh2";  // diffusers re-registers midpoint/heun/logrho as bh2
@@ -37,7 +37,7 @@ class UniPCMultistepScheduler final : public Scheduler {
     if (cfg.has("solver_p")) unsupported(name(), "solver_p", "a scheduler", "UniPC with an external predictor");
     useKarras_ = cfg.getBool("use_karras_sigmas", false);
     spacing_ = enumField(cfg, "timestep_spacing", "linspace", {"linspace", "leading", "trailing"});
-    stepsOffset_ = cfg.getInt("steps_offset", 0);
+    stepsOffset_ = cfg.getIntIn("steps_offset", 0, 0, numTrainTimesteps_ - 1);
     finalSigmaMin_ = enumField(cfg, "final_sigmas_type", "zero", {"zero", "sigma_min"}) == "sigma_min";
     sigmas_ = trainSigmas(alphasCumprod_);
   }
