@@ -12,6 +12,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +27,15 @@
 #include "util/error.h"
 
 namespace {
+
+// a + b without signed overflow (UB): saturates at the long long range. The numbers come
+// from sscanf/strtoll on mutated text, which clamp to LLONG_MIN/LLONG_MAX, so a plain
+// `a + k` overflows exactly on the hostile inputs the fuzzer plants.
+long long saturatingAdd(long long a, long long b) {
+  long long out = 0;
+  if (__builtin_add_overflow(a, b, &out)) return b > 0 ? LLONG_MAX : LLONG_MIN;
+  return out;
+}
 
 using Bytes = std::vector<uint8_t>;
 
@@ -184,7 +194,7 @@ class Mutator {
         long long a = 0, b = 0;
         if (std::sscanf(s.substr(at, end - at).c_str(), "%lld,%lld", &a, &b) != 2) break;
         const long long k = pick(std::vector<long long>{-8, -4, -2, -1, 1, 2, 4, 8});
-        s.replace(at, end - at, std::to_string(a + k) + "," + std::to_string(b + k));
+        s.replace(at, end - at, std::to_string(saturatingAdd(a, k)) + "," + std::to_string(saturatingAdd(b, k)));
         break;
       }
       case 0:
@@ -195,7 +205,7 @@ class Mutator {
         std::string repl;
         if (coin()) {
           long long v = std::strtoll(s.substr(at, len).c_str(), nullptr, 10);
-          repl = std::to_string(v + static_cast<long long>(pick(std::vector<int>{-8, -4, -2, -1, 1, 2, 4, 8})));
+          repl = std::to_string(saturatingAdd(v, static_cast<long long>(pick(std::vector<int>{-8, -4, -2, -1, 1, 2, 4, 8}))));
         } else {
           repl = pick(hostileNumbers);
         }
