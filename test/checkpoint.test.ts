@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import {
 import { fixture } from './helpers/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-ckpt-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const models = (...p: string[]) => fixture('models', ...p);
 
 async function rejection(p: Promise<unknown>): Promise<SdError> {

@@ -1,6 +1,6 @@
 // The sd-native CLI (lib/cli.ts), run as users run it through `npx tsx lib/cli.ts`; plus its
 // formatting helpers. No native pipeline is needed: these paths fail or finish before loading one.
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, afterAll } from 'vitest';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,6 +10,7 @@ import { formatDuration, formatRate, formatCount, formatBytes, outputPaths } fro
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-cli-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 interface Run { code: number; stdout: string; stderr: string }
 function cli(...args: string[]): Promise<Run> {

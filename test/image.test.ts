@@ -1,6 +1,6 @@
 // GeneratedImage encoding (PNG through sharp, A1111 `parameters` text chunk), scheduler →
 // A1111 sampler names, and loadInputImage (path / Buffer / raw; resize; errors).
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import {
 import { crc32 } from '../lib/image.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-img-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** A deterministic RGB test pattern [h, w, 3]. */
 function pattern(w: number, h: number, seed = 1): Buffer {

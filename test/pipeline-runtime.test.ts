@@ -13,6 +13,7 @@ import {
 import { testingAddon as addon } from '../lib/native.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-runtime-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const modelDir = path.join(tmp, 'tiny');
 let pipe: StableDiffusionPipeline;
 

@@ -1,7 +1,7 @@
 // The TypeScript side of the pipelines (lib/pipeline.ts) against a fake addon and a fake
 // tokenizer: request building, defaults, queueing, cancellation, progress, scheduler switching,
 // disposal and model sharing. The real native pipeline is tested against the fixtures elsewhere.
-import { describe, it, expect, vi, beforeEach } from 'vitest';
+import { describe, it, expect, vi, beforeEach, afterAll } from 'vitest';
 import path from 'node:path';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -101,6 +101,7 @@ const {
 } = await import('../lib/index.js');
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-pipe-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const modelDir = path.join(tmp, 'tiny-sd15');
 const sdxlDir = path.join(tmp, 'tiny-sdxl');
 fs.mkdirSync(modelDir);

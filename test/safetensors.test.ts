@@ -1,4 +1,4 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { readSafetensorsHeader, readSafetensors, writeSafetensors, SdError } fro
 import { fixture } from './helpers/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-st-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('safetensors', () => {
   it('reads a header: names, dtypes, shapes and offsets', async () => {

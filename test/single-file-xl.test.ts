@@ -19,6 +19,7 @@ import { fixture } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-single-xl-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const models = (...p: string[]) => fixture('models', ...p);
 const XL = models('tiny-sdxl');
 const readJson = (p: string): any => JSON.parse(fs.readFileSync(p, 'utf8'));

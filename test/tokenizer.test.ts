@@ -3,7 +3,7 @@
  * every case of clip-tokenizer/tokenizer-cases.json, the input_ids stored in the text-encoder
  * goldens (SD 1.5, SD 2.x, SDXL tokenizer + tokenizer_2, textual inversion), and the errors.
  */
-import { describe, it, expect, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +54,7 @@ async function expectSdError(fn: () => unknown, code: string, message: RegExp): 
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-tok-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** A tokenizer folder in tmp: vocab/merges linked from the fixture, plus the given json files. */
 function tokenizerDir(name: string, files: Record<string, unknown>, link = ['vocab.json', 'merges.txt']): string {
   const dir = path.join(tmp, name);
