@@ -160,3 +160,17 @@ export function describeValue(v: unknown): string {
   const keys = Object.keys(v as object);
   return keys.length ? `an object with keys {${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', ...' : ''}}` : '{}';
 }
+
+/**
+ * What a path that exists but is not a regular file is ('a named pipe (FIFO)', 'a socket',
+ * 'a device', 'a directory'), from its stat; undefined for a regular file. A FIFO would block
+ * a read forever, so readers refuse these before opening (stat never opens the path).
+ */
+export function nonRegularKind(st: { isFile(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string | undefined {
+  if (st.isFile()) return undefined;
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a named pipe (FIFO)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}

@@ -5,7 +5,7 @@
  * `clean_up_tokenization`.
  */
 import fs from 'node:fs/promises';
-import { BadConfigError, ModelNotFoundError } from './errors.js';
+import { BadConfigError, ModelNotFoundError, nonRegularKind } from './errors.js';
 
 /** An added token as transformers' `AddedToken` describes it. */
 export interface AddedToken {
@@ -174,7 +174,15 @@ export class AddedTokenTrie {
 // Loading helpers
 // ---------------------------------------------------------------------------------------------
 
+/** E_BAD_CONFIG when `file` exists but is a FIFO, socket or device (a read would block or never end). */
+async function refuseNonRegular(file: string): Promise<void> {
+  const st = await fs.stat(file).catch(() => undefined);
+  const kind = st && nonRegularKind(st);
+  if (kind && kind !== 'a directory') throw new BadConfigError(`tokenizer file ${file} is ${kind}, not a regular file; refusing to open it`);
+}
+
 export async function readRequired(file: string): Promise<string> {
+  await refuseNonRegular(file);
   try {
     return await fs.readFile(file, 'utf8');
   } catch (e) {
@@ -191,6 +199,7 @@ export async function readJsonObject(file: string, required: boolean): Promise<R
   if (required) {
     text = await readRequired(file);
   } else {
+    await refuseNonRegular(file);
     try {
       text = await fs.readFile(file, 'utf8');
     } catch (e) {

@@ -18,6 +18,7 @@
 
 #include "util/error.h"
 #include "util/json.h"
+#include "util/strings.h"
 #include "util/torch_compat.h"
 
 namespace sd::io {
@@ -146,12 +147,19 @@ SafetensorsHeader parseSafetensorsHeader(const uint8_t* data, uint64_t size, con
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Only regular files: a FIFO would block open()/read() forever, a device or socket is no
+  // checkpoint. Checked before opening (stat() never blocks), and O_NONBLOCK covers a path
+  // swapped for a FIFO in between (it is a no-op on regular files); fstat() confirms.
+  const std::string kind = util::nonRegularKind(path);
+  if (kind == "a directory") fail(codes::kModelNotFound, path + " is not a regular file");
+  if (!kind.empty()) fail(codes::kBadCheckpoint, path + " is " + kind + ", not a regular file; refusing to open it");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(codes::kModelNotFound, "cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const bool dir = S_ISDIR(st.st_mode);
     ::close(fd);
-    fail(codes::kModelNotFound, path + " is not a regular file");
+    fail(dir ? codes::kModelNotFound : codes::kBadCheckpoint, path + " is not a regular file");
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   void* addr = nullptr;

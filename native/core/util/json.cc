@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/strings.h"
 
 namespace sd {
 
@@ -233,6 +234,10 @@ Json Json::parse(std::string_view text, const std::string& where, uint64_t maxVa
 }
 
 Json Json::parseFile(const std::string& path) {
+  // A FIFO, socket or device would block the read or never end: only regular files (and
+  // directories, whose read fails below as before) are opened.
+  if (std::string kind = util::nonRegularKind(path); !kind.empty() && kind != "a directory")
+    fail(codes::kBadConfig, path + " is " + kind + ", not a regular file; refusing to open it");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(codes::kModelNotFound, "cannot open " + path);
   std::stringstream ss;

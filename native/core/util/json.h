@@ -20,7 +20,7 @@ class Json {
   Json() = default;
   /// `maxValues` > 0 bounds the number of values (for untrusted input); exceeding it is an error.
   static Json parse(std::string_view text, const std::string& where, uint64_t maxValues = 0);
-  static Json parseFile(const std::string& path);  // E_MODEL_NOT_FOUND if missing, E_BAD_CONFIG if malformed
+  static Json parseFile(const std::string& path);  // E_MODEL_NOT_FOUND if missing, E_BAD_CONFIG if malformed or not a regular file (FIFO, socket, device)
 
   Type type() const { return type_; }
   bool isNull() const { return type_ == Type::Null; }

@@ -40,6 +40,19 @@ inline bool isFile(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
+/// What a path that exists but is not a regular file is (following links), for messages:
+/// "a named pipe (FIFO)", "a socket", "a device", "a directory"; "" for a regular file or a
+/// path stat() cannot read (the caller's open() then reports it). Never throws, never blocks
+/// (stat() does not open the file, so a FIFO with no writer is never waited on).
+inline std::string nonRegularKind(const std::string& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return "";
+  if (S_ISDIR(st.st_mode)) return "a directory";
+  if (S_ISFIFO(st.st_mode)) return "a named pipe (FIFO)";
+  if (S_ISSOCK(st.st_mode)) return "a socket";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device";
+  return "not a regular file";
+}
 /// `a/b` as std::filesystem joins it.
 inline std::string joinPath(const std::string& a, const std::string& b) {
   return (std::filesystem::path(a) / b).string();
