@@ -14,6 +14,7 @@
 
 #include "config/config_reader.h"
 #include "io/safetensors.h"
+#include "runtime/cancellation.h"
 #include "util/error.h"
 
 namespace sd::models {
@@ -57,6 +58,7 @@ at::Tensor tiledApply(const at::Tensor& x, int64_t tileIn, int64_t stride, int64
     std::vector<at::Tensor> row;
     for (int64_t j = 0; j < x.size(3); j += stride) {
       at::Tensor tile = x.slice(2, i, i + tileIn).slice(3, j, j + tileIn);  // [B, C, ≤tile, ≤tile]
+      runtime::throwIfAborted("a VAE tile");
       row.push_back(run(tile));
     }
     rows.push_back(std::move(row));
@@ -175,6 +177,7 @@ VaeAttentionBlock::VaeAttentionBlock(const nn::Scope& s, int64_t channels_, int6
       channels(channels_) {}
 
 at::Tensor VaeAttentionBlock::operator()(const at::Tensor& x, const nn::AttentionOptions& options) const {
+  runtime::throwIfAborted("the VAE attention block");
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   at::Tensor hs = groupNorm(x).view({b, c, h * w}).transpose(1, 2);  // [B, H·W, C]
   at::Tensor q = toQ(hs), k = toK(hs), v = toV(hs);                  // [B, H·W, C]
@@ -218,12 +221,15 @@ VaeEncoder::VaeEncoder(const nn::Scope& s, const AutoencoderKLConfig& c) : actFn
 }
 
 at::Tensor VaeEncoder::operator()(const at::Tensor& x, const nn::AttentionOptions& options) const {
+  runtime::throwIfAborted("the VAE encoder");
   at::Tensor h = convIn(x);  // [B, boc[0], H, W]
   for (const auto& block : downBlocks) {
-    for (const auto& r : block.resnets) h = r(h, at::Tensor());
+    for (const auto& r : block.resnets) h = r(h, at::Tensor());  // each resnet checks for an abort first
+    runtime::throwIfAborted("the VAE encoder");
     if (block.downsampler) h = (*block.downsampler)(h);  // asymmetric pad (0,1,0,1), stride 2: [B, C, H/2, W/2]
   }
   h = midBlock(h, options);                              // [B, boc[-1], H/f, W/f]
+  runtime::throwIfAborted("the VAE encoder");
   h = nn::activation(actFn, convNormOut(h));             // conv_act, no weights
   return convOut(h);                                     // [B, 2·latent, H/f, W/f]
 }
@@ -251,12 +257,15 @@ VaeDecoder::VaeDecoder(const nn::Scope& s, const AutoencoderKLConfig& c) : actFn
 }
 
 at::Tensor VaeDecoder::operator()(const at::Tensor& z, const nn::AttentionOptions& options) const {
+  runtime::throwIfAborted("the VAE decoder");
   at::Tensor h = convIn(z);   // [B, boc[-1], h, w]
   h = midBlock(h, options);   // [B, boc[-1], h, w]; upscale_dtype = parameter dtype (no cast needed)
   for (const auto& block : upBlocks) {
-    for (const auto& r : block.resnets) h = r(h, at::Tensor());
+    for (const auto& r : block.resnets) h = r(h, at::Tensor());  // each resnet checks for an abort first
+    runtime::throwIfAborted("the VAE decoder");
     if (block.upsampler) h = (*block.upsampler)(h);  // nearest ×2 + conv: [B, C, 2h, 2w]
   }
+  runtime::throwIfAborted("the VAE decoder");
   h = nn::activation(actFn, convNormOut(h));         // conv_act, no weights
   return convOut(h);                                 // [B, out_channels, h·f, w·f]
 }

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "io/safetensors.h"
+#include "runtime/cancellation.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -169,6 +170,7 @@ at::Tensor CLIPTextModel::causalMask(int64_t seqLen) const {
 
 at::Tensor CLIPTextModel::layerForward(const EncoderLayer& layer, const at::Tensor& h, const at::Tensor& mask) const {
   // CLIPEncoderLayer: pre-LN self-attention and MLP, each with a residual.
+  runtime::throwIfAborted("a text encoder layer");  // between layers (forward and hiddenState)
   at::Tensor x = layer.layerNorm1(h);                                              // [B, S, D]
   at::Tensor q = layer.qProj(x), k = layer.kProj(x), v = layer.vProj(x);          // [B, S, D]
   // CLIPAttention scales q by head_dim^-0.5 before q·kᵀ; nn::attention applies the same scale

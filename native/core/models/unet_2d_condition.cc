@@ -14,6 +14,7 @@
 
 #include "config/config_reader.h"
 #include "io/safetensors.h"
+#include "runtime/cancellation.h"
 #include "util/error.h"
 
 namespace sd::models {
@@ -425,7 +426,13 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
 
   // 5. down
   std::vector<at::Tensor> resSamples{sample};
-  for (const auto& block : downBlocks_) sample = block->forward(sample, emb, context, resSamples);
+  // Abort check points between the blocks (and, inside them, before each resnet and transformer
+  // block: nn/resnet.cc, nn/transformer_2d.cc); runtime/cancellation.h.
+  for (const auto& block : downBlocks_) {
+    runtime::throwIfAborted("a UNet down block");
+    sample = block->forward(sample, emb, context, resSamples);
+  }
+  runtime::throwIfAborted("the UNet mid block");
 
   // 6. mid
   if (midBlock_) sample = midBlock_->forward(sample, emb, context);        // [B, chN, h/f, w/f]
@@ -441,8 +448,10 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
       const at::Tensor& next = resSamples[resSamples.size() - k - 1];      // first skip of the next block
       upsampleSize = {next.size(2), next.size(3)};
     }
+    runtime::throwIfAborted("a UNet up block");
     sample = block->forward(sample, resSamples, emb, context, upsampleSize);
   }
+  runtime::throwIfAborted("the UNet output head");
 
   // 8. post-process
   sample = at::silu(convNormOut_(sample));                                  // conv_act (act_fn: silu)

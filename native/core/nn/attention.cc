@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "runtime/cancellation.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
 
@@ -100,6 +101,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   }
   at::Tensor out = at::empty({total, n, d}, q.options());
   for (int64_t s = 0; s < total; s += slice) {
+    runtime::throwIfAborted("a sliced attention");
     const int64_t e = std::min(total, s + slice);
     at::Tensor ms = maskB.defined() ? maskB.slice(0, s, e) : at::Tensor();
     out.slice(0, s, e).copy_(mathAttention(qb.slice(0, s, e), kb.slice(0, s, e), vb.slice(0, s, e), scale, ms, upcast));

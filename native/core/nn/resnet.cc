@@ -2,6 +2,8 @@
 // models/upsampling.py Upsample2D.
 #include "nn/resnet.h"
 
+#include "runtime/cancellation.h"
+
 namespace sd::nn {
 
 ResnetBlock2D::ResnetBlock2D(const Scope& s, int64_t in, int64_t out, int64_t tembChannels, int64_t groups, double eps)
@@ -16,6 +18,7 @@ ResnetBlock2D::ResnetBlock2D(const Scope& s, int64_t in, int64_t out, int64_t te
 }
 
 at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb) const {
+  runtime::throwIfAborted("a ResnetBlock2D");  // UNet and VAE resnets
   at::Tensor h = conv1(at::silu(norm1(x)));                   // [B, out, H, W]
   if (hasTemb && temb.defined()) {
     at::Tensor t = timeEmbProj(at::silu(temb));                 // [B, out]

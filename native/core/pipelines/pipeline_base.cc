@@ -147,8 +147,8 @@ nn::StateDict PipelineBase::readUnetWeights() const {
 
 // ---- generate ------------------------------------------------------------------------------------
 
-PipelineBase::GenerationScope::GenerationScope(PipelineBase& pipe)
-    : lock_(pipe.mutex_), t0(std::chrono::steady_clock::now()) {
+PipelineBase::GenerationScope::GenerationScope(PipelineBase& pipe, const AbortCheck& aborted)
+    : lock_(pipe.mutex_), t0(std::chrono::steady_clock::now()), cancellation_(aborted) {
   pipe.applyOptimizations();  // toggles set since the last call
   noGrad_ = std::make_unique<at::NoGradGuard>();
   inference_ = std::make_unique<at::InferenceMode>();

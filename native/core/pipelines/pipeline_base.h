@@ -23,6 +23,7 @@
 
 #include "nn/attention.h"
 #include "nn/weights.h"
+#include "runtime/cancellation.h"
 #include "util/json.h"
 
 namespace sd::models {
@@ -103,7 +104,8 @@ struct GenerateResult {
 
 /// Called after every denoising step (on the computing thread).
 using StepCallback = std::function<void(const StepInfo&)>;
-/// Polled at least once per denoising step; true aborts with E_ABORTED.
+/// Polled before each denoising step and at the check points inside the UNet, VAE and text
+/// encoder forwards (runtime/cancellation.h); true aborts with E_ABORTED. Must be cheap.
 using AbortCheck = std::function<bool()>;
 
 /// What loadLora attached: the adapter name and the modules it targets per model.
@@ -195,17 +197,20 @@ class PipelineBase {
 
   // ---- generate (the steps every __call__ shares; pipeline_base.cc) ----
   /// Held by generate() for the whole call: the pipeline lock, then the pending toggles applied,
-  /// then no autograd and inference mode; t0 is when the call started.
+  /// then no autograd and inference mode, and `aborted` as this thread's current abort check
+  /// (runtime::CancellationScope: the models poll it inside the UNet, VAE and text encoder
+  /// forwards); t0 is when the call started. `aborted` must outlive the scope.
   class GenerationScope {
     std::lock_guard<std::mutex> lock_;  // declared first: taken before t0 is read
 
    public:
-    explicit GenerationScope(PipelineBase& pipe);
+    GenerationScope(PipelineBase& pipe, const AbortCheck& aborted);
     const std::chrono::steady_clock::time_point t0;
 
    private:
     std::unique_ptr<at::NoGradGuard> noGrad_;
     std::unique_ptr<at::InferenceMode> inference_;
+    runtime::CancellationScope cancellation_;  // ended first, the lock last
   };
   /// The LoRA scale slots of the UNet and the text encoders (diffusers' cross_attention_kwargs scale).
   std::vector<double*> loraScaleSlots() const;

@@ -114,7 +114,7 @@ bool StableDiffusionPipeline::checkCommonInputs(const GenerateRequest& req) cons
 GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, const StepCallback& onStep,
                                                  const AbortCheck& aborted) {
   if (req.mask.defined()) return inpaint(req, onStep, aborted);  // stable_diffusion_inpaint.cc
-  GenerationScope scope(*this);  // one generation at a time per pipeline
+  GenerationScope scope(*this, aborted);  // one generation at a time per pipeline
   GenerateResult result;
   const bool img2img = req.image.defined();
   const int64_t f = info_.vaeScaleFactor;

@@ -20,7 +20,7 @@ using detail::msSince;
 
 GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, const StepCallback& onStep,
                                                 const AbortCheck& aborted) {
-  GenerationScope scope(*this);  // the toggles set since the last call apply to inpainting too
+  GenerationScope scope(*this, aborted);  // the toggles set since the last call apply to inpainting too
   GenerateResult result;
   const bool channelsLast = applied_.channelsLast;
   const bool modelOffload = applied_.offload == "model";

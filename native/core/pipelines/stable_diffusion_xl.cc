@@ -186,7 +186,7 @@ StableDiffusionXLPipeline::Encoded StableDiffusionXLPipeline::encodeText(const a
 
 GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req, const StepCallback& onStep,
                                                    const AbortCheck& aborted) {
-  GenerationScope scope(*this);
+  GenerationScope scope(*this, aborted);
   GenerateResult result;
   const int64_t f = info_.vaeScaleFactor;
   const bool img2img = req.img2img;
