@@ -32,7 +32,7 @@ export type {
   RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress, HubLoadOptions,
 } from './options.js';
 export {
-  GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,
+  GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText, checkOutputDir,
 } from './image.js';
 export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo, NativeOptimizations as PipelineOptimizations } from '../types/native.js';
