@@ -23,6 +23,7 @@ import type { LoadOptions, StepProgress } from './options.js';
 import { DEFAULTS, SUPPORTED_SCHEDULERS } from './options.js';
 import { A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';
 import { createModel } from './create-model.js';
+import { IMAGE_EXTENSIONS, checkOutputDir } from './image.js';
 import { addon, packageRoot } from './native.js';
 import { saveSingleFile } from './loaders/single_file.js';
 import { downloadPipeline, hubCacheDir, listCachedModels, parseHubId, type HubDownloadProgress } from './loaders/hub.js';
@@ -113,6 +114,24 @@ export async function outputPaths(out: string, count: number, seed: number): Pro
   return Array.from({ length: count }, (_, i) => `${base}-${i + 1}${ext}`);
 }
 
+/**
+ * Checks `--out` before anything loads: the folder the images go to exists or is created, and is
+ * writable; a file name has an image extension (or none: `.png` is added for several images).
+ * @throws IoError (`E_IO`) naming the path and the reason (read-only, a parent that is a file…).
+ * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for a file name with another extension.
+ */
+export async function checkOutput(out: string, count = 1): Promise<void> {
+  const st = await stat(out).catch(() => undefined);
+  const folder = st?.isDirectory() || out.endsWith('/') || out.endsWith(path.sep);
+  if (!folder) {
+    const ext = path.extname(out).toLowerCase();
+    if (!(IMAGE_EXTENSIONS.includes(ext) || (ext === '' && count > 1))) {
+      throw new InvalidArgumentError(`--out must be a folder or a .png, .jpg, .jpeg or .webp file; received ${JSON.stringify(out)}`);
+    }
+  }
+  await checkOutputDir(folder ? path.resolve(out) : path.dirname(path.resolve(out)), out);
+}
+
 async function isFile(p: string): Promise<boolean> {
   const st = await stat(p).catch(() => undefined);
   return st !== undefined && st.isFile();
@@ -188,6 +207,9 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
   if (o.mask !== undefined && o.image === undefined) throw new InvalidArgumentError('--mask needs --image (inpainting)');
   // the task picks the AutoPipeline; the model's model_index.json (a single file: --config-dir's) picks SD or SDXL
   const Auto = o.mask !== undefined ? AutoPipelineForInpainting : o.image !== undefined ? AutoPipelineForImage2Image : AutoPipelineForText2Image;
+  // the output folder is checked (created, writable) before the model loads: an unwritable --out
+  // fails now, not after the generation
+  await checkOutput(o.out, o.n ?? 1);
   log(`Loading ${o.model} ...`);
   const hub = await hubLoadOptions(o.model, o);
   let pipe;

@@ -17,6 +17,7 @@ export type SdErrorCode =
   | 'E_DISPOSED'
   | 'E_NATIVE_LOAD'
   | 'E_UNAUTHORIZED'
+  | 'E_IO'
   | 'E_INTERNAL';
 
 /** Base class of every error sd-native throws. */
@@ -80,6 +81,14 @@ export class NativeLoadError extends SdError {
 export class UnauthorizedError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_UNAUTHORIZED', message, options); }
 }
+/**
+ * An output file or folder cannot be written (`E_IO`): the folder is read-only, a parent is not a
+ * folder, the disk is full (ENOSPC)…; the message names the path and the reason (with the system
+ * error code, e.g. `EACCES`, `ENOSPC`).
+ */
+export class IoError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_IO', message, options); }
+}
 /** An unexpected native failure (`E_INTERNAL`). */
 export class InternalError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_INTERNAL', message, options); }
@@ -98,6 +107,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   E_DISPOSED: DisposedError,
   E_NATIVE_LOAD: NativeLoadError,
   E_UNAUTHORIZED: UnauthorizedError,
+  E_IO: IoError,
   E_INTERNAL: InternalError,
 };
 

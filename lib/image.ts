@@ -3,11 +3,13 @@
  * with sharp; PNGs carry AUTOMATIC1111's `parameters` text chunk) and {@link loadInputImage}
  * (decode + resize like diffusers' `VaeImageProcessor.preprocess`, image_processor.py v0.30.3).
  */
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { InvalidArgumentError, SdError } from './errors.js';
+import { InvalidArgumentError, IoError, SdError } from './errors.js';
 import type { ImageInput, RawImageInput } from './options.js';
 import { describeValue } from './options.js';
 
@@ -316,18 +318,95 @@ export class GeneratedImage {
   }
 
   /**
-   * Writes the image; the format follows the extension (.png, .jpg/.jpeg, .webp).
+   * Writes the image; the format follows the extension (.png, .jpg/.jpeg, .webp). A missing
+   * folder is created; the file is written to a temporary file in the same folder and renamed
+   * over `file`, so a failed write (a full disk…) leaves no partial file behind.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another extension.
+   * @throws IoError (`E_IO`) when the folder cannot be created or written (read-only, a parent that
+   *   is a file, no space left…); the message names the path and the reason.
    */
   async save(file: string): Promise<void> {
-    const { writeFile } = await import('node:fs/promises');
     const ext = path.extname(file).toLowerCase();
-    const buf = ext === '.png' ? await this.toPNG()
-      : ext === '.jpg' || ext === '.jpeg' ? await this.toJPEG()
-        : ext === '.webp' ? await this.toWebP()
-          : undefined;
-    if (!buf) throw new InvalidArgumentError(`image file extension must be .png, .jpg, .jpeg or .webp; received ${describeValue(file)}`);
-    await writeFile(file, buf);
+    if (!IMAGE_EXTENSIONS.includes(ext)) {
+      throw new InvalidArgumentError(`image file extension must be .png, .jpg, .jpeg or .webp; received ${describeValue(file)}`);
+    }
+    await checkOutputDir(path.dirname(path.resolve(file)), file);
+    const buf = ext === '.png' ? await this.toPNG() : ext === '.webp' ? await this.toWebP() : await this.toJPEG();
+    await writeFileAtomic(file, buf);
+  }
+}
+
+/** The extensions {@link GeneratedImage.save} writes. */
+export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.webp'];
+
+/** The words for the system error codes an output write meets. */
+function ioReason(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  const what: Record<string, string> = {
+    EACCES: 'permission denied (the folder is read-only for this user)',
+    EPERM: 'operation not permitted',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on device',
+    EDQUOT: 'disk quota exceeded',
+    ENOTDIR: 'a parent of the path is a file, not a folder',
+    EISDIR: 'the path is a folder',
+    ENOENT: 'no such file or folder',
+    ENAMETOOLONG: 'the name is too long',
+    EEXIST: 'a file of that name is in the way',
+    EIO: 'input/output error',
+  };
+  const text = typeof code === 'string' && what[code] ? what[code] : e instanceof Error ? e.message : String(e);
+  return typeof code === 'string' ? `${text} (${code})` : text;
+}
+
+/**
+ * Makes sure `dir` exists (created with its parents when missing) and is a folder this process can
+ * write to — before a generation, so that an unwritable output fails at once, not after it.
+ * @param dir - the output folder
+ * @param target - the output path to name in the error (default `dir`)
+ * @throws IoError (`E_IO`) naming the path and the reason: a read-only folder or file system
+ *   (EACCES, EROFS), a parent that is a file (ENOTDIR), a path that is a file, not a folder…
+ */
+export async function checkOutputDir(dir: string, target: string = dir): Promise<void> {
+  const fail = (reason: string, e?: unknown): never => {
+    throw new IoError(`cannot write ${JSON.stringify(target)}: ${reason}`, e === undefined ? undefined : { cause: e });
+  };
+  const st = await stat(dir).catch((e: unknown) => ((e as { code?: string }).code === 'ENOENT' ? undefined : fail(`${dir}: ${ioReason(e)}`, e)));
+  if (st === undefined) {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (e) {
+      fail(`the folder ${dir} cannot be created: ${ioReason(e)}`, e);
+    }
+  } else if (!st.isDirectory()) {
+    fail(`${dir} is a file, not a folder`);
+  }
+  try {
+    await access(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (e) {
+    fail(`the folder ${dir} is not writable: ${ioReason(e)}`, e);
+  }
+}
+
+/**
+ * @internal Writes `data` to `file` atomically: a temporary file in the same folder
+ * (`.<name>.<random>.tmp`), then a rename over `file`. On any failure the temporary file is removed
+ * and nothing is left at `file` (an existing file there is kept).
+ * @param write - writes the temporary file (tests inject a failing one)
+ * @throws IoError (`E_IO`) naming `file` and the reason (ENOSPC, EACCES…).
+ */
+export async function writeFileAtomic(
+  file: string, data: Uint8Array,
+  write: (tmp: string, data: Uint8Array) => Promise<void> = (tmp, d) => writeFile(tmp, d, { flag: 'wx', mode: 0o666 }),
+): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await write(tmp, data);
+    await rename(tmp, file);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    if (e instanceof SdError) throw e;
+    throw new IoError(`cannot write ${JSON.stringify(file)}: ${ioReason(e)}`, { cause: e });
   }
 }
 

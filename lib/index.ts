@@ -32,7 +32,7 @@ export type {
   RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress, HubLoadOptions,
 } from './options.js';
 export {
-  GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText,
+  GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText, checkOutputDir,
 } from './image.js';
 export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo, NativeOptimizations as PipelineOptimizations } from '../types/native.js';
@@ -46,7 +46,7 @@ export { extractLoraTags } from './loaders/lora.js';
 export type { LoadLoraOptions, LoraLoadResult, LoraTag } from './loaders/lora.js';
 export { maybeConvertPrompt } from './loaders/textual_inversion.js';
 export type { LoadTextualInversionOptions, TextEncoderName } from './loaders/textual_inversion.js';
-export { parsePromptAttention, promptChunks, weightedTokens } from './prompt-weighting.js';
+export { parsePromptAttention, promptChunks, weightedTokens, MAX_PROMPT_CHUNKS } from './prompt-weighting.js';
 export type { PromptChunk } from './prompt-weighting.js';
 export { downloadPipeline, downloadComponent, hubCacheDir, hubEndpoint, listCachedModels, parseHubId } from './loaders/hub.js';
 export type { HubModelId, HubOptions, HubSnapshot, CachedModel, CachedRevision } from './loaders/hub.js';

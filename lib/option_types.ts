@@ -79,6 +79,11 @@ export interface GenerateOptions {
    * `((word))` ×1.21, `(word:1.3)`, `[word]` ÷1.1, `\\(` literal, `BREAK` — with prompts longer
    * than 75 tokens encoded as 77-token chunks and concatenated instead of truncated; weights
    * multiply the text encoder's hidden states and the original mean is restored.
+   * Each prompt (and negative prompt, `prompt2`…) may make at most 32 chunks (2,400 tokens,
+   * `MAX_PROMPT_CHUNKS` in lib/prompt-weighting.ts; diffusers and A1111 have no limit): a longer
+   * one rejects the call with InvalidArgumentError (`E_INVALID_ARGUMENT`) naming the field, the
+   * limit and its length, before any native work. With 'none' a long prompt is truncated to
+   * CLIP's 77 tokens (with an `SD_PROMPT_TRUNCATED` warning).
    */
   promptWeighting?: 'none' | 'a1111';
   /** 'image' (default) decodes to pixels; 'latent' returns the final latents only. */

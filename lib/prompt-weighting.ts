@@ -5,6 +5,7 @@
  * mean restored, done natively). `(text)` ×1.1, `((text))` ×1.21, `(text:1.3)` ×1.3, `[text]` ÷1.1,
  * `\(` `\)` `\[` `\]` `\\` literal, `BREAK` starts a new chunk.
  */
+import { InvalidArgumentError } from './errors.js';
 import type { CLIPTokenizer } from './tokenizer.js';
 import type { TensorData } from '../types/native.js';
 
@@ -52,10 +53,42 @@ export function parsePromptAttention(text: string): Array<[string, number]> {
 export interface PromptChunk { ids: number[]; weights: number[] }
 
 const CHUNK = 75;
+
+/**
+ * The most 75-token chunks a prompt may make with `promptWeighting: 'a1111'`: 32 chunks = 2,400
+ * tokens (diffusers and A1111 have no limit). Every chunk is one more text-encoder pass and 77 more
+ * keys in every cross-attention of every step: measured in issue 19, a short prompt took
+ * 4.4 s and 2k / 10k / 30k characters 11.8 / 28.5 / 73.2 s (≈ 0.7 s a chunk), so 32 chunks bound a
+ * call to ≈ 6× a short one while leaving room far beyond real prompts (A1111 prompts rarely pass
+ * 4–8 chunks).
+ */
+export const MAX_PROMPT_CHUNKS = 32;
+
+/** Text over this many characters is tokenized in whitespace-cut pieces, so the cap stops it early. */
+const PIECE_CHARS = 2048;
+
+/** `text` in pieces of about `PIECE_CHARS` characters cut at whitespace (CLIP always splits there). */
+function* pieces(text: string): Generator<string> {
+  let at = 0;
+  while (text.length - at > PIECE_CHARS) {
+    let cut = at + PIECE_CHARS;
+    while (cut > at + (PIECE_CHARS >> 1) && !/\s/.test(text[cut])) cut--;
+    if (cut <= at + (PIECE_CHARS >> 1)) break; // a giant word: the rest whole
+    yield text.slice(at, cut);
+    at = cut;
+  }
+  yield text.slice(at);
+}
 const COMMA_BACKTRACK = 20; // A1111 opts.comma_padding_backtrack default
 
-/** tokenize_line: the chunks of one prompt ([BOS] 75 tokens [EOS], padding with the pad token, weights 1 there). */
-export function promptChunks(tok: CLIPTokenizer, prompt: string): PromptChunk[] {
+/**
+ * tokenize_line: the chunks of one prompt ([BOS] 75 tokens [EOS], padding with the pad token, weights 1 there).
+ * @param maxChunks - the most chunks allowed ({@link MAX_PROMPT_CHUNKS} in pipelines); tokenizing
+ *   stops as soon as the prompt makes more
+ * @param field - the option named in the error
+ * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when the prompt makes more than `maxChunks` chunks.
+ */
+export function promptChunks(tok: CLIPTokenizer, prompt: string, maxChunks = Infinity, field = 'prompt'): PromptChunk[] {
   const comma = tok.tokenToId(',</w>');
   const chunks: PromptChunk[] = [];
   let ids: number[] = [];
@@ -67,11 +100,14 @@ export function promptChunks(tok: CLIPTokenizer, prompt: string): PromptChunk[] 
     while (padded.length < CHUNK + 2) { padded.push(tok.padTokenId); w.push(1); }
     chunks.push({ ids: padded, weights: w });
     ids = []; weights = []; lastComma = -1;
+    if (chunks.length > maxChunks) {
+      throw new InvalidArgumentError(`${field} is too long for promptWeighting 'a1111': at most ${maxChunks} chunks of ${CHUNK} tokens ` +
+        `(${maxChunks * CHUNK} tokens) are encoded; received ${prompt.length} characters that make more than ${maxChunks} chunks`);
+    }
   };
   for (const [text, weight] of parsePromptAttention(prompt)) {
     if (text === 'BREAK' && weight === -1) { nextChunk(); continue; }
-    const tokens = tok.encode(text, { padding: false, truncation: false }).slice(1, -1);
-    for (const t of tokens) {
+    for (const piece of pieces(text)) for (const t of tok.encode(piece, { padding: false, truncation: false }).slice(1, -1)) {
       if (t === comma) {
         lastComma = ids.length;
       } else if (ids.length === CHUNK && lastComma !== -1 && ids.length - lastComma <= COMMA_BACKTRACK) {
@@ -94,11 +130,15 @@ export function promptChunks(tok: CLIPTokenizer, prompt: string): PromptChunk[] 
  * Token ids and weights `[P, 77·k]` for prompts (and negative prompts), every prompt padded with
  * empty chunks to the largest chunk count k (A1111 pads the shorter conditioning with the empty prompt).
  * @param minChunks - at least this many chunks (SDXL: both tokenizers must give the same k)
+ * @param fields - the option name of each group, for errors (e.g. `['prompt', 'negativePrompt']`)
+ * @param maxChunks - the most chunks a prompt may make (default {@link MAX_PROMPT_CHUNKS})
+ * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) when a prompt makes more than `maxChunks` chunks,
+ *   naming the field, the limit and the prompt's length.
  */
 export function weightedTokens(
-  tok: CLIPTokenizer, groups: string[][], minChunks = 1,
+  tok: CLIPTokenizer, groups: string[][], minChunks = 1, fields: string[] = [], maxChunks = MAX_PROMPT_CHUNKS,
 ): Array<{ ids: TensorData<BigInt64Array>; weights: TensorData<Float32Array> }> {
-  const all = groups.map((g) => g.map((p) => promptChunks(tok, p)));
+  const all = groups.map((g, gi) => g.map((p, i) => promptChunks(tok, p, maxChunks, `${fields[gi] ?? 'prompt'}${g.length > 1 ? `[${i}]` : ''}`)));
   const empty = promptChunks(tok, '')[0];
   const k = Math.max(minChunks, ...all.flat().map((c) => c.length));
   return all.map((g) => {

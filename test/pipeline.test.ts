@@ -374,13 +374,13 @@ describe('schedulers', () => {
 });
 
 describe('disposal and sharing', () => {
-  it('dispose waits for queued calls, frees once; later calls throw DisposedError', async () => {
+  it('dispose rejects calls not yet started with DisposedError, frees once; later calls throw DisposedError', async () => {
     const pipe = await StableDiffusionPipeline.fromPretrained(modelDir);
-    const running = pipe.generate({ prompt: 'x', numInferenceSteps: 3 });
+    const queued = pipe.generate({ prompt: 'x', numInferenceSteps: 3 });
     pipe.dispose();
     pipe.dispose();
     expect(fake.state.disposed).toHaveLength(0);
-    await running;
+    await expectCode(queued, 'E_DISPOSED', /StableDiffusionPipeline\.generate: the pipeline was disposed while the call ran or waited/);
     await new Promise((r) => setTimeout(r, 5));
     expect(fake.state.disposed).toHaveLength(1);
     await expectCode(pipe.generate({ prompt: 'x' }), 'E_DISPOSED', /StableDiffusionPipeline\.generate: the pipeline was disposed/);

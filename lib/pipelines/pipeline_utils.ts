@@ -52,6 +52,8 @@ export abstract class DiffusionPipeline {
   protected readonly model: NativeModel;
   private disposed = false;
   private disposing: Promise<void> | undefined;
+  /** Aborted by {@link dispose}: joined to every call's signal so that disposing stops this pipeline's calls. */
+  private readonly disposeController = new AbortController();
   private schedulerName: string;
   private schedulerConfig: Record<string, unknown>;
 
@@ -415,13 +417,17 @@ export abstract class DiffusionPipeline {
   }
 
   /**
-   * Frees the native model once the calls already queued have finished (shared models: when the
-   * last pipeline using it is disposed). Idempotent. Any later call throws DisposedError.
+   * Disposes the pipeline: its calls still waiting in the queue reject at once with DisposedError
+   * (`E_DISPOSED`), its running call is aborted (at the next denoising step; it rejects with
+   * DisposedError too), and the native model is freed once that call has stopped (shared models:
+   * when the last pipeline using it is disposed; calls of the other pipelines go on). Idempotent.
+   * Any later call throws DisposedError.
    * @example pipe.dispose();
    */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.disposeController.abort(new DisposedError(`${this.constructor.name} was disposed while the call ran`));
     this.disposing = this.model.release();
     this.disposing.catch(() => undefined);
   }
@@ -464,7 +470,15 @@ export abstract class DiffusionPipeline {
       prepare = this.decodeInputs(parsed).then((inputs) => ({ ...inputs, o: finishGenerateOptions(parsed, info, mode, inputs.image) }));
     }
     prepare.catch(() => undefined); // observed by runCall
-    return runCall(this.model, calledAt, this.schedulerState(), parsed.signal, prepare);
+    // dispose() aborts the call through the same signal (and abort token) as the caller's signal
+    const disposeSignal = this.disposeController.signal;
+    const signal = parsed.signal ? AbortSignal.any([parsed.signal, disposeSignal]) : disposeSignal;
+    return runCall(this.model, calledAt, this.schedulerState(), signal, prepare).catch((e: unknown) => {
+      if (disposeSignal.aborted && !parsed.signal?.aborted && (e as { code?: unknown })?.code === 'E_ABORTED') {
+        throw new DisposedError(`${this.constructor.name}.generate: the pipeline was disposed while the call ran or waited`, { cause: e });
+      }
+      throw e;
+    });
   }
 
   /** @internal Decodes the input image (img2img); the inpainting pipeline adds the mask. */

@@ -17,11 +17,47 @@ export type PromptInputs = Pick<NativeXLGenerateRequest,
   'inputIds' | 'negativeInputIds' | 'promptWeights' | 'negativePromptWeights' |
   'inputIds2' | 'negativeInputIds2' | 'promptWeights2' | 'negativePromptWeights2'>;
 
-/** `texts` → `[texts.length, 77]` int64 ids (padded, truncated with a warning as diffusers does). */
+/**
+ * Characters of a prompt the default (truncating) tokenization looks at. CLIP keeps 77 tokens, and
+ * a CLIP token is rarely more than a dozen characters, so the first 2,048 characters (cut back to a
+ * whitespace, where CLIP's pre-tokenizer always splits, so the ids are those of the whole text)
+ * hold them many times over; the rest of a 100k-character prompt is not tokenized at all.
+ */
+export const TOKENIZE_HEAD_CHARS = 2048;
+
+/**
+ * The start of `text` that the first `TOKENIZE_HEAD_CHARS` characters give, cut at the last
+ * whitespace (so no word is split); the whole text when it is short or has no whitespace there.
+ */
+export function textHead(text: string, max = TOKENIZE_HEAD_CHARS): string {
+  if (text.length <= max) return text;
+  for (let i = max; i > max >> 1; i--) if (/\s/.test(text[i])) return text.slice(0, i);
+  return text; // no whitespace in the second half of the window: a giant word, tokenized whole
+}
+
+/**
+ * `texts` → `[texts.length, 77]` int64 ids (padded, truncated with a warning as diffusers does).
+ * Only the head of a long prompt is tokenized ({@link TOKENIZE_HEAD_CHARS}): the ids are the same,
+ * and the warning then says "at least N tokens".
+ */
 export function tokenize(tok: CLIPTokenizer, texts: string[], field: string): TensorData<BigInt64Array> {
   let rows: number[][];
+  const counts: Array<{ n: number; atLeast: boolean }> = [];
   try {
-    rows = texts.map((t) => tok.encode(t));
+    rows = texts.map((t) => {
+      let head = textHead(t);
+      const ids = tok.encode(head); // padded and truncated: the ids of the whole text (see textHead)
+      let n = tok.encode(head, { padding: false, truncation: false }).length;
+      if (head !== t && n <= ids.length) {
+        // a head of mostly whitespace/symbols that holds too few tokens: the whole text, as before
+        head = t;
+        n = tok.encode(t, { padding: false, truncation: false }).length;
+        counts.push({ n, atLeast: false });
+        return tok.encode(t);
+      }
+      counts.push({ n, atLeast: head !== t });
+      return ids;
+    });
   } catch (e) {
     throw toSdError(e);
   }
@@ -31,9 +67,9 @@ export function tokenize(tok: CLIPTokenizer, texts: string[], field: string): Te
     if (ids.length !== len) throw new InvalidArgumentError(`${field}[${i}] tokenized to ${ids.length} ids, not ${len}`);
     for (let j = 0; j < len; j++) data[i * len + j] = BigInt(ids[j]);
     // diffusers warns when CLIP truncates a prompt; so do we (once per prompt).
-    const full = tok.encode(texts[i], { padding: false, truncation: false }).length;
-    if (full > len) {
-      process.emitWarning(`${field}${texts.length > 1 ? `[${i}]` : ''} has ${full} tokens; CLIP keeps the first ${len} (the rest is ignored)`,
+    const { n, atLeast } = counts[i];
+    if (n > len) {
+      process.emitWarning(`${field}${texts.length > 1 ? `[${i}]` : ''} has ${atLeast ? 'at least ' : ''}${n} tokens; CLIP keeps the first ${len} (the rest is ignored)`,
         { code: 'SD_PROMPT_TRUNCATED' });
     }
   });
@@ -64,14 +100,14 @@ export function encodePromptInputs(tokenizers: CLIPTokenizer[], xl: boolean, o: 
   if (o.promptWeighting === 'a1111') {
     const groups = [conv(o.prompts)];
     if (cfg) groups.push(conv(negatives));
-    weighted = weightedTokens(tokenizers[0], groups);
+    weighted = weightedTokens(tokenizers[0], groups, 1, ['prompt', 'negativePrompt']);
     if (xl2) {
       const groups2 = [conv(prompts2, tokenizers[1])];
       if (cfg) groups2.push(conv(negatives2, tokenizers[1]));
       const k1 = weighted[0].ids.shape[1] / 77;
-      weighted2 = weightedTokens(tokenizers[1], groups2, k1);
+      weighted2 = weightedTokens(tokenizers[1], groups2, k1, ['prompt2', 'negativePrompt2']);
       const k2 = weighted2[0].ids.shape[1] / 77;
-      if (k2 > k1) weighted = weightedTokens(tokenizers[0], groups, k2);
+      if (k2 > k1) weighted = weightedTokens(tokenizers[0], groups, k2, ['prompt', 'negativePrompt']);
     }
   }
   const out: PromptInputs = {

@@ -32,7 +32,7 @@ export class StableDiffusionPipeline extends LoaderPipeline {
    * @throws AbortError (`E_ABORTED`) when `signal` aborts (before or during the call).
    * @throws OutOfMemoryError (`E_OUT_OF_MEMORY`): the pipeline stays usable; retry smaller.
    * @throws NumericalError (`E_NUMERICAL`) when NaN/inf appear.
-   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}, or when it is disposed while the call waits or runs.
    * @example
    * const { images } = await pipe.generate({
    *   prompt: 'a watercolor fox', negativePrompt: 'blurry', numInferenceSteps: 25, seed: 42,
