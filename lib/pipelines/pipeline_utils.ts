@@ -418,11 +418,10 @@ export abstract class DiffusionPipeline {
 
   /**
    * Disposes the pipeline: its calls still waiting in the queue reject at once with DisposedError
-   * (`E_DISPOSED`), its running call is aborted (at the next check inside the UNet, VAE or text
-   * encoder; it rejects with
-   * DisposedError too), and the native model is freed once that call has stopped (shared models:
-   * when the last pipeline using it is disposed; calls of the other pipelines go on). Idempotent.
-   * Any later call throws DisposedError.
+   * (`E_DISPOSED`), its running call is aborted at the next check inside the UNet, VAE or text
+   * encoder and rejects with DisposedError too, and the native model is freed once that call has
+   * stopped (shared models: when the last pipeline using it is disposed; calls of the other
+   * pipelines go on). Idempotent. Any later call throws DisposedError.
    * @example pipe.dispose();
    */
   dispose(): void {
