@@ -52,23 +52,31 @@ async function expectStillCorrect() {
 
 describe('abort latency', () => {
   it(`aborting during the first UNet step rejects within ${BOUND_MS} ms; the next call is correct`, async () => {
-    // 64²: one CFG UNet step takes ~0.5–0.7 s here, so the step, not the gap between steps, is hit
-    const opts = { prompt: 'a lighthouse at dusk', height: 64, width: 64, seed: 3, numInferenceSteps: 3 };
-    await pipe.generate(opts); // warm-up
-    const ref = await pipe.generate(opts);
-    const stepMs = ref.timings.denoiseMs / 3;
-    expect(stepMs).toBeGreaterThan(300);
+    // The smallest size at which one CFG UNet step takes ≥ 300 ms on this libtorch and machine
+    // (64² on libtorch 1.13 here, ~0.5 s; 96² on 2.6, whose 64² step is ~0.1 s), so that the
+    // aborts land inside the step, not in the gap between steps.
+    let opts = { prompt: 'a lighthouse at dusk', height: 64, width: 64, seed: 3, numInferenceSteps: 3 };
+    let ref: Awaited<ReturnType<StableDiffusionPipeline['generate']>> | undefined;
+    let stepMs = 0;
+    for (const size of [64, 96, 128]) {
+      opts = { ...opts, height: size, width: size };
+      await pipe.generate(opts); // warm-up at this size
+      ref = await pipe.generate(opts);
+      stepMs = ref.timings.denoiseMs / 3;
+      if (stepMs >= 300) break;
+    }
+    const longSteps = stepMs >= 300; // else (a fast machine) steps are shorter than the bound anyway
     const lat: number[] = [];
     for (let i = 0; i < 5; ++i) {
       let steps = 0;
       const t = await abortedCall({ ...opts, onStep: () => { ++steps; } }, (abort) => {
-        setTimeout(abort, ref.timings.encodeMs + (0.15 + 0.7 * Math.random()) * stepMs);
+        setTimeout(abort, ref!.timings.encodeMs + (0.15 + 0.7 * Math.random()) * stepMs);
       });
       expect(t).not.toBe('completed');
-      expect(steps).toBeLessThanOrEqual(1); // stopped inside step 1 (or, on a slow moment, step 2)
+      if (longSteps) expect(steps).toBeLessThanOrEqual(1); // stopped inside step 1 (or, on a slow moment, step 2)
       lat.push(t as number);
     }
-    console.log(`UNet-step abort latency ms: ${lat.map((x) => x.toFixed(0)).join(', ')}`);
+    console.log(`UNet-step abort latency ms at ${opts.width}² (step ${stepMs.toFixed(0)} ms): ${lat.map((x) => x.toFixed(0)).join(', ')}`);
     expect(Math.max(...lat)).toBeLessThanOrEqual(BOUND_MS);
     await expectStillCorrect();
   }, 120_000);
