@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { addon } from './native.js';
 import { native, nativeSync, DisposedError } from './errors.js';
-import { downloadComponent, parseHubId } from './loaders/hub.js';
+import { downloadComponent, hubOptionsOf, parseHubId } from './loaders/hub.js';
 import { parseVaeHubOptions } from './options.js';
 import type { HubLoadOptions } from './option_types.js';
 import type {
@@ -54,10 +54,7 @@ export class AutoencoderKL {
       const o = parseVaeHubOptions(options);
       const local = await stat(dir).catch(() => undefined);
       if (!local && parseHubId(dir)) {
-        const snap = await downloadComponent(dir, o.subfolder ?? '', {
-          revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
-          cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
-        });
+        const snap = await downloadComponent(dir, o.subfolder ?? '', hubOptionsOf(o));
         location = snap.path;
       }
       if (o.subfolder) location = path.join(location, o.subfolder);

@@ -132,9 +132,12 @@ export async function checkOutput(out: string, count = 1): Promise<void> {
   await checkOutputDir(folder ? path.resolve(out) : path.dirname(path.resolve(out)), out);
 }
 
-async function isFile(p: string): Promise<boolean> {
-  const st = await stat(p).catch(() => undefined);
-  return st !== undefined && st.isFile();
+/** A progress bar on stderr (cli-progress; plain lines every 2 s when stderr is no terminal). */
+function progressBar(format: string): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({
+    format, barCompleteChar: '\u2588', barIncompleteChar: ' ', barsize: 25, hideCursor: true,
+    stream: process.stderr, clearOnComplete: false, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 2000,
+  }, cliProgress.Presets.shades_classic);
 }
 
 function loadOptionsOf(o: { device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string }): LoadOptions {
@@ -163,11 +166,7 @@ function downloadBar(): { update: (p: HubDownloadProgress) => void; stop: () => 
   return {
     update(p: HubDownloadProgress) {
       if (!bar) {
-        bar = new cliProgress.SingleBar({
-          format: '{percentage}%|{bar}| {done}/{totalText} [{files} files, {etaText}, {rate}]',
-          barCompleteChar: '\u2588', barIncompleteChar: ' ', barsize: 25, hideCursor: true,
-          stream: process.stderr, clearOnComplete: false, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 2000,
-        }, cliProgress.Presets.shades_classic);
+        bar = progressBar('{percentage}%|{bar}| {done}/{totalText} [{files} files, {etaText}, {rate}]');
         bar.start(Math.max(p.bytesTotal, 1), 0, { done: '0 B', totalText: formatBytes(p.bytesTotal), files: '0/0', etaText: '?', rate: '? MB/s' });
       }
       bar.setTotal(Math.max(p.bytesTotal, 1));
@@ -240,11 +239,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
       lastStep = p.step;
       if (!o.progress) return;
       if (!bar) {
-        bar = new cliProgress.SingleBar({
-          format: '{percentage}%|{bar}| {value}/{total} [{elapsedText}<{etaText}, {rate}]',
-          barCompleteChar: '\u2588', barIncompleteChar: ' ', barsize: 25, hideCursor: true,
-          stream: process.stderr, clearOnComplete: false, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 2000,
-        }, cliProgress.Presets.shades_classic);
+        bar = progressBar('{percentage}%|{bar}| {value}/{total} [{elapsedText}<{etaText}, {rate}]');
         bar.start(p.numSteps, 0, { elapsedText: '00:00', etaText: '?', rate: '?it/s' });
       }
       const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.numSteps - p.step) : NaN;

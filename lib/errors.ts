@@ -2,6 +2,8 @@
  * Typed errors. Every failure of sd-native reaches JavaScript as an {@link SdError} subclass
  * with a stable `code`; the message names the file, field or argument at fault.
  */
+import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 
 /** The stable error codes. */
 export type SdErrorCode =
@@ -176,6 +178,18 @@ export function describeValue(v: unknown): string {
  * 'a device', 'a directory'), from its stat; undefined for a regular file. A FIFO would block
  * a read forever, so readers refuse these before opening (stat never opens the path).
  */
+/**
+ * Stats `file` and refuses a FIFO, socket or device up front (a read would block or never end):
+ * `onNonRegular(kind)` builds the error to throw. Returns the stat (undefined when the path does
+ * not exist); a directory is left for the caller to report as it does a missing file.
+ */
+export async function statRefusingSpecial(file: string, onNonRegular: (kind: string) => Error): Promise<Stats | undefined> {
+  const st = await stat(file).catch(() => undefined);
+  const kind = st && nonRegularKind(st);
+  if (kind && kind !== 'a directory') throw onNonRegular(kind);
+  return st;
+}
+
 export function nonRegularKind(st: { isFile(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string | undefined {
   if (st.isFile()) return undefined;
   if (st.isDirectory()) return 'a directory';

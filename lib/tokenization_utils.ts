@@ -5,7 +5,7 @@
  * `clean_up_tokenization`.
  */
 import fs from 'node:fs/promises';
-import { BadConfigError, ModelNotFoundError, nonRegularKind } from './errors.js';
+import { BadConfigError, ModelNotFoundError, statRefusingSpecial } from './errors.js';
 
 /** An added token as transformers' `AddedToken` describes it. */
 export interface AddedToken {
@@ -176,9 +176,7 @@ export class AddedTokenTrie {
 
 /** E_BAD_CONFIG when `file` exists but is a FIFO, socket or device (a read would block or never end). */
 async function refuseNonRegular(file: string): Promise<void> {
-  const st = await fs.stat(file).catch(() => undefined);
-  const kind = st && nonRegularKind(st);
-  if (kind && kind !== 'a directory') throw new BadConfigError(`tokenizer file ${file} is ${kind}, not a regular file; refusing to open it`);
+  await statRefusingSpecial(file, (kind) => new BadConfigError(`tokenizer file ${file} is ${kind}, not a regular file; refusing to open it`));
 }
 
 export async function readRequired(file: string): Promise<string> {

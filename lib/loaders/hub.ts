@@ -29,7 +29,7 @@ import {
 } from '../errors.js';
 import { hubEndpoint, hubOffline, parseHubFile, parseHubId, type HubModelId } from './hub_ids.js';
 import {
-  COMMIT_RE, MAX_TRIES, RETRY_STATUS, backoffMs, ensureFile, exists, hubCacheDir, readRef, repoFolderName, sizeOf, sleep, writeRef,
+  COMMIT_RE, MAX_TRIES, RETRY_STATUS, backoffMs, ensureFile, hubCacheDir, readRef, repoFolderName, sizeOf, sleep, writeRef,
 } from './hub_cache.js';
 
 export { hubCacheDir, listCachedModels, repoFolderName } from './hub_cache.js';
@@ -64,6 +64,25 @@ export interface HubOptions {
   onProgress?: (p: HubDownloadProgress) => void;
   /** Cancels the download: the call rejects with AbortError; partial files stay `.incomplete`. */
   signal?: AbortSignal;
+}
+
+/** The Hub fields of (parsed) load options, for the download functions. */
+export function hubOptionsOf(o: HubOptions): HubOptions {
+  return {
+    revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
+    cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
+  };
+}
+
+/** `id` parsed, or E_INVALID_ARGUMENT. */
+function requireHubId(id: string): HubModelId {
+  const parsed = requireHubId(id);
+  return parsed;
+}
+
+/** A local path of that name exists (a dangling symlink counts: a local path always wins). */
+async function isLocalPath(location: string): Promise<boolean> {
+  return (await lstat(location).catch(() => undefined)) !== undefined;
 }
 
 /** What a download produced. */
@@ -491,8 +510,7 @@ function snapshotResult(
  * @throws AbortError (`E_ABORTED`) when `signal` aborts (partial files stay `blobs/<etag>.incomplete` and are resumed)
  */
 export function downloadPipeline(id: string, options: HubOptions = {}, refresh = false): Promise<HubSnapshot> {
-  const parsed = parseHubId(id);
-  if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
+  const parsed = requireHubId(id);
   return snapshot(parsed, options, { kind: 'pipeline' }, refresh);
 }
 
@@ -501,14 +519,13 @@ export function downloadPipeline(id: string, options: HubOptions = {}, refresh =
  * the tokenizers — what a single-file checkpoint's `configDir` provides.
  */
 export function downloadPipelineConfigs(id: string, options: HubOptions = {}): Promise<HubSnapshot> {
-  const parsed = parseHubId(id);
-  if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
+  const parsed = requireHubId(id);
   return snapshot(parsed, { ...options, variant: undefined }, { kind: 'configs' }, false);
 }
 
 /** A single file's `configDir`: a local folder as is (always wins), a Hub id → its configs' snapshot folder. */
 export async function resolveConfigDir(configDir: string, options: HubOptions = {}): Promise<string> {
-  if (await exists(configDir) || !parseHubId(configDir)) return configDir;
+  if (await isLocalPath(configDir) || !parseHubId(configDir)) return configDir;
   return (await downloadPipelineConfigs(configDir, options)).path;
 }
 
@@ -517,8 +534,7 @@ export async function resolveConfigDir(configDir: string, options: HubOptions = 
  * (diffusers' `ModelMixin.from_pretrained(id, subfolder=...)`); `subfolder` '' = the repo root.
  */
 export function downloadComponent(id: string, subfolder: string, options: HubOptions = {}): Promise<HubSnapshot> {
-  const parsed = parseHubId(id);
-  if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
+  const parsed = requireHubId(id);
   if (subfolder.split('/').some((p) => p === '..' || p === '.')) throw new InvalidArgumentError(`subfolder must be a folder inside the repo; received ${JSON.stringify(subfolder)}`);
   return snapshot(parsed, options, { kind: 'component', subfolder: subfolder.replace(/^\/+|\/+$/g, '') }, false);
 }
@@ -544,7 +560,7 @@ export async function downloadHubFile(spec: string, options: HubOptions = {}): P
  * and its cached path returned; anything else is returned unchanged (the caller reports it missing).
  */
 export async function resolveFileLocation(location: string, options: HubOptions = {}): Promise<string> {
-  if (typeof location !== 'string' || await exists(location) || (await lstat(location).catch(() => undefined))) return location;
+  if (typeof location !== 'string' || await isLocalPath(location)) return location;
   if (!parseHubFile(location)) return location;
   return downloadHubFile(location, options);
 }
@@ -555,10 +571,7 @@ export async function resolveFileLocation(location: string, options: HubOptions 
  * returned unchanged so that the caller reports it as a missing path.
  */
 export async function resolvePipelineLocation(location: string, options: HubOptions): Promise<string> {
-  if (await exists(location) || (await lstat(location).catch(() => undefined))) return location;
-  if (!parseHubId(location)) return location;
+  if (await isLocalPath(location) || !parseHubId(location)) return location;
   return (await downloadPipeline(location, options)).path;
 }
 
-/** @internal Test hook: downloads in flight. */
-export function _inflightCount(): number { return inflight.size; }

@@ -6,9 +6,8 @@
  * native/core/nn/lora.cc) maps keys, checks shapes and applies the adapters.
  */
 import path from 'node:path';
-import { stat } from 'node:fs/promises';
 import { addon } from '../native.js';
-import { BadCheckpointError, InvalidArgumentError, ModelNotFoundError, native, nonRegularKind } from '../errors.js';
+import { BadCheckpointError, InvalidArgumentError, ModelNotFoundError, native, statRefusingSpecial } from '../errors.js';
 import { describeValue as describe } from '../options.js';
 import type { PipelineHandle } from '../../types/native.js';
 
@@ -52,9 +51,7 @@ export function checkLoraArgs(file: unknown, options: unknown): { file: string; 
 
 /** Loads a LoRA into a native pipeline (errors as SdError). */
 export async function loadLora(handle: PipelineHandle, file: string, adapterName: string | undefined, weight: number): Promise<LoraLoadResult> {
-  const st = await stat(file).catch(() => undefined);
-  const kind = st && nonRegularKind(st);
-  if (kind && kind !== 'a directory') throw new BadCheckpointError(`LoRA file ${file} is ${kind}, not a regular file; refusing to open it`);
+  const st = await statRefusingSpecial(file, (kind) => new BadCheckpointError(`LoRA file ${file} is ${kind}, not a regular file; refusing to open it`));
   if (!st || !st.isFile()) throw new ModelNotFoundError(`LoRA file not found: ${file}`);
   return native(() => addon().loadLora(handle, file, { adapterName, weight }));
 }

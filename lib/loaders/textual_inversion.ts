@@ -5,9 +5,8 @@
  * extends the tokenizer(s) and hands the vectors to the native text encoder(s).
  */
 import path from 'node:path';
-import { stat } from 'node:fs/promises';
 import { addon } from '../native.js';
-import { BadCheckpointError, InvalidArgumentError, ModelNotFoundError, native, nonRegularKind } from '../errors.js';
+import { BadCheckpointError, InvalidArgumentError, ModelNotFoundError, native, statRefusingSpecial } from '../errors.js';
 import { describeValue as describe } from '../options.js';
 import { readSafetensors } from '../safetensors.js';
 import { resolveFileLocation } from './hub.js';
@@ -69,9 +68,7 @@ interface EmbeddingFile {
 
 /** The vectors and default token of a textual-inversion file. */
 async function readEmbedding(file: string): Promise<EmbeddingFile> {
-  const st = await stat(file).catch(() => undefined);
-  const kind = st && nonRegularKind(st);
-  if (kind && kind !== 'a directory') throw new BadCheckpointError(`embedding file ${file} is ${kind}, not a regular file; refusing to open it`);
+  const st = await statRefusingSpecial(file, (kind) => new BadCheckpointError(`embedding file ${file} is ${kind}, not a regular file; refusing to open it`));
   if (!st || !st.isFile()) throw new ModelNotFoundError(`embedding file not found: ${file}`);
   if (path.extname(file).toLowerCase() !== '.safetensors') {
     throw new BadCheckpointError(`${file}: only .safetensors embeddings are read (pickle .pt/.bin files can run code)`);

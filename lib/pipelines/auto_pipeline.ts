@@ -9,53 +9,39 @@ import { stat } from 'node:fs/promises';
 import { UnsupportedModelError } from '../errors.js';
 import { readModelIndex } from '../loaders/single_file.js';
 import { parseLoadOptions, type LoadOptions } from '../options.js';
-import { parseHubFile, resolveConfigDir, resolvePipelineLocation, type HubOptions } from '../loaders/hub.js';
+import { hubOptionsOf, parseHubFile, resolveConfigDir, resolvePipelineLocation } from '../loaders/hub.js';
 import { StableDiffusionPipeline } from './stable_diffusion.js';
 import { StableDiffusionImg2ImgPipeline } from './stable_diffusion_img2img.js';
 import { StableDiffusionInpaintPipeline } from './stable_diffusion_inpaint.js';
 import { StableDiffusionXLPipeline } from './stable_diffusion_xl.js';
 import { StableDiffusionXLImg2ImgPipeline } from './stable_diffusion_xl_img2img.js';
 
-/** True when the model (a folder, or a single file with `configDir`) is an SDXL pipeline. */
-async function isXl(location: string, options: LoadOptions | undefined): Promise<boolean> {
-  const st = await stat(location).catch(() => undefined);
-  const file = st ? st.isFile() : parseHubFile(location) !== undefined; // a single file: its configDir decides
-  let dir = file ? options?.configDir : location;
-  if (dir === undefined || (st === undefined && !file)) return false; // the pipeline loader reports what is missing
-  try {
-    if (file) dir = await resolveConfigDir(dir, hubOptions(options)); // a Hub id: its configs (the loader finds them cached)
-    return (await readModelIndex(dir)).className.startsWith('StableDiffusionXL');
-  } catch {
-    return false; // the pipeline loader reports a missing or malformed model_index.json
-  }
-}
-
 /**
- * A Hub id that is not a local path → its downloaded snapshot folder; anything else unchanged
- * (invalid options are left for the pipeline loader to report, with its messages).
+ * What a location names: a Hub id that is no local path is downloaded first (the snapshot folder
+ * is returned); `single` for a file, local or a Hub file reference (fromSingleFile); `xl` from the
+ * `model_index.json` of the folder, or of a single file's `configDir` (a Hub id: its configs). A
+ * missing or malformed index means SD 1.x/2.x here: the pipeline loader then reports the problem,
+ * as it does invalid options, with its own messages.
  */
-async function resolve(location: string, options: LoadOptions | undefined): Promise<string> {
-  if (typeof location !== 'string' || location.length === 0) return location;
+async function target(location: string, options: LoadOptions | undefined): Promise<{ location: string; single: boolean; xl: boolean }> {
   let o;
-  try { o = parseLoadOptions(options); } catch { return location; }
-  if (o.configDir !== undefined) return location; // refused for folders by the loader
-  return resolvePipelineLocation(location, hubOptions(o));
-}
-
-/** The Hub fields of load options (invalid options are left for the pipeline loader to report). */
-function hubOptions(options: LoadOptions | undefined): HubOptions {
-  let o;
-  try { o = parseLoadOptions(options); } catch { return {}; }
-  return {
-    revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
-    cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
-  };
-}
-
-/** True when `location` is a file (a single-file checkpoint: fromSingleFile), local or on the Hub (org/name/file.safetensors). */
-async function isFile(location: string): Promise<boolean> {
+  try { o = parseLoadOptions(options); } catch { return { location, single: false, xl: false }; }
+  const hub = hubOptionsOf(o);
+  // configDir is refused for folders by the loader; with one, the location is a single file
+  if (typeof location === 'string' && location.length > 0 && o.configDir === undefined) {
+    location = await resolvePipelineLocation(location, hub);
+  }
   const st = await stat(location).catch(() => undefined);
-  return st ? st.isFile() : parseHubFile(location) !== undefined;
+  const single = st ? st.isFile() : parseHubFile(location) !== undefined;
+  let dir = single ? o.configDir : st ? location : undefined;
+  let xl = false;
+  if (dir !== undefined) {
+    try {
+      if (single) dir = await resolveConfigDir(dir, hub); // the loader finds them cached
+      xl = (await readModelIndex(dir)).className.startsWith('StableDiffusionXL');
+    } catch { /* reported by the loader */ }
+  }
+  return { location, single, xl };
 }
 
 /** Text → image: {@link StableDiffusionPipeline} or {@link StableDiffusionXLPipeline}. */
@@ -68,12 +54,9 @@ export const AutoPipelineForText2Image = {
    * @throws the errors of those loaders (Hub ids: also E_UNAUTHORIZED, E_ABORTED).
    */
   async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionPipeline | StableDiffusionXLPipeline> {
-    location = await resolve(location, options);
-    const single = await isFile(location);
-    if (await isXl(location, options)) {
-      return single ? StableDiffusionXLPipeline.fromSingleFile(location, options) : StableDiffusionXLPipeline.fromPretrained(location, options);
-    }
-    return single ? StableDiffusionPipeline.fromSingleFile(location, options) : StableDiffusionPipeline.fromPretrained(location, options);
+    const t = await target(location, options);
+    const Cls = t.xl ? StableDiffusionXLPipeline : StableDiffusionPipeline;
+    return t.single ? Cls.fromSingleFile(t.location, options) : Cls.fromPretrained(t.location, options);
   },
 };
 
@@ -81,12 +64,9 @@ export const AutoPipelineForText2Image = {
 export const AutoPipelineForImage2Image = {
   /** As {@link AutoPipelineForText2Image.fromPretrained}. */
   async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline> {
-    location = await resolve(location, options);
-    const single = await isFile(location);
-    if (await isXl(location, options)) {
-      return single ? StableDiffusionXLImg2ImgPipeline.fromSingleFile(location, options) : StableDiffusionXLImg2ImgPipeline.fromPretrained(location, options);
-    }
-    return single ? StableDiffusionImg2ImgPipeline.fromSingleFile(location, options) : StableDiffusionImg2ImgPipeline.fromPretrained(location, options);
+    const t = await target(location, options);
+    const Cls = t.xl ? StableDiffusionXLImg2ImgPipeline : StableDiffusionImg2ImgPipeline;
+    return t.single ? Cls.fromSingleFile(t.location, options) : Cls.fromPretrained(t.location, options);
   },
 };
 
@@ -97,11 +77,9 @@ export const AutoPipelineForInpainting = {
    * @throws UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for an SDXL model.
    */
   async fromPretrained(location: string, options?: LoadOptions): Promise<StableDiffusionInpaintPipeline> {
-    location = await resolve(location, options);
-    if (await isXl(location, options)) {
-      throw new UnsupportedModelError(`${location}: inpainting runs SD 1.x/2.x models; SDXL inpainting is not implemented`);
-    }
-    return await isFile(location)
-      ? StableDiffusionInpaintPipeline.fromSingleFile(location, options) : StableDiffusionInpaintPipeline.fromPretrained(location, options);
+    const t = await target(location, options);
+    if (t.xl) throw new UnsupportedModelError(`${location}: inpainting runs SD 1.x/2.x models; SDXL inpainting is not implemented`);
+    const Cls = StableDiffusionInpaintPipeline;
+    return t.single ? Cls.fromSingleFile(t.location, options) : Cls.fromPretrained(t.location, options);
   },
 };

@@ -12,7 +12,7 @@ import {
 } from '../errors.js';
 import { describeValue, parseLoadOptions, type LoadOptions } from '../options.js';
 import { CLIPTokenizer } from '../tokenizer.js';
-import { parseHubId, resolveConfigDir, resolveFileLocation, resolvePipelineLocation } from '../loaders/hub.js';
+import { hubOptionsOf, parseHubId, resolveConfigDir, resolveFileLocation, resolvePipelineLocation } from '../loaders/hub.js';
 import type { NativeOptimizations, NativePipelineInfo, PipelineHandle } from '../../types/native.js';
 
 /** What a loaded pipeline is made of (from the native loader). */
@@ -93,10 +93,7 @@ export async function loadModel(
 
   // 2. a Hub id (org/name[@revision]) that is not a local path: download what the pipeline needs
   //    (fromSingleFile: a Hub file, org/name[@revision]/file.safetensors or its URL)
-  const hub = {
-    revision: o.revision, variant: o.variant, token: o.token, localFilesOnly: o.localFilesOnly,
-    cacheDir: o.cacheDir, onProgress: o.onProgress, signal: o.signal,
-  };
+  const hub = hubOptionsOf(o);
   location = singleFile ? await resolveFileLocation(location, { ...hub, variant: undefined }) : await resolvePipelineLocation(location, hub);
   const configDir = o.configDir === undefined ? undefined : await resolveConfigDir(o.configDir, hub); // a Hub id: configs only
 
