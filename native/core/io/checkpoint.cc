@@ -126,8 +126,7 @@ ModelIndex readModelIndex(const std::string& dir) {
 std::string weightsBaseName(const std::string& componentDir) {
   if (!isDir(componentDir)) fail(codes::kModelNotFound, "component folder " + componentDir + " does not exist");
   const std::string cfg = join(componentDir, "config.json");
-  if (std::string kind = util::nonRegularKind(cfg); !kind.empty() && kind != "a directory")
-    fail(codes::kBadConfig, cfg + " is " + kind + ", not a regular file; refusing to open it");
+  util::refuseSpecialFile(cfg, codes::kBadConfig);
   if (!isFile(cfg)) fail(codes::kModelNotFound, cfg + " not found");
   Json j = Json::parseFile(cfg);
   // diffusers configs carry "_class_name"; transformers configs carry "architectures"/"model_type".
@@ -168,8 +167,7 @@ StateDict loadSharded(const std::string& dir, const std::string& indexPath) {
   StateDict out;
   for (const auto& [shard, names] : byShard) {
     const std::string p = join(dir, shard);
-    if (std::string kind = util::nonRegularKind(p); !kind.empty() && kind != "a directory")
-      fail(codes::kBadCheckpoint, p + " (a shard listed in " + indexPath + ") is " + kind + ", not a regular file");
+    util::refuseSpecialFile(p, codes::kBadCheckpoint, p + " (a shard listed in " + indexPath + ")");
     if (!isFile(p)) fail(codes::kModelNotFound, p + " (a shard listed in " + indexPath + ") not found");
     auto f = openWeights(p);
     std::set<std::string> listed(names.begin(), names.end());
@@ -209,9 +207,7 @@ StateDict loadComponentWeights(const std::string& componentDir, const std::strin
   }
 
   // A FIFO, socket or device under a weights name is refused, never opened (a FIFO blocks).
-  for (const std::string& p : {singlePath, indexPath})
-    if (std::string kind = util::nonRegularKind(p); !kind.empty() && kind != "a directory")
-      fail(codes::kBadCheckpoint, p + " is " + kind + ", not a regular file; refusing to open it");
+  for (const std::string& p : {singlePath, indexPath}) util::refuseSpecialFile(p, codes::kBadCheckpoint);
 
   // Nothing to load: say why, in the most useful order.
   const std::vector<std::string> files = listFiles(componentDir);

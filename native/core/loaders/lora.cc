@@ -107,13 +107,6 @@ bool parseKey(const std::string& key, Parsed& out) {
   return !out.module.empty();
 }
 
-std::string listKeys(const std::vector<std::string>& keys, size_t limit = 20) {
-  std::string s;
-  for (size_t i = 0; i < keys.size() && i < limit; ++i) s += (i ? ", " : "") + keys[i];
-  if (keys.size() > limit) s += ", … (" + std::to_string(keys.size() - limit) + " more)";
-  return s;
-}
-
 std::string kohyaName(const std::string& module) {
   std::string s = module;
   for (char& c : s)
@@ -196,7 +189,7 @@ LoraFile readLoraFile(const std::string& path) {
     fail(codes::kBadCheckpoint, path + ": " + std::to_string(unknown.size()) +
                                     " keys are not LoRA weights this loader knows (lora_down/lora_up/alpha, "
                                     "lora.down/lora.up, lora_linear_layer.down/up, lora_A/lora_B; LoHa/LoKr/DoRA are "
-                                    "not supported): " + listKeys(unknown));
+                                    "not supported): " + util::listSome(unknown, 20));
   for (auto& [id, part] : byStem) {
     const std::string stem = (part.downKey.empty() ? part.upKey : part.downKey);
     if (!part.down.defined() || !part.up.defined())
@@ -309,7 +302,7 @@ std::vector<LoraMatch> matchLoraFile(const LoraFile& file, const std::function<W
     fail(codes::kBadCheckpoint, file.path + ": " + std::to_string(unmatched.size()) +
                                     " LoRA keys match no Linear/Conv2d module of this " + family + " model" +
                                     (absent.empty() ? "" : " (it has no " + names + ")") +
-                                    " (a LoRA for another model family?): " + listKeys(unmatched));
+                                    " (a LoRA for another model family?): " + util::listSome(unmatched, 20));
   }
   return matches;
 }

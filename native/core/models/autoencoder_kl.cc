@@ -225,7 +225,6 @@ at::Tensor VaeEncoder::operator()(const at::Tensor& x, const nn::AttentionOption
   at::Tensor h = convIn(x);  // [B, boc[0], H, W]
   for (const auto& block : downBlocks) {
     for (const auto& r : block.resnets) h = r(h, at::Tensor());  // each resnet checks for an abort first
-    runtime::throwIfAborted("the VAE encoder");
     if (block.downsampler) h = (*block.downsampler)(h);  // asymmetric pad (0,1,0,1), stride 2: [B, C, H/2, W/2]
   }
   h = midBlock(h, options);                              // [B, boc[-1], H/f, W/f]
@@ -262,7 +261,6 @@ at::Tensor VaeDecoder::operator()(const at::Tensor& z, const nn::AttentionOption
   h = midBlock(h, options);   // [B, boc[-1], h, w]; upscale_dtype = parameter dtype (no cast needed)
   for (const auto& block : upBlocks) {
     for (const auto& r : block.resnets) h = r(h, at::Tensor());  // each resnet checks for an abort first
-    runtime::throwIfAborted("the VAE decoder");
     if (block.upsampler) h = (*block.upsampler)(h);  // nearest ×2 + conv: [B, C, 2h, 2w]
   }
   runtime::throwIfAborted("the VAE decoder");

@@ -27,23 +27,13 @@ CLIPTextConfig CLIPTextConfig::fromFile(const std::string& path) { return fromRe
 
 CLIPTextConfig CLIPTextConfig::fromReader(const ConfigReader& r) {
   CLIPTextConfig c;
-  auto positive = [&](const char* key) {
-    int64_t v = r.requireInt(key);
-    if (v <= 0) r.error(key, "must be a positive integer (got " + std::to_string(v) + ")");
-    return v;
-  };
-  // Caps (ConfigReader::kMax*, far above released CLIPs) keep a hostile config from allocating.
-  c.vocabSize = positive("vocab_size");
-  r.checkIn("vocab_size", c.vocabSize, 1, ConfigReader::kMaxVocab);
-  c.hiddenSize = positive("hidden_size");
-  r.checkIn("hidden_size", c.hiddenSize, 1, ConfigReader::kMaxChannels);
-  c.intermediateSize = positive("intermediate_size");
-  r.checkIn("intermediate_size", c.intermediateSize, 1, ConfigReader::kMaxChannels * 8);
-  c.numHiddenLayers = positive("num_hidden_layers");
-  r.checkIn("num_hidden_layers", c.numHiddenLayers, 1, ConfigReader::kMaxLayers);
-  c.numAttentionHeads = positive("num_attention_heads");
-  c.maxPositionEmbeddings = positive("max_position_embeddings");
-  r.checkIn("max_position_embeddings", c.maxPositionEmbeddings, 1, ConfigReader::kMaxPositions);
+  // Positive and capped (ConfigReader::kMax*, far above released CLIPs): a hostile config cannot allocate.
+  c.vocabSize = r.requireIntIn("vocab_size", 1, ConfigReader::kMaxVocab);
+  c.hiddenSize = r.requireIntIn("hidden_size", 1, ConfigReader::kMaxChannels);
+  c.intermediateSize = r.requireIntIn("intermediate_size", 1, ConfigReader::kMaxChannels * 8);
+  c.numHiddenLayers = r.requireIntIn("num_hidden_layers", 1, ConfigReader::kMaxLayers);
+  c.numAttentionHeads = r.requireIntIn("num_attention_heads", 1, ConfigReader::kMaxChannels);
+  c.maxPositionEmbeddings = r.requireIntIn("max_position_embeddings", 1, ConfigReader::kMaxPositions);
   if (c.hiddenSize % c.numAttentionHeads != 0)
     r.error("num_attention_heads", "(" + std::to_string(c.numAttentionHeads) + ") must divide hidden_size (" +
                                        std::to_string(c.hiddenSize) + ")");

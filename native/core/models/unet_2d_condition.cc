@@ -429,10 +429,8 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
   // Abort check points between the blocks (and, inside them, before each resnet and transformer
   // block: nn/resnet.cc, nn/transformer_2d.cc); runtime/cancellation.h.
   for (const auto& block : downBlocks_) {
-    runtime::throwIfAborted("a UNet down block");
     sample = block->forward(sample, emb, context, resSamples);
   }
-  runtime::throwIfAborted("the UNet mid block");
 
   // 6. mid
   if (midBlock_) sample = midBlock_->forward(sample, emb, context);        // [B, chN, h/f, w/f]
@@ -448,7 +446,6 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
       const at::Tensor& next = resSamples[resSamples.size() - k - 1];      // first skip of the next block
       upsampleSize = {next.size(2), next.size(3)};
     }
-    runtime::throwIfAborted("a UNet up block");
     sample = block->forward(sample, resSamples, emb, context, upsampleSize);
   }
   runtime::throwIfAborted("the UNet output head");

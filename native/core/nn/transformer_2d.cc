@@ -46,7 +46,6 @@ BasicTransformerBlock::BasicTransformerBlock(const Scope& s, int64_t dim, int64_
 at::Tensor BasicTransformerBlock::operator()(const at::Tensor& x, const at::Tensor& context) const {
   runtime::throwIfAborted("a BasicTransformerBlock");
   at::Tensor h = attn1(norm1(x)) + x;              // [B, N, dim] self-attention
-  runtime::throwIfAborted("a BasicTransformerBlock (after self-attention)");
   h = attn2(norm2(h), context) + h;                // [B, N, dim] cross-attention
   auto parts = ffProj(norm3(h)).chunk(2, -1);      // 2 × [B, N, 4·dim]
   at::Tensor ff = parts[0] * at::gelu(parts[1]);   // GEGLU (exact GELU); ff.net.1 is dropout

@@ -239,21 +239,21 @@ void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& la
   if (!outputLatent) {
     const auto tDecode = std::chrono::steady_clock::now();
     detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
-    at::Tensor image = detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);  // [B, 3, H, W]
-    if (testNonFiniteDecodes_ > 0) {
-      --testNonFiniteDecodes_;
-      image = at::full_like(image, std::numeric_limits<float>::quiet_NaN());
-    }
+    auto decode = [&] {  // [B, 3, H, W]; the test hook turns the next n decodes into NaN
+      at::Tensor out = detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);
+      if (testNonFiniteDecodes_ > 0) {
+        --testNonFiniteDecodes_;
+        out = at::full_like(out, std::numeric_limits<float>::quiet_NaN());
+      }
+      return out;
+    };
+    at::Tensor image = decode();
     bool finite = detail::allFinite(image);
     if (!finite && vaeDtype_ != at::kFloat) {
       // diffusers' force_upcast: the SDXL VAE (and others) overflow in float16; decode in float32
       upcastVae();
       result.vaeUpcast = true;
-      image = detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);
-      if (testNonFiniteDecodes_ > 0) {
-        --testNonFiniteDecodes_;
-        image = at::full_like(image, std::numeric_limits<float>::quiet_NaN());
-      }
+      image = decode();
       finite = detail::allFinite(image);
     }
     if (!finite)

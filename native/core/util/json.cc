@@ -236,8 +236,7 @@ Json Json::parse(std::string_view text, const std::string& where, uint64_t maxVa
 Json Json::parseFile(const std::string& path) {
   // A FIFO, socket or device would block the read or never end: only regular files (and
   // directories, whose read fails below as before) are opened.
-  if (std::string kind = util::nonRegularKind(path); !kind.empty() && kind != "a directory")
-    fail(codes::kBadConfig, path + " is " + kind + ", not a regular file; refusing to open it");
+  util::refuseSpecialFile(path, codes::kBadConfig);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(codes::kModelNotFound, "cannot open " + path);
   std::stringstream ss;

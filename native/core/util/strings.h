@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "util/error.h"
+
 namespace sd::util {
 
 inline bool startsWith(const std::string& s, const std::string& prefix) {
@@ -52,6 +54,13 @@ inline std::string nonRegularKind(const std::string& p) {
   if (S_ISSOCK(st.st_mode)) return "a socket";
   if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device";
   return "not a regular file";
+}
+/// Refuses a FIFO, socket or device up front (never opened: a FIFO blocks) with SdException
+/// `code`: "<label> is <kind>, not a regular file; refusing to open it" (label defaults to the
+/// path). A regular file, a directory or a missing path is left to the caller's own check.
+inline void refuseSpecialFile(const std::string& p, const char* code, const std::string& label = "") {
+  if (std::string kind = nonRegularKind(p); !kind.empty() && kind != "a directory")
+    fail(code, (label.empty() ? p : label) + " is " + kind + ", not a regular file; refusing to open it");
 }
 /// `a/b` as std::filesystem joins it.
 inline std::string joinPath(const std::string& a, const std::string& b) {
