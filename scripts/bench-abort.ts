@@ -57,7 +57,7 @@ for (const size of sizes) {
   }
   const after = await pipe.generate(opts);
   if (Buffer.compare(after.images[0].data, ref.images[0].data) !== 0) throw new Error('output changed after aborts');
-  const f = (x: number) => x.toFixed(1);
-  console.log(`| ${size}×${size} | ${callMs.toFixed(0)} | ${lat.length} | ${completed} | ${f(quantile(lat, 0.5))} | ${f(quantile(lat, 0.9))} | ${f(Math.max(...lat))} |`);
+  const f = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(1)); // every run may finish first
+  console.log(`| ${size}×${size} | ${callMs.toFixed(0)} | ${lat.length} | ${completed} | ${f(quantile(lat, 0.5))} | ${f(quantile(lat, 0.9))} | ${f(lat.length ? Math.max(...lat) : undefined)} |`);
 }
 pipe.dispose();

@@ -169,9 +169,9 @@ p_build() {
     timeout 120 cmake "${common[@]}" \
     || { echo "configure failed; retrying with cuDNN from the nvidia-cudnn wheel"; rm -rf "$BUILD_DIR";
          cudnn="$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null || true)";
-         cmake "${common[@]}" "-DCUDNN_ROOT=$cudnn" "-DCUDNN_INCLUDE_PATH=$cudnn/include" "-DCUDNN_LIBRARY_PATH=$(ls "$cudnn"/lib/libcudnn.so* 2>/dev/null | head -1)"; } \
+         timeout 120 cmake "${common[@]}" "-DCUDNN_ROOT=$cudnn" "-DCUDNN_INCLUDE_PATH=$cudnn/include" "-DCUDNN_LIBRARY_PATH=$(ls "$cudnn"/lib/libcudnn.so* 2>/dev/null | head -1)"; } \
     || { echo "configure failed again; retrying without cuDNN in the cmake config (libtorch still uses it)"; rm -rf "$BUILD_DIR";
-         cmake "${common[@]}" -DCAFFE2_USE_CUDNN=OFF -DUSE_CUDNN=OFF; }
+         timeout 120 cmake "${common[@]}" -DCAFFE2_USE_CUDNN=OFF -DUSE_CUDNN=OFF; }
   } > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
   grep -E "sd-native: libtorch|_GLIBCXX_USE_CXX11_ABI|CUDA" "$OUT/build.log" | head -8 || true
   grep -q "_GLIBCXX_USE_CXX11_ABI=$abi" "$BUILD_DIR/compile_commands.json" \
