@@ -10,12 +10,10 @@
  * because this shared 2-core machine runs other builds at once and its timings jitter by 2×.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { StableDiffusionPipeline, SdError, AbortError } from '../lib/index.js';
+import { fixture } from './helpers/fixtures.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const modelDir = path.resolve(here, '../../shared/fixtures/models/tiny-sd15');
+const modelDir = fixture('models', 'tiny-sd15');
 const BOUND_MS = 250;
 let armed: (() => void) | undefined; // the decode test's timer, started by the last step's event
 

@@ -5,17 +5,12 @@ import path from 'node:path';
 import {
   readModelIndex, loadStateDict, compareCheckpoints, readSafetensors, writeSafetensors, SdError,
 } from '../lib/index.js';
-import { fixture } from './helpers/fixtures.js';
+import { fixture, rejection } from './helpers/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-ckpt-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const models = (...p: string[]) => fixture('models', ...p);
 
-async function rejection(p: Promise<unknown>): Promise<SdError> {
-  const e = await p.then(() => undefined, (err) => err);
-  expect(e, 'expected the promise to reject').toBeInstanceOf(SdError);
-  return e as SdError;
-}
 
 function readJson(p: string): any {
   return JSON.parse(fs.readFileSync(p, 'utf8'));

@@ -76,8 +76,11 @@ describe('dispose while a call runs', () => {
     const mine = settle(pipe.generate({ ...slow, numInferenceSteps: 5 }));
     const theirs = settle(other.generate({ ...slow, numInferenceSteps: 2, image: { data: new Uint8Array(64 * 64 * 3), width: 64, height: 64, channels: 3 }, width: 64, height: 64 }));
     pipe.dispose();
-    expect((await mine).ok).toBe(false);
-    expect((await theirs).ok).toBe(true);
+    const m = await mine;
+    expect(m.ok ? undefined : m.e).toBeInstanceOf(DisposedError);
+    const t = await theirs;
+    if (!t.ok) throw t.e;
+    expect(t.v.images).toHaveLength(1);
     expect(addon().livePipelines()).toBe(before + 1);
     await other[Symbol.asyncDispose]();
     expect(addon().livePipelines()).toBe(before);

@@ -142,8 +142,12 @@ describe('no libtorch: the advice fits the case', () => {
     expect(msg).toMatch(/then install again: npm install sd-native/);
   });
 
-  it('check-libtorch exits 1 with that advice when LIBTORCH is wrong and no binary exists yet', () => {
-    const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'libtorch.cjs'), 'include'], {
+  it('check-libtorch (the install step) exits 1 with that advice when LIBTORCH is wrong and no binary exists yet', () => {
+    // a copy of the two scripts in a folder with no build/ or prebuilds/: "no binary yet"
+    const scripts = path.join(consumer, 'no-binary', 'scripts');
+    fs.mkdirSync(scripts, { recursive: true });
+    for (const f of ['check-libtorch.cjs', 'libtorch.cjs']) fs.copyFileSync(path.join(root, 'scripts', f), path.join(scripts, f));
+    const r = spawnSync(process.execPath, [path.join(scripts, 'check-libtorch.cjs')], {
       env: { ...process.env, LIBTORCH: '/opt/not-libtorch' }, encoding: 'utf8',
     });
     expect(r.status).toBe(1);

@@ -73,7 +73,7 @@ describe('non-regular files are refused before opening', () => {
       await refusedPromptly(() => CLIPTokenizer.fromPretrained(dir), ['E_BAD_CONFIG'], path.join(dir, f));
     }
     const tok = await CLIPTokenizer.fromPretrained(path.join(MODEL, 'tokenizer'));
-    expect(tok).toBeDefined();
+    expect(tok.encode('a photo')[0]).toBe(tok.bosTokenId); // reads its real files as before
   });
 
   it('LoRA and textual-inversion files', async () => {
@@ -81,6 +81,6 @@ describe('non-regular files are refused before opening', () => {
     await refusedPromptly(() => pipe.loadTextualInversion(fifo, { token: '<fifo>' }), ['E_BAD_CHECKPOINT'], fifo);
     // the pipeline still works
     const out = await pipe.generate({ prompt: 'a', numInferenceSteps: 1, width: 32, height: 32, seed: 1 });
-    expect(out).toBeDefined();
+    expect(out.images).toHaveLength(1);
   });
 });

@@ -15,7 +15,7 @@ import {
   saveSingleFile, compareCheckpoints, loadStateDict, readSafetensors, writeSafetensors, SdError,
   StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline,
 } from '../lib/index.js';
-import { fixture } from './helpers/fixtures.js';
+import { fixture, rejection } from './helpers/fixtures.js';
 import type { TensorData } from '../types/native.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-single-xl-'));
@@ -24,11 +24,6 @@ const models = (...p: string[]) => fixture('models', ...p);
 const XL = models('tiny-sdxl');
 const readJson = (p: string): any => JSON.parse(fs.readFileSync(p, 'utf8'));
 
-async function rejection(p: Promise<unknown>): Promise<SdError> {
-  const e = await p.then(() => undefined, (err) => err);
-  expect(e, 'expected the promise to reject').toBeInstanceOf(SdError);
-  return e as SdError;
-}
 
 const bytes = (t: TensorData<any>) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 function sameTensor(a: TensorData<any>, b: TensorData<any>): boolean {

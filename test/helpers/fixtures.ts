@@ -134,3 +134,9 @@ export function goldenGenerateOptions(p: Record<string, any>, g: Record<string, 
   }
   return o;
 }
+
+/** The error `p` rejects with (fails the test when it resolves). */
+export async function rejection<E = import('../../lib/errors.js').SdError>(p: Promise<unknown>): Promise<E> {
+  try { await p; } catch (e) { return e as E; }
+  throw new Error('expected a rejection');
+}
