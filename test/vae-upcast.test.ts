@@ -9,7 +9,7 @@
  * Removing the re-decode makes the first test fail (E_NUMERICAL instead of an image).
  */
 import { describe, it, expect, vi, afterEach } from 'vitest';
-import { StableDiffusionPipeline } from '../lib/index.js';
+import { AutoencoderKL, StableDiffusionPipeline } from '../lib/index.js';
 import { testingAddon } from '../lib/native.js';
 import { fixture } from './helpers/fixtures.js';
 
@@ -53,6 +53,27 @@ describe('reduced-precision VAE decode with NaN/inf → float32 re-decode (force
       }
       expect(maxDiff).toBeLessThanOrEqual(40);
       expect(differ).toBeGreaterThan(0);
+      // and it is the float32 decode: the same latents through a float32 AutoencoderKL, with the
+      // pipeline's postprocess (x/2 + 0.5, clamp, ·255, round), agree to one level (the latents are
+      // divided by scaling_factor in the pipeline's dtype there, in float32 here)
+      const { latents } = await clean.generate({ ...CALL, outputType: 'latent' });
+      const vae = await AutoencoderKL.fromPretrained(fixture('models', 'tiny-sd15', 'vae'), { dtype: 'float32' });
+      try {
+        const scaled = Float32Array.from(latents!.data, (v) => v / vae.scalingFactor);
+        const img = await vae.decode({ data: scaled, shape: latents!.shape }); // [1, 3, 64, 64]
+        let far = 0;
+        for (let y = 0; y < 64; y++) {
+          for (let x = 0; x < 64; x++) {
+            for (let c = 0; c < 3; c++) {
+              const v = Math.round(Math.min(1, Math.max(0, img.data[c * 64 * 64 + y * 64 + x] / 2 + 0.5)) * 255);
+              far = Math.max(far, Math.abs(v - px[(y * 64 + x) * 3 + c]));
+            }
+          }
+        }
+        expect(far).toBeLessThanOrEqual(1);
+      } finally {
+        vae.dispose();
+      }
     } finally {
       pipe.dispose();
       clean.dispose();
