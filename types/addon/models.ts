@@ -1,4 +1,5 @@
 /** native/addon/models.cc: random weights for a component config (create-model). */
+import type { PipelineDtype } from './tensor.js';
 
 /** Options of `createRandomWeights`: one component's random weights from its config.json. */
 export interface NativeRandomWeightsOptions {
@@ -7,7 +8,7 @@ export interface NativeRandomWeightsOptions {
   seed: number;
   /** The .safetensors file to write. */
   out: string;
-  dtype?: 'float32' | 'float16' | 'bfloat16';
+  dtype?: PipelineDtype;
   /** 'cpu' (default) | 'cuda' | 'cuda:N': where the weights are drawn (E_DEVICE_UNAVAILABLE without CUDA). */
   device?: string;
 }

@@ -2,7 +2,7 @@
  * native/addon/pipeline.cc: StableDiffusionPipeline and StableDiffusionXLPipeline behind one set of
  * bindings that dispatch on the handle's kind.
  */
-import type { Handle, TensorData } from './tensor.js';
+import type { Handle, PipelineDtype, TensorData } from './tensor.js';
 
 /** A native StableDiffusionPipeline (SD 1.x / 2.x; txt2img, img2img and inpainting). */
 export type SdPipelineHandle = Handle<'StableDiffusionPipeline'>;
@@ -15,8 +15,6 @@ export type AbortTokenHandle = Handle<'AbortToken'>;
 
 /** Model family detected at load. */
 export type ModelFamily = 'sd1' | 'sd2' | 'sdxl';
-/** Compute dtype of a pipeline. */
-export type PipelineDtype = 'float32' | 'float16' | 'bfloat16';
 
 /** Options of `loadPipeline` (already validated and defaulted by lib/options.ts). */
 export interface NativeLoadOptions {

@@ -26,3 +26,6 @@ export type Handle<Kind extends string> = { readonly [handleKind]: Kind };
 
 /** Any native handle (for code that only stores or disposes handles). */
 export type NativeHandle = Handle<string>;
+
+/** A compute / weight dtype of a model or pipeline. */
+export type PipelineDtype = 'float32' | 'float16' | 'bfloat16';

@@ -1,5 +1,5 @@
 /** native/addon/text_encoder.cc: transformers' CLIPTextModel / CLIPTextModelWithProjection. */
-import type { Handle, TensorData } from './tensor.js';
+import type { Handle, TensorData, PipelineDtype } from './tensor.js';
 
 /** A loaded CLIP text encoder. */
 export type TextEncoderHandle = Handle<'CLIPTextModel'>;
@@ -7,7 +7,7 @@ export type TextEncoderHandle = Handle<'CLIPTextModel'>;
 /** Options of `loadTextEncoder`. */
 export interface TextEncoderLoadOptions {
   /** Compute dtype (default 'float32'). 'float16' on CPU fails with E_UNSUPPORTED_MODEL where libtorch lacks the kernels (1.13). */
-  dtype?: 'float32' | 'float16' | 'bfloat16';
+  dtype?: PipelineDtype;
   /** Weights file variant: 'fp16' reads model.fp16.safetensors. */
   variant?: string;
   /** 'cpu' (default), 'cuda', 'cuda:<index>'. */

@@ -1,11 +1,11 @@
 /** native/addon/unet.cc: diffusers' UNet2DConditionModel on its own (used by the tests: parity and attention paths). */
-import type { AnyTensorData, Handle, TensorData } from './tensor.js';
+import type { AnyTensorData, Handle, TensorData, PipelineDtype } from './tensor.js';
 
 /** A loaded UNet2DConditionModel. */
 export type UNetHandle = Handle<'UNet2DConditionModel'>;
 
 /** loadUNet options (native/addon/unet.cc). dtype default 'float32', device default 'cpu'. */
-export interface UNetLoadOptions { dtype?: 'float32' | 'float16' | 'bfloat16'; device?: string; variant?: string }
+export interface UNetLoadOptions { dtype?: PipelineDtype; device?: string; variant?: string }
 /** unetForward inputs: sample [B,C,h,w], timestep 0-d/[B] (a number is a 0-d tensor), encoderHiddenStates [B,M,D]; SDXL: textEmbeds [B,k], timeIds [B,6]. */
 export interface UNetForwardInputs {
   sample: TensorData; timestep: number | AnyTensorData; encoderHiddenStates: TensorData;

@@ -1,5 +1,5 @@
 /** native/addon/vae.cc: diffusers' AutoencoderKL. */
-import type { Handle, TensorData } from './tensor.js';
+import type { Handle, TensorData, PipelineDtype } from './tensor.js';
 
 /** A loaded AutoencoderKL. */
 export type VaeHandle = Handle<'AutoencoderKL'>;
@@ -7,7 +7,7 @@ export type VaeHandle = Handle<'AutoencoderKL'>;
 /** Options of `loadVae`. */
 export interface NativeVaeLoadOptions {
   /** Weight and compute dtype (default 'float32'). */
-  dtype?: 'float32' | 'float16' | 'bfloat16';
+  dtype?: PipelineDtype;
   /** Weights file variant: `diffusion_pytorch_model.<variant>.safetensors` (e.g. 'fp16'). */
   variant?: string;
   /** 'cpu' (default) | 'cuda' | 'cuda:<index>'. */
