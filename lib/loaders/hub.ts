@@ -76,7 +76,8 @@ export function hubOptionsOf(o: HubOptions): HubOptions {
 
 /** `id` parsed, or E_INVALID_ARGUMENT. */
 function requireHubId(id: string): HubModelId {
-  const parsed = requireHubId(id);
+  const parsed = parseHubId(id);
+  if (!parsed) throw new InvalidArgumentError(`${JSON.stringify(id)} is not a Hub model id (org/name or org/name@revision)`);
   return parsed;
 }
 
