@@ -9,6 +9,7 @@
  */
 import type { BackendsAddon } from './addon/backends.js';
 import type { CheckpointAddon } from './addon/checkpoint.js';
+import type { ControlNetAddon, ControlNetTestingAddon } from './addon/controlnet.js';
 import type { IoAddon, IoTestingAddon } from './addon/io.js';
 import type { LoraAddon, LoraTestingAddon } from './addon/lora.js';
 import type { ModelsAddon } from './addon/models.js';
@@ -20,6 +21,7 @@ import type { VaeAddon } from './addon/vae.js';
 
 export type * from './addon/backends.js';
 export type * from './addon/checkpoint.js';
+export type * from './addon/controlnet.js';
 export type * from './addon/io.js';
 export type * from './addon/lora.js';
 export type * from './addon/models.js';
@@ -32,8 +34,8 @@ export type * from './addon/vae.js';
 
 /** The bindings lib/ uses (no index signature: every call is type-checked). */
 export interface NativeAddon extends IoAddon, TextEncoderAddon, VaeAddon, SchedulersAddon, CheckpointAddon, PipelineAddon,
-  ModelsAddon, BackendsAddon, LoraAddon {}
+  ModelsAddon, BackendsAddon, LoraAddon, ControlNetAddon {}
 
 /** {@link NativeAddon} plus the bindings that exist only for the tests (UNet alone, fp8 codecs, encodeText, …). */
 export interface TestingAddon extends NativeAddon, IoTestingAddon, UNetTestingAddon, SchedulersTestingAddon, PipelineTestingAddon,
-  LoraTestingAddon {}
+  LoraTestingAddon, ControlNetTestingAddon {}

@@ -10,7 +10,7 @@ import {
 } from '../errors.js';
 import {
   SUPPORTED_SCHEDULERS, finishGenerateOptions, isLatentsInput, parseGenerateOptions,
-  type GenerateMode, type ImageInput, type LoadOptions, type ParsedGenerateOptions, type SchedulerName,
+  type GenerateMode, type ImageInput, type LoadOptions, type ParsedGenerateOptions, type ResolvedGenerateOptions, type SchedulerName,
 } from '../options.js';
 import { loadInputImage, samplerName } from '../image.js';
 import { NativeModel, loadModel, type PipelineInfo } from './native_model.js';
@@ -456,7 +456,9 @@ export abstract class DiffusionPipeline {
    * queued), the input image(s) decoded while earlier calls run (the call keeps its place in the
    * queue), then the native call when its turn comes.
    */
-  protected async generateWith(options: unknown, mode: GenerateMode): Promise<GenerateResult> {
+  protected async generateWith(
+    options: unknown, mode: GenerateMode, control?: (o: ResolvedGenerateOptions) => Promise<CallInputs['control']>,
+  ): Promise<GenerateResult> {
     const calledAt = performance.now();
     this.checkAlive('generate');
     const parsed = parseGenerateOptions(options as never, mode);
@@ -469,6 +471,8 @@ export abstract class DiffusionPipeline {
     } else {
       prepare = this.decodeInputs(parsed).then((inputs) => ({ ...inputs, o: finishGenerateOptions(parsed, info, mode, inputs.image) }));
     }
+    // ControlNet pipelines: the control images, decoded at the resolved size
+    if (control) prepare = prepare.then(async (inputs) => ({ ...inputs, control: await control(inputs.o) }));
     prepare.catch(() => undefined); // observed by runCall
     // dispose() aborts the call through the same signal (and abort token) as the caller's signal
     const disposeSignal = this.disposeController.signal;

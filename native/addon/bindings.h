@@ -14,4 +14,5 @@ void InitPipeline(Napi::Env env, Napi::Object exports);    // pipeline.cc: Stabl
 void InitModels(Napi::Env env, Napi::Object exports);      // models.cc: random weights (create-model)
 void InitBackends(Napi::Env env, Napi::Object exports);    // backends.cc: torch.backends flags
 void InitLora(Napi::Env env, Napi::Object exports);        // lora.cc: LoRA adapters, textual inversion
+void InitControlNet(Napi::Env env, Napi::Object exports);  // controlnet.cc: ControlNetModel
 }  // namespace sd::addon

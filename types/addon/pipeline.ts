@@ -3,6 +3,7 @@
  * bindings that dispatch on the handle's kind.
  */
 import type { Handle, PipelineDtype, TensorData } from './tensor.js';
+import type { NativeControlNetUnit } from './controlnet.js';
 
 /** A native StableDiffusionPipeline (SD 1.x / 2.x; txt2img, img2img and inpainting). */
 export type SdPipelineHandle = Handle<'StableDiffusionPipeline'>;
@@ -120,6 +121,10 @@ export interface NativeGenerateRequest {
   strength?: number;
   /** Inpainting: the mask `[height, width]` uint8 grayscale (white = repaint), with `image`. */
   mask?: TensorData<Uint8Array>;
+  /** ControlNet pipelines: one unit per net (MultiControlNetModel when several); absent = the plain pipeline. */
+  controlnets?: NativeControlNetUnit[];
+  /** guess_mode (required with controlnets). */
+  guessMode?: boolean;
 }
 
 /** The request of `generate` for a StableDiffusionXLPipeline handle: the common fields plus SDXL's. */

@@ -10,6 +10,8 @@ export interface UNetLoadOptions { dtype?: PipelineDtype; device?: string; varia
 export interface UNetForwardInputs {
   sample: TensorData; timestep: number | AnyTensorData; encoderHiddenStates: TensorData;
   textEmbeds?: TensorData; timeIds?: TensorData;
+  /** ControlNet residuals (diffusers down_block_additional_residuals / mid_block_additional_residual); both or neither. */
+  downBlockAdditionalResiduals?: TensorData[]; midBlockAdditionalResidual?: TensorData;
 }
 /** Attention settings (diffusers enable_attention_slicing / SDPA); 0 or null turns slicing off. */
 /** sdpa: true = always SDPA (libtorch >= 2.0), false = the math path, 'auto' = SDPA where it is the faster kernel (CUDA; CPU float32). */

@@ -222,11 +222,12 @@ at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Sche
                                         const at::Tensor& latents, const at::Tensor& timesteps,
                                         const at::Tensor& encoderHiddenStates, const models::UNetAddedCond* added,
                                         double guidanceScale, at::Generator& generator, double eta,
-                                        const StepCallback& onStep, const AbortCheck& aborted) {
+                                        const StepCallback& onStep, const AbortCheck& aborted,
+                                        const ControlHook* control) {
   const auto tDenoise = std::chrono::steady_clock::now();
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, applied_.offload == "model");
   at::Tensor out = detail::denoise(*unet_, scheduler, latents, timesteps, encoderHiddenStates, added, guidanceScale,
-                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast);
+                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast, control);
   unetOnDevice.release();
   result.denoiseMs = detail::msSince(tDenoise);
   return out;

@@ -13,7 +13,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
-                   bool channelsLast) {
+                   bool channelsLast, const ControlHook* control) {
   const bool cfg = guidanceScale > 1.0;
   const int64_t numSteps = timesteps.size(0);
   for (int64_t i = 0; i < numSteps; ++i) {
@@ -23,7 +23,11 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
     at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
     modelInput = scheduler.scaleModelInput(modelInput, tValue);
     if (channelsLast) modelInput = modelInput.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added);  // [2B or B, C, h, w]
+    models::UNetControlResiduals residuals;
+    const bool controlled = control && *control;
+    if (controlled) (*control)(i, numSteps, modelInput, t, residuals);
+    at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added,
+                                        controlled ? &residuals : nullptr);  // [2B or B, C, h, w]
     if (channelsLast) noisePred = noisePred.contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);
@@ -37,7 +41,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
 }
 
 at::Tensor decodeLatents(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
-                         bool channelsLast) {
+                         bool channelsLast, const ControlHook* control) {
   at::Tensor z = (latents / vae.scalingFactor()).to(vaeDtype);
   if (channelsLast) z = z.contiguous(at::MemoryFormat::ChannelsLast);
   return vae.decode(z).to(at::kFloat).contiguous();  // [B, 3, H, W]
