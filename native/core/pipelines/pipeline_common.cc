@@ -41,7 +41,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
 }
 
 at::Tensor decodeLatents(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
-                         bool channelsLast, const ControlHook* control) {
+                         bool channelsLast) {
   at::Tensor z = (latents / vae.scalingFactor()).to(vaeDtype);
   if (channelsLast) z = z.contiguous(at::MemoryFormat::ChannelsLast);
   return vae.decode(z).to(at::kFloat).contiguous();  // [B, 3, H, W]
