@@ -5,12 +5,16 @@
  * { controlnet })`). The native side is native/core/models/controlnet_model.cc.
  */
 import { addon } from './native.js';
-import { native, nativeSync, DisposedError } from './errors.js';
+import { native, nativeSync, DisposedError, InvalidArgumentError, describeValue } from './errors.js';
 import { parseLoadOptions } from './options.js';
 import type { ControlNetHandle, NativeControlNetInfo, PipelineDtype } from '../types/native.js';
 
 /** ControlNetModel.fromPretrained options: device ('cpu' default | 'cuda' | 'cuda:N'), dtype ('float32' default), variant. Use the pipeline's device and dtype. */
-export interface ControlNetLoadOptions { device?: string; dtype?: PipelineDtype; variant?: string }
+export interface ControlNetLoadOptions {
+  device?: string; dtype?: PipelineDtype; variant?: string;
+  /** Single files: the diffusers ControlNet config.json, or the folder holding it (required; nothing is guessed from shapes). */
+  config?: string;
+}
 export type ControlNetInfo = NativeControlNetInfo;
 
 /**
@@ -31,15 +35,22 @@ export class ControlNetModel {
   }
 
   /**
-   * Loads a diffusers ControlNet folder (config.json + diffusion_pytorch_model[.variant].safetensors).
+   * Loads a diffusers ControlNet folder (config.json + diffusion_pytorch_model[.variant].safetensors),
+   * or an original-layout single file (`control_v11p_sd15_canny.safetensors`: `control_model.*` keys,
+   * mapped to diffusers names once at load) with `options.config`.
    * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) when the folder, config or weights are missing.
    * @throws BadConfigError (`E_BAD_CONFIG`) / UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for a malformed or unsupported config.
-   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) for missing, mis-shaped or unexpected weights.
+   * @throws BadCheckpointError (`E_BAD_CHECKPOINT`) for missing, mis-shaped or unexpected weights, pickles, and
+   *   single-file keys that are not ControlNet parameters (listed).
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for bad options.
    */
   static async fromPretrained(dir: string, options: ControlNetLoadOptions = {}): Promise<ControlNetModel> {
-    const { device, dtype, variant } = parseLoadOptions({ ...options });
-    const h = await native(() => addon().loadControlNet(dir, { device, dtype, ...(variant ? { variant } : {}) }));
+    const { config, ...load } = options ?? {};
+    if (config !== undefined && (typeof config !== 'string' || config === '')) {
+      throw new InvalidArgumentError(`config must be a path to a ControlNet config.json or its folder; received ${describeValue(config)}`);
+    }
+    const { device, dtype, variant } = parseLoadOptions({ ...load });
+    const h = await native(() => addon().loadControlNet(dir, { device, dtype, ...(variant ? { variant } : {}), ...(config ? { config } : {}) }));
     return new ControlNetModel(h, dir);
   }
 

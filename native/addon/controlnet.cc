@@ -9,7 +9,13 @@
 #include "addon/bindings.h"
 #include "addon/pipeline_common.h"
 #include "addon/util.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "loaders/controlnet_single_file.h"
 #include "models/controlnet_model.h"
+#include "util/json.h"
+
+#include <filesystem>
 
 namespace sd::addon {
 
@@ -17,7 +23,8 @@ namespace {
 
 using ControlNetPtr = std::shared_ptr<models::ControlNetModel>;
 
-// loadControlNet(dir, {dtype, device, variant?}) → Promise<handle>
+// loadControlNet(dirOrFile, {dtype, device, variant?, config?}) → Promise<handle>: a diffusers folder, or an
+// original-layout .safetensors file with `config` (a ControlNet config.json or its folder).
 Napi::Value LoadControlNet(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
@@ -27,10 +34,14 @@ Napi::Value LoadControlNet(const Napi::CallbackInfo& info) {
   const at::ScalarType dtype = parseDtype(env, requireString(env, o, "dtype", "ControlNet load options"));
   const std::string device = requireString(env, o, "device", "ControlNet load options");
   const std::string variant = getString(o, "variant", "");
+  const std::string config = getString(o, "config", "");
   if (variant.find('/') != std::string::npos) throwInvalid(env, "loadControlNet: variant must be a plain name like 'fp16'");
   return runAsync<ControlNetPtr>(
       env,
-      [dir, dtype, device, variant] {
+      [dir, dtype, device, variant, config] {
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(dir, ec))
+          return ControlNetPtr(loaders::loadControlNetSingleFile(dir, config, pipelines::parseDevice(device), dtype));
         return ControlNetPtr(models::ControlNetModel::fromPretrained(dir, pipelines::parseDevice(device), dtype, variant));
       },
       [](Napi::Env env, ControlNetPtr& p) -> Napi::Value { return wrapHandle(env, p); });
@@ -90,6 +101,27 @@ Napi::Value ControlNetForward(const Napi::CallbackInfo& info) {
       });
 }
 
+// controlnetSaveOriginalLayout(dir, outFile) → Promise<number of tensors>: a diffusers ControlNet folder written
+// in the original layout (control_model.* keys), for the tests of the single-file loader.
+Napi::Value ControlNetSaveOriginalLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
+    throwInvalid(env, "controlnetSaveOriginalLayout(dir, outFile)");
+  const std::string dir = info[0].As<Napi::String>().Utf8Value();
+  const std::string out = info[1].As<Napi::String>().Utf8Value();
+  return runAsync<double>(
+      env,
+      [dir, out] {
+        const Json config = Json::parseFile((std::filesystem::path(dir) / "config.json").string());
+        io::StateDict w = io::loadComponentWeights(dir, "diffusion_pytorch_model");
+        io::StateDict original = loaders::controlNetToOriginalLayout(w, config, dir);
+        std::vector<std::pair<std::string, at::Tensor>> list(original.begin(), original.end());
+        io::writeSafetensors(out, list, {{"format", "pt"}});
+        return static_cast<double>(list.size());
+      },
+      [](Napi::Env env, double& n) -> Napi::Value { return Napi::Number::New(env, n); });
+}
+
 Napi::Value DisposeControlNet(const Napi::CallbackInfo& info) {
   if (info.Length() > 0) disposeHandle<models::ControlNetModel>(info[0]);
   return info.Env().Undefined();
@@ -102,6 +134,7 @@ void InitControlNet(Napi::Env env, Napi::Object exports) {
   exports.Set("controlnetInfo", Napi::Function::New(env, ControlNetInfo));
   exports.Set("controlnetForward", Napi::Function::New(env, ControlNetForward));
   exports.Set("disposeControlNet", Napi::Function::New(env, DisposeControlNet));
+  exports.Set("controlnetSaveOriginalLayout", Napi::Function::New(env, ControlNetSaveOriginalLayout));
 }
 
 }  // namespace sd::addon

@@ -5,7 +5,8 @@ import type { AnyTensorData, Handle, PipelineDtype, TensorData } from './tensor.
 export type ControlNetHandle = Handle<'ControlNetModel'>;
 
 /** loadControlNet options (complete: lib/controlnet_model.ts fills them). */
-export interface NativeControlNetLoadOptions { dtype: PipelineDtype; device: string; variant?: string }
+/** config: for an original-layout single file, its diffusers ControlNet config.json (or the folder holding it). */
+export interface NativeControlNetLoadOptions { dtype: PipelineDtype; device: string; variant?: string; config?: string }
 
 /** What controlnetInfo reports. */
 export interface NativeControlNetInfo {
@@ -41,6 +42,8 @@ export interface ControlNetAddon {
 }
 
 export interface ControlNetTestingAddon {
+  /** Writes the diffusers ControlNet folder `dir` as an original-layout file (control_model.* keys); resolves the tensor count. */
+  controlnetSaveOriginalLayout(dir: string, outFile: string): Promise<number>;
   /** The down residuals (one per UNet skip) and the mid residual, scaled, float32. */
   controlnetForward(controlnet: ControlNetHandle, inputs: ControlNetForwardInputs): Promise<{ down: TensorData[]; mid: TensorData }>;
 }

@@ -24,10 +24,8 @@ ControlNetConfig ControlNetConfig::fromFile(const std::string& path) {
   return fromJson(r.json(), path);
 }
 
-ControlNetConfig ControlNetConfig::fromJson(const Json& json, const std::string& where) {
-  if (!json.isObject()) fail(codes::kBadConfig, where + ": expected a JSON object");
-  ConfigReader r(json, where);
-  ControlNetConfig c;
+Json ControlNetConfig::asUNetConfigJson(const Json& json) {
+  if (!json.isObject()) return json;
   // The UNet fields: ControlNetModel has no up path, so up_block_types is implied (the mirror of
   // down_block_types) for UNet2DConditionConfig's parser, which then checks everything it shares.
   std::map<std::string, Json> members = json.object();
@@ -42,7 +40,14 @@ ControlNetConfig ControlNetConfig::fromJson(const Json& json, const std::string&
   for (const char* key : {"time_embedding_dim", "time_embedding_act_fn", "timestep_post_act", "conv_out_kernel",
                           "reverse_transformer_layers_per_block"})
     members.erase(key);  // not ControlNetModel parameters
-  c.unet = UNet2DConditionConfig::fromJson(Json::makeObject(std::move(members)), where);
+  return Json::makeObject(std::move(members));
+}
+
+ControlNetConfig ControlNetConfig::fromJson(const Json& json, const std::string& where) {
+  if (!json.isObject()) fail(codes::kBadConfig, where + ": expected a JSON object");
+  ConfigReader r(json, where);
+  ControlNetConfig c;
+  c.unet = UNet2DConditionConfig::fromJson(asUNetConfigJson(json), where);
   if (c.unet.midBlockType.empty())
     r.error("mid_block_type", "must be \"UNetMidBlock2DCrossAttn\" (a ControlNet without a mid block has no mid residual)");
   if (c.unet.convInKernel != 3) r.error("conv_in_kernel", "must be 3 for a ControlNet (its conditioning adds to conv_in's output)");

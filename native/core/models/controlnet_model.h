@@ -38,6 +38,10 @@ struct ControlNetConfig {
   /// or out-of-range values; E_UNSUPPORTED_MODEL for features not run, as for the UNet).
   static ControlNetConfig fromFile(const std::string& path);
   static ControlNetConfig fromJson(const Json& json, const std::string& where);
+  /// The ControlNet config.json as a UNet config.json: up_block_types added (the mirror of
+  /// down_block_types), fields ControlNetModel does not have removed (for the UNet parser and the
+  /// single-file key tables).
+  static Json asUNetConfigJson(const Json& json);
 };
 
 /// ControlNetModel. Weights are diffusers' names: conv_in, time_embedding.linear_{1,2},
