@@ -13,12 +13,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError, NativeLoadError, SdError, native } from './errors.js';
+import { InvalidArgumentError, NativeLoadError, SdError, UnsupportedModelError, native } from './errors.js';
 import { AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image } from './pipelines/auto_pipeline.js';
 import { StableDiffusionInpaintPipeline } from './pipelines/stable_diffusion_inpaint.js';
 import { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img2img.js';
 import { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_xl_img2img.js';
 import type { GenerateResult } from './pipelines/pipeline_output.js';
+import type { DiffusionPipeline } from './pipelines/pipeline_utils.js';
+import { ControlNetModel } from './controlnet_model.js';
+import { StableDiffusionControlNetPipeline } from './pipelines/controlnet/pipeline_controlnet.js';
+import { StableDiffusionControlNetImg2ImgPipeline } from './pipelines/controlnet/pipeline_controlnet_img2img.js';
+import { StableDiffusionControlNetInpaintPipeline } from './pipelines/controlnet/pipeline_controlnet_inpaint.js';
+import { StableDiffusionXLControlNetPipeline } from './pipelines/controlnet/pipeline_controlnet_sd_xl.js';
 import type { LoadOptions, StepProgress } from './options.js';
 import { DEFAULTS, SUPPORTED_SCHEDULERS } from './options.js';
 import { A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';
@@ -86,6 +92,17 @@ function loraOption(value: string, previous: Array<{ file: string; weight: numbe
   const weight = m ? Number(m[2]) : 1;
   if (file.length === 0 || !Number.isFinite(weight)) throw new InvalidArgumentError(`--lora must be file[:weight]; received ${JSON.stringify(value)}`);
   return [...previous, { file, weight }];
+}
+
+/** `--controlnet <dir|file>[:scale]` (repeatable): the scale is the last `:number`, as for --lora. */
+function controlnetOption(value: string, previous: Array<{ path: string; scale?: number }> = []): Array<{ path: string; scale?: number }> {
+  const m = /^(.*):(-?\d+(?:\.\d+)?(?:e-?\d+)?)$/i.exec(value);
+  const p = m ? m[1] : value;
+  const scale = m ? Number(m[2]) : undefined;
+  if (p.length === 0 || (scale !== undefined && !Number.isFinite(scale))) {
+    throw new InvalidArgumentError(`--controlnet must be <dir|file>[:scale]; received ${JSON.stringify(value)}`);
+  }
+  return [...previous, { path: p, ...(scale !== undefined ? { scale } : {}) }];
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -195,6 +212,56 @@ interface GenerateCliOptions {
   mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string; revision?: string;
   out: string; progress: boolean;
+  controlnet?: Array<{ path: string; scale?: number }>; controlImage?: string[]; controlStart?: number; controlEnd?: number;
+  guessMode?: boolean; controlnetConfig?: string;
+}
+
+/**
+ * The ControlNet path of `generate`: each --controlnet (diffusers folder, or an original-layout file
+ * with --controlnet-config) paired in order with a --control-image, run by the ControlNet pipeline of
+ * the task (txt2img SD / SDXL, img2img, inpainting) sharing the loaded model's weights.
+ */
+async function generateControlled(
+  pipe: DiffusionPipeline, o: GenerateCliOptions, common: Record<string, unknown>, clean: <T extends object>(x: T) => T,
+): Promise<GenerateResult> {
+  const nets = o.controlnet ?? [];
+  const images = o.controlImage ?? [];
+  if (nets.length === 0) throw new InvalidArgumentError('--control-image needs --controlnet');
+  if (images.length !== nets.length) {
+    throw new InvalidArgumentError(`each --controlnet needs its --control-image (paired in order): ${nets.length} --controlnet, ${images.length} --control-image`);
+  }
+  const info = pipe.info;
+  const mode = o.mask !== undefined ? 'inpaint' : o.image !== undefined ? 'img2img' : info.family === 'sdxl' ? 'xl' : 'txt2img';
+  if (info.family === 'sdxl' && mode !== 'xl') throw new UnsupportedModelError('ControlNet img2img / inpainting runs SD 1.x/2.x models only (SDXL: text-to-image)');
+  const models: ControlNetModel[] = [];
+  try {
+    for (const n of nets) {
+      const m = await ControlNetModel.fromPretrained(n.path, { device: info.device, dtype: info.dtype as PipelineDtype, ...(o.controlnetConfig ? { config: o.controlnetConfig } : {}) });
+      models.push(m);
+      log(`ControlNet ${n.path}${n.scale !== undefined ? ` (scale ${n.scale})` : ''}`);
+    }
+    const cn: { generate(options: never): Promise<GenerateResult>; dispose(): void } = mode === 'inpaint'
+      ? StableDiffusionControlNetInpaintPipeline.fromPipeline(pipe, { controlnet: models })
+      : mode === 'img2img' ? StableDiffusionControlNetImg2ImgPipeline.fromPipeline(pipe, { controlnet: models })
+        : mode === 'xl' ? StableDiffusionXLControlNetPipeline.fromPipeline(pipe, { controlnet: models })
+          : StableDiffusionControlNetPipeline.fromPipeline(pipe, { controlnet: models });
+    try {
+      const scales = nets.map((n) => n.scale ?? DEFAULTS.controlnetConditioningScale[mode]);
+      const control = clean({
+        controlnetConditioningScale: scales, controlGuidanceStart: o.controlStart, controlGuidanceEnd: o.controlEnd,
+        guessMode: o.guessMode,
+      });
+      const imageArg = images.length === 1 ? images[0] : images;
+      if (mode === 'inpaint') return await cn.generate(clean({ ...common, ...control, image: o.image!, maskImage: o.mask!, strength: o.strength, controlImage: imageArg }) as never);
+      if (mode === 'img2img') return await cn.generate(clean({ ...common, ...control, image: o.image!, strength: o.strength, controlImage: imageArg }) as never);
+      if (o.strength !== undefined) throw new InvalidArgumentError('--strength needs --image (img2img)');
+      return await cn.generate({ ...common, ...control, image: imageArg } as never);
+    } finally {
+      cn.dispose();
+    }
+  } finally {
+    for (const m of models) m.dispose();
+  }
 }
 
 async function runGenerate(o: GenerateCliOptions): Promise<void> {
@@ -255,7 +322,9 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     // Drop undefined fields so that defaults apply.
     const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
     let result: GenerateResult;
-    if (pipe instanceof StableDiffusionInpaintPipeline) {
+    if (o.controlnet !== undefined || o.controlImage !== undefined) {
+      result = await generateControlled(pipe, o, clean(common), clean);
+    } else if (pipe instanceof StableDiffusionInpaintPipeline) {
       result = await pipe.generate(clean({ ...common, image: o.image!, maskImage: o.mask!, strength: o.strength }));
     } else if (pipe instanceof StableDiffusionImg2ImgPipeline || pipe instanceof StableDiffusionXLImg2ImgPipeline) {
       result = await pipe.generate(clean({ ...common, image: o.image!, strength: o.strength }));
@@ -415,6 +484,14 @@ export function buildProgram(): Command {
     .option('--init-image <file>', 'the same as --image (AUTOMATIC1111 naming)')
     .option('--strength <s>', `image-to-image / inpainting strength in [0, 1] (default ${DEFAULTS.img2imgStrength}; inpainting ${DEFAULTS.inpaintStrength}; SDXL ${DEFAULTS.xlImg2ImgStrength})`, numberArg('--strength'))
     .option('--mask <file>', 'inpainting mask for --image (white = repaint)')
+    .option('--controlnet <dir|file[:scale]>', 'ControlNet (diffusers folder, or an original-layout .safetensors with --controlnet-config), ' +
+      `repeatable, paired in order with --control-image; scale default ${DEFAULTS.controlnetConditioningScale.txt2img} ` +
+      `(img2img ${DEFAULTS.controlnetConditioningScale.img2img}, inpainting ${DEFAULTS.controlnetConditioningScale.inpaint})`, controlnetOption)
+    .option('--control-image <file>', 'control image of the ControlNet at the same position, repeatable', collect)
+    .option('--control-start <f>', 'fraction of the steps where every ControlNet starts acting (default 0)', numberArg('--control-start'))
+    .option('--control-end <f>', 'fraction of the steps where every ControlNet stops acting (default 1)', numberArg('--control-end'))
+    .option('--guess-mode', 'ControlNet guess mode (diffusers guess_mode: the ControlNet sees the conditional half only)')
+    .option('--controlnet-config <file|dir>', 'single-file ControlNets: their diffusers config.json (or its folder)')
     .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers; a path or a Hub file org/name/file.safetensors), repeatable', loraOption)
     .option('--lora-scale <s>', 'scale of all LoRAs for this run (default 1)', numberArg('--lora-scale'))
     .option('--lora-dir <dir>', 'folder for <lora:name:weight> prompt tags')
