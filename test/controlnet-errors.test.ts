@@ -106,6 +106,17 @@ describe('ControlNet / UNet mismatches', () => {
     expect(() => StableDiffusionControlNetImg2ImgPipeline.fromPipeline(pipe, { controlnet: cnXl })).toThrow(InvalidArgumentError);
   });
 
+  it('fromSingleFile takes { controlnet } too and generates with it', async () => {
+    const p4 = await StableDiffusionControlNetPipeline.fromSingleFile(fixture('models', 'tiny-sd15.safetensors'), { configDir: SD, controlnet: cn });
+    try {
+      expect(p4.controlnet).toEqual([cn]);
+      const r = await p4.generate({ ...base, image: control });
+      expect(r.latents!.shape).toEqual([1, 4, H / 2, W / 2]);
+    } finally {
+      p4.dispose();
+    }
+  });
+
   it('no controlnet at load is E_INVALID_ARGUMENT', async () => {
     const e = await rejection(StableDiffusionControlNetPipeline.fromPretrained(SD, {} as any));
     expect(e.code).toBe('E_INVALID_ARGUMENT');

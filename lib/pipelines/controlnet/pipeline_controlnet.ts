@@ -59,6 +59,23 @@ export abstract class ControlNetPipelineBase extends LoaderPipeline {
   }
 
   /**
+   * Loads an original single-file checkpoint (as `fromSingleFile` of the plain pipeline) and attaches `options.controlnet`.
+   * @throws the errors of {@link fromPretrained} and DiffusionPipeline.fromSingleFile.
+   */
+  static override async fromSingleFile<T>(this: PipelineClass<T>, file: string, options?: ControlNetPipelineOptions): Promise<T> {
+    const { controlnet, ...load } = (options ?? {}) as Partial<ControlNetPipelineOptions>;
+    const nets = controlnetList(controlnet, `${this.name}.fromSingleFile`);
+    const pipe = new this(await loadModel(file, load, true, this.xl)) as unknown as ControlNetPipelineBase;
+    try {
+      pipe.setControlNets(nets);
+    } catch (e) {
+      pipe.dispose();
+      throw e;
+    }
+    return pipe as unknown as T;
+  }
+
+  /**
    * A ControlNet pipeline sharing the native model of `pipe` (diffusers: `Cls(**pipe.components, controlnet=…)`).
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) as DiffusionPipeline.fromPipeline, or for a bad `controlnet`.
    */
@@ -91,6 +108,9 @@ export abstract class ControlNetPipelineBase extends LoaderPipeline {
   protected generateControlled(options: unknown): Promise<GenerateResult> {
     this.checkAlive('generate');
     const nets = this.controlnet;
+    if (nets.length === 0) {
+      return Promise.reject(new InvalidArgumentError(`${this.constructor.name} has no ControlNet: load it with { controlnet } or call setControlNets`));
+    }
     let parsed: { base: Record<string, unknown>; control: ResolvedControlOptions };
     try {
       parsed = parseControlNetOptions(options, this.controlMode, nets.length);
