@@ -2,7 +2,7 @@
  * The web page of `sd-native serve` (issue 15, item 4) in a real browser: Debian's headless
  * Chromium driven by puppeteer-core. Type a prompt, click Generate: the progress bar moves, the
  * image appears with its parameters and a download link, and the session gallery holds it. A
- * screenshot of the page is saved to out/test/server-web.png (its path is printed).
+ * screenshot of the page is saved to .test-output/server-web.png (or $SD_TEST_OUTPUT) (its path is printed).
  * Chromium: `apt-get install chromium` (scripts/setup.sh installs it); set SD_CHROMIUM to use another.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -87,7 +87,7 @@ describe('web page', () => {
     const shown = await page.$eval('#image', (i) => (i as HTMLImageElement).src);
     expect(Buffer.from(shown.split(',')[1], 'base64').equals(png)).toBe(true);
 
-    const out = path.join(root, 'out', 'test', 'server-web.png');
+    const out = path.join(process.env.SD_TEST_OUTPUT ?? path.join(root, '.test-output'), 'server-web.png');
     fs.mkdirSync(path.dirname(out), { recursive: true });
     await page.screenshot({ path: out as `${string}.png`, fullPage: true });
     expect(fs.statSync(out).size).toBeGreaterThan(10_000);

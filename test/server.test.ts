@@ -156,7 +156,7 @@ describe('OpenAI images API', () => {
     const mask = await sharp(alpha, { raw: { width: 32, height: 32, channels: 4 } }).png().toBuffer();
 
     const form = new FormData();
-    form.append('image', new Blob([image], { type: 'image/png' }), 'in.png');
+    form.append('image', new Blob([new Uint8Array(image)], { type: 'image/png' }), 'in.png');
     form.append('prompt', 'a blue cube');
     form.append('steps', '3');
     form.append('strength', '0.7');
@@ -170,7 +170,7 @@ describe('OpenAI images API', () => {
     expect(i2i).toMatchObject({ width: 32, height: 32 });
     expect(i2i.text.parameters).toContain('Denoising strength: 0.7');
 
-    form.append('mask', new Blob([mask], { type: 'image/png' }), 'mask.png');
+    form.append('mask', new Blob([new Uint8Array(mask)], { type: 'image/png' }), 'mask.png');
     res = await fetch(base + '/v1/images/edits', { method: 'POST', body: form });
     body = await res.json() as any;
     expect(res.status).toBe(200);

@@ -92,10 +92,12 @@ async function webFile(name: string): Promise<{ body: Buffer | string; type: str
   const root = packageRoot();
   const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.css': 'text/css; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
   if (name === 'app.js') {
-    const built = path.join(root, 'dist', 'web', 'app.js');
-    if (await stat(built).then((s) => s.isFile(), () => false)) return { body: await readFile(built), type: types['.js'] };
+    // the build's dist/web/app.js, unless web/app.ts (a checkout) is newer: then transpiled here
+    const built = await stat(path.join(root, 'dist', 'web', 'app.js')).catch(() => undefined);
     const source = path.join(root, 'web', 'app.ts');
-    if (!(await stat(source).then((s) => s.isFile(), () => false))) return undefined;
+    const src = await stat(source).catch(() => undefined);
+    if (built?.isFile() && !(src && src.mtimeMs > built.mtimeMs)) return { body: await readFile(path.join(root, 'dist', 'web', 'app.js')), type: types['.js'] };
+    if (!src?.isFile()) return undefined;
     const ts = await import('typescript');
     const out = ts.default.transpileModule(await readFile(source, 'utf8'), {
       compilerOptions: { target: ts.default.ScriptTarget.ES2022, module: ts.default.ModuleKind.ESNext },
