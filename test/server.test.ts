@@ -380,7 +380,7 @@ describe('health, metrics, errors', () => {
     expectError(await post('/sdapi/v1/nope', {}), 404, 'E_NOT_FOUND');
     const page = await fetch(base + '/');
     expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
-    expect(await page.text()).toContain('<script type="module" src="/app.js">');
+    expect(await page.text()).toContain('<script type="module" src="app.js">');
     const js = await fetch(base + '/app.js');
     expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
     expect(await js.text()).toContain('new EventSource(');
@@ -415,6 +415,36 @@ describe('health, metrics, errors', () => {
     } finally {
       await app2.close();
       ex2.dispose();
+    }
+  });
+});
+
+describe('embedding (examples/http-server.ts)', () => {
+  it('sdNativeRoutes mounts every route under a prefix of another fastify app; the page redirects to prefix/', async () => {
+    const { default: Fastify } = await import('fastify');
+    const { sdNativeRoutes } = await import('../lib/server/index.js');
+    const host = Fastify();
+    host.get('/', async () => ({ mine: true }));
+    const sd = sdNativeRoutes({ backend: new LocalBackend(executor), executor, maxBodyMb: 1 });
+    await host.register(sd.plugin, { prefix: '/sd' });
+    const hostBase = await host.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      expect(await (await fetch(hostBase + '/')).json()).toEqual({ mine: true });
+      const redirect = await fetch(hostBase + '/sd', { redirect: 'manual' });
+      expect(redirect.status).toBe(302);
+      expect(redirect.headers.get('location')).toBe('/sd/');
+      expect(await (await fetch(hostBase + '/sd/')).text()).toContain('src="app.js"');
+      const r = await fetch(hostBase + '/sd/v1/images/generations', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'mounted', size: '32x32', steps: 2 }) });
+      const url = ((await r.json()) as any).data[0].url as string;
+      expect(url).toMatch(/\/sd\/v1\/jobs\/[0-9a-f-]+\/images\/0\.png$/);
+      expect((await fetch(url)).headers.get('content-type')).toBe('image/png');
+      const missing = await fetch(hostBase + '/sd/v1/nope');
+      expectError({ status: missing.status, body: await missing.json() }, 404, 'E_NOT_FOUND');
+      await sd.drain();
+      const refused = await fetch(hostBase + '/sd/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ params: { prompt: 'x' } }) });
+      expectError({ status: refused.status, body: await refused.json() }, 503, 'E_UNAVAILABLE');
+    } finally {
+      await host.close();
     }
   });
 });

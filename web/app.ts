@@ -66,7 +66,7 @@ function showImage(id: string, r: JobResult, index: number): void {
   const src = `data:image/png;base64,${r.images[index]}`;
   image.src = src;
   parameters.textContent = `${r.parameters[index]}\nTime: ${r.seconds.toFixed(2)} s`;
-  download.href = `/v1/jobs/${id}/images/${index}.png`;
+  download.href = `v1/jobs/${id}/images/${index}.png`;
   download.download = `sd-native-${r.seeds[index]}.png`;
   result.hidden = false;
 }
@@ -83,7 +83,7 @@ function addToGallery(id: string, r: JobResult): void {
 
 function follow(id: string): void {
   events?.close();
-  events = new EventSource(`/v1/jobs/${id}/events`);
+  events = new EventSource(`v1/jobs/${id}/events`);
   const handle = (e: MessageEvent<string>) => {
     const ev = JSON.parse(e.data) as JobEvent;
     switch (ev.type) {
@@ -149,22 +149,22 @@ form.addEventListener('submit', (e) => {
   setBusy(true);
   progress.value = 0;
   progressText.textContent = 'Submitting…';
-  getJson<{ id: string }>('/v1/jobs', {
+  getJson<{ id: string }>('v1/jobs', {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: modelSelect.value, params, previews: true }),
   }).then(({ id }) => { currentJob = id; follow(id); }, (err: Error) => { showError(err.message); progressText.textContent = ''; setBusy(false); });
 });
 
 cancelButton.addEventListener('click', () => {
-  if (currentJob) void fetch(`/v1/jobs/${currentJob}`, { method: 'DELETE' });
+  if (currentJob) void fetch(`v1/jobs/${currentJob}`, { method: 'DELETE' });
 });
 
 modelSelect.addEventListener('change', applyModelDefaults);
 
 async function init(): Promise<void> {
   const [m, samplers] = await Promise.all([
-    getJson<{ data: ModelItem[] }>('/v1/models'),
-    getJson<Array<{ name: string }>>('/sdapi/v1/samplers'),
+    getJson<{ data: ModelItem[] }>('v1/models'),
+    getJson<Array<{ name: string }>>('sdapi/v1/samplers'),
   ]);
   models = m.data;
   for (const x of models) modelSelect.add(new Option(x.id, x.id));
