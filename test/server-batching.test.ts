@@ -1,7 +1,7 @@
 /**
  * `sd-native serve` beyond one request: dynamic batching in the in-process backend (issue 15,
- * item 2) — compatible queued jobs run as one call and each image is bit-identical to the same
- * request served alone — and the CLI's SIGTERM drain (running jobs finish and are answered, new
+ * item 2) — compatible queued jobs run as one call and each image equals the same request served
+ * alone (same seeds and parameters; pixels within one level: batched GEMMs round differently) — and the CLI's SIGTERM drain (running jobs finish and are answered, new
  * ones get 503, exit status 0).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -12,6 +12,31 @@ import { LocalBackend } from '../lib/server/local_backend.js';
 import { PipelineExecutor, batchKey, librarySupportsSeedLists } from '../lib/server/executor.js';
 import type { ExecutorJob, JobExecutor, JobInfo, JobRequest } from '../lib/server/backend.js';
 import { fixture } from './helpers/fixtures.js';
+import sharp from 'sharp';
+import { readPngText } from '../lib/index.js';
+
+/**
+ * A batched image against the same request served alone: the same seeds, the same parameters
+ * chunk, and pixels within one level. Not byte-identical on the CPU: the initial noise and every
+ * ancestral draw are bit-exact (one CPU generator per image, test/per-image-seeds.test.ts), but a
+ * batched GEMM rounds differently from a batch-of-one GEMM, which moves some pixels by one level
+ * (the tolerance test/per-image-seeds.test.ts uses for the library's own batches).
+ */
+async function expectSameImage(batched: string, alone: string): Promise<{ differing: number; maxDiff: number }> {
+  const [a, b] = [Buffer.from(batched, 'base64'), Buffer.from(alone, 'base64')];
+  expect(readPngText(a)).toEqual(readPngText(b));
+  const [pa, pb] = await Promise.all([sharp(a).raw().toBuffer(), sharp(b).raw().toBuffer()]);
+  expect(pa.length).toBe(pb.length);
+  let differing = 0;
+  let maxDiff = 0;
+  for (let i = 0; i < pa.length; i++) {
+    const d = Math.abs(pa[i] - pb[i]);
+    if (d > 0) differing++;
+    maxDiff = Math.max(maxDiff, d);
+  }
+  expect(maxDiff).toBeLessThanOrEqual(1);
+  return { differing, maxDiff };
+}
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const model = fixture('models', 'tiny-sd15');
@@ -58,7 +83,7 @@ describe('dynamic batching', () => {
     expect(batchKey({ ...job('a', 1), task: 'image2image' })).toBeUndefined();
   });
 
-  it.runIf(librarySupportsSeedLists())('compatible queued jobs run as one call; every image equals the same request served alone', async () => {
+  it.runIf(librarySupportsSeedLists())('compatible queued jobs run as one call; every image equals the same request served alone (within one level)', async () => {
     const calls: number[] = [];
     const batched = new LocalBackend(recording(calls), { maxBatch: 4, batchWaitMs: 500 });
     const requests = [
@@ -74,8 +99,8 @@ describe('dynamic batching', () => {
       const solo = await finished(alone, await alone.submit(r));
       expect(infos[i].status).toBe('succeeded');
       expect(infos[i].result!.seeds).toEqual(solo.result!.seeds);
-      // the PNGs, pixels and parameters chunk, byte for byte
-      expect(infos[i].result!.images[0]).toBe(solo.result!.images[0]);
+      const d = await expectSameImage(infos[i].result!.images[0], solo.result!.images[0]);
+      console.log(`batched vs alone, job ${i}: ${d.differing} of ${32 * 32 * 3} bytes differ, max ${d.maxDiff} level`);
     }
     expect(aloneCalls).toEqual([1, 1, 1, 1]);
   });
@@ -97,7 +122,8 @@ describe('dynamic batching', () => {
     const alone = new LocalBackend(executor);
     for (const i of [0, 1]) {
       const solo = await finished(alone, await alone.submit(requests[i]));
-      expect(infos[i].result!.images).toEqual(solo.result!.images);
+      expect(infos[i].result!.images).toHaveLength(2);
+      for (const k of [0, 1]) await expectSameImage(infos[i].result!.images[k], solo.result!.images[k]);
     }
   });
 

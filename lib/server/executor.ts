@@ -127,7 +127,7 @@ export function batchKey(request: JobRequest): string | undefined {
   if (typeof p.prompt !== 'string') return undefined;
   return JSON.stringify([
     request.model, request.task, p.width ?? null, p.height ?? null, p.numInferenceSteps ?? null, p.guidanceScale ?? null,
-    p.scheduler ?? null, p.numImagesPerPrompt ?? 1, p.clipSkip ?? null, p.strength ?? null, !!request.previews,
+    p.scheduler ?? null, p.numImagesPerPrompt ?? 1, p.clipSkip ?? null, p.strength ?? null,
   ]);
 }
 
