@@ -126,7 +126,8 @@ describe('OpenAI images API', () => {
     expect(e.message).toContain("size must be 'WIDTHxHEIGHT'");
     // the library's own rules, from its zod schema
     e = expectError(await post('/v1/images/generations', { prompt: 'x', steps: 0 }), 400, 'E_INVALID_ARGUMENT');
-    expect(e.message).toContain('must be an integer in [1, 1000]; received 0');
+    expect(e.message).toBe('steps must be an integer in [1, 1000]; received 0'); // the route's field name
+    expect(e.param).toBe('steps');
     e = expectError(await post('/v1/images/generations', { prompt: 'x', size: '30x30' }), 400, 'E_INVALID_ARGUMENT');
     expect(e.message).toContain('must be a positive multiple of 8');
     e = expectError(await post('/v1/images/generations', { prompt: 'x', scheduler: 'Nope' }), 400, 'E_UNSUPPORTED_MODEL');
@@ -229,7 +230,7 @@ describe('AUTOMATIC1111 API', () => {
     expect(info.infotexts[0]).toContain('Denoising strength: 0.5');
     expectError(await post('/sdapi/v1/img2img', { prompt: 'x', init_images: [] }), 400, 'E_INVALID_ARGUMENT');
     const e = expectError(await post('/sdapi/v1/img2img', { prompt: 'x', init_images: ['@@@'] }), 400, 'E_INVALID_ARGUMENT');
-    expect(e.message).toContain('image must be base64');
+    expect(e.message).toMatch(/^init_images\[0\] must be base64/);
   });
 
   it('sd-models, samplers and progress answer in A1111 shapes; progress shows the running job', async () => {

@@ -58,6 +58,17 @@ export interface ServerOptions {
 
 const TERMINAL = new Set(['result', 'error', 'cancelled']);
 
+/** The OpenAI routes' names of the library's options (for error messages). */
+const OPENAI_NAMES: Record<string, string> = {
+  numInferenceSteps: 'steps', guidanceScale: 'guidance_scale', negativePrompt: 'negative_prompt', numImagesPerPrompt: 'n',
+  clipSkip: 'clip_skip', width: 'size (width)', height: 'size (height)', maskImage: 'mask',
+};
+/** The A1111 routes' names of the library's options. */
+const A1111_NAMES: Record<string, string> = {
+  numInferenceSteps: 'steps', guidanceScale: 'cfg_scale', negativePrompt: 'negative_prompt', numImagesPerPrompt: 'batch_size × n_iter',
+  clipSkip: 'clip_skip', strength: 'denoising_strength', image: 'init_images[0]', maskImage: 'mask', scheduler: 'sampler_name',
+};
+
 /** Resolves with a job's last event (result, error or cancelled). */
 function waitFinal(backend: JobBackend, id: string): Promise<JobEvent> {
   return new Promise((resolve) => {
@@ -212,18 +223,30 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
       if (done) unsubscribe();
     };
 
-    /** Checks, queues and tracks a job; resolves its id. */
-    const submit = async (request: JobRequest): Promise<string> => {
+    /**
+     * Checks, queues and tracks a job; resolves its id. `names` maps the library's option names to
+     * the route's field names, so a 400 names the field the client sent (`steps`, not `numInferenceSteps`).
+     */
+    const submit = async (request: JobRequest, names: Record<string, string> = {}): Promise<string> => {
       if (draining) throw new HttpError(503, 'E_UNAVAILABLE', 'the server is shutting down and takes no new jobs');
-      checkJobRequest(request, byName.get(request.model), models.map((m) => m.name));
+      try {
+        checkJobRequest(request, byName.get(request.model), models.map((m) => m.name));
+      } catch (e) {
+        const field = /^(\w+)/.exec((e as Error).message)?.[1];
+        const code = (e as { code?: string }).code ?? 'E_INVALID_ARGUMENT';
+        if (field && names[field] && code !== 'E_MODEL_NOT_FOUND') {
+          throw new HttpError(statusOfCode(code), code, names[field] + (e as Error).message.slice(field.length), names[field]);
+        }
+        throw e;
+      }
       const id = await backend.submit(request);
       track(id);
       return id;
     };
 
     /** Queues a job and waits for its result; a client that disconnects first cancels it. */
-    const runToEnd = async (request: JobRequest, reply: FastifyReply): Promise<{ id: string; result: JobResult }> => {
-      const id = await submit(request);
+    const runToEnd = async (request: JobRequest, reply: FastifyReply, names: Record<string, string>): Promise<{ id: string; result: JobResult }> => {
+      const id = await submit(request, names);
       const onClose = () => { if (!reply.raw.writableFinished) void backend.cancel(id); };
       reply.raw.on('close', onClose);
       const final = await waitFinal(backend, id);
@@ -247,7 +270,7 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
     // ================================ OpenAI images API ================================
     app.post('/v1/images/generations', { bodyLimit, schema: { body: openAiGenerationSchema } }, async (req, reply) => {
       const b = req.body as z.infer<typeof openAiGenerationSchema>;
-      const { id, result } = await runToEnd({ model: b.model ?? defaultModel, task: 'text2image', params: openAiParams(b) }, reply);
+      const { id, result } = await runToEnd({ model: b.model ?? defaultModel, task: 'text2image', params: openAiParams(b) }, reply, OPENAI_NAMES);
       return openAiAnswer(req, id, result, b.response_format ?? 'url');
     });
 
@@ -276,7 +299,7 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
       params.image = files.image.toString('base64');
       if (files.mask) params.maskImage = (await openAiMask(files.mask)).toString('base64');
       const task = files.mask ? 'inpainting' : 'image2image';
-      const { id, result } = await runToEnd({ model: b.model ?? defaultModel, task, params }, reply);
+      const { id, result } = await runToEnd({ model: b.model ?? defaultModel, task, params }, reply, OPENAI_NAMES);
       return openAiAnswer(req, id, result, b.response_format ?? 'url');
     });
 
@@ -301,7 +324,7 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
       const b = req.body as A1111Txt2Img;
       const model = a1111Model(b) ?? defaultModel;
       const params = a1111Params(b);
-      const { result } = await runToEnd({ model, task: 'text2image', params }, reply);
+      const { result } = await runToEnd({ model, task: 'text2image', params }, reply, A1111_NAMES);
       return a1111Answer(b, params, model, result, {});
     });
 
@@ -316,7 +339,7 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
         task = 'inpainting';
         params.maskImage = b.inpainting_mask_invert ? (await invertMask(b.mask)).toString('base64') : b.mask;
       }
-      const { result } = await runToEnd({ model, task, params }, reply);
+      const { result } = await runToEnd({ model, task, params }, reply, A1111_NAMES);
       const answer = a1111Answer(b, params, model, result, { denoising_strength: b.denoising_strength });
       // A1111 returns the request without its images
       return { ...answer, parameters: { ...answer.parameters, init_images: null, mask: null } };
