@@ -443,6 +443,8 @@ export function buildProgram(): Command {
     .option('--batch-wait-ms <ms>', 'dynamic batching: how long a request waits for compatible ones', numberArg('--batch-wait-ms'), 0)
     .option('--max-body-mb <mb>', 'largest request body (JSON or multipart), MiB; larger ones get 413', numberArg('--max-body-mb'), 16)
     .option('--max-queue <n>', 'most jobs waiting; more get 503', numberArg('--max-queue'), 1000)
+    .option('--preview-decoder <dir>', 'an AutoencoderTiny (TAESD) folder for live previews (default: AUTOMATIC1111\'s weightless latent2rgb)')
+    .option('--preview-every <n>', 'a live preview every N steps', numberArg('--preview-every'), 1)
     .option('--redis <url>', 'scale out on Redis (BullMQ): redis://host:6379')
     .addOption(new Option('--role <role>', 'with --redis: api (queue jobs), worker (run them), both').choices(['api', 'worker', 'both']))
     .option('--queue-name <name>', 'with --redis: the BullMQ queue name')

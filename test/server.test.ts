@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { createServer } from '../lib/server/app.js';
 import { LocalBackend } from '../lib/server/local_backend.js';
-import { PipelineExecutor } from '../lib/server/executor.js';
+import { PipelineExecutor, librarySupportsPreviews } from '../lib/server/executor.js';
 import type { ExecutorJob, JobExecutor, JobEvent } from '../lib/server/backend.js';
 import { readPngText } from '../lib/index.js';
 import { fixture } from './helpers/fixtures.js';
@@ -291,6 +291,30 @@ describe('jobs API', () => {
     expect(expectError(badJob, 400, 'E_INVALID_ARGUMENT').message).toContain('numInferenceSteps must be an integer in [1, 1000]; received 1.5');
     expect(expectError(await post('/v1/jobs', { params: { prompt: 'x', steps: 2 } }), 400, 'E_INVALID_ARGUMENT').message).toContain("no field 'steps'");
     expectError(await post('/v1/jobs', { prompt: 'x' }), 400, 'E_INVALID_ARGUMENT');
+  });
+
+  it.runIf(librarySupportsPreviews())('previews: step events of a job that asks carry preview PNGs; /sdapi/v1/progress shows the current one', async () => {
+    const job = await post('/v1/jobs', { previews: true, params: { prompt: 'preview me', numInferenceSteps: 12, width: 64, height: 64 } });
+    let progressImage: string | null = null;
+    const poll = (async () => {
+      for (let i = 0; i < 400 && !progressImage; i++) {
+        progressImage = (await get('/sdapi/v1/progress')).body.current_image;
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    })();
+    const events = await readEvents(job.body.id);
+    await poll;
+    const steps = events.filter((e) => e.type === 'step') as Array<{ preview?: string }>;
+    expect(steps.length).toBeGreaterThanOrEqual(12);
+    expect(steps.every((e) => typeof e.preview === 'string')).toBe(true);
+    const meta = await sharp(Buffer.from(steps[0].preview!, 'base64')).metadata();
+    expect(meta.format).toBe('png');
+    expect(meta.width).toBeGreaterThan(0);
+    expect(progressImage).not.toBeNull();
+    expect((await sharp(Buffer.from(progressImage!, 'base64')).metadata()).format).toBe('png');
+    // a job that did not ask gets none
+    const plain = await post('/v1/jobs', { params: { prompt: 'no preview', numInferenceSteps: 2, ...small } });
+    expect((await readEvents(plain.body.id)).some((e) => e.type === 'step' && e.preview !== undefined)).toBe(false);
   });
 
   it('DELETE cancels a running job within a step and a queued one at once; 409 once finished', async () => {

@@ -26,6 +26,7 @@ import {
   type GenerateMode, type LoadOptions, type StepProgress,
 } from '../options.js';
 import { resolveSchedulerName } from '../schedulers.js';
+import sharp from 'sharp';
 import type { ExecutorJob, JobError, JobExecutor, JobParams, JobRequest, JobResult, JobTask } from './backend.js';
 
 /** One loaded model: its name, where it came from, and a pipeline per task sharing one native model. */
@@ -47,6 +48,16 @@ export function modelNameOf(location: string): string {
   const base = trimmed.split(/[\\/]/).pop() ?? trimmed;
   // a Hub id "org/name" that is no local path keeps its full name
   return /^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(location) && !location.startsWith('.') ? location : base.replace(/\.(safetensors|ckpt)$/i, '');
+}
+
+/** Whether the library hands live previews to `onStep` (`previews: 'taesd' | 'latent2rgb'`, `StepProgress.previewImages`). */
+export function librarySupportsPreviews(): boolean {
+  return 'previews' in generateOptionsSchema.shape;
+}
+
+/** A raw RGB preview → base64 PNG. */
+async function previewPng(img: { data: Uint8Array; width: number; height: number }): Promise<string> {
+  return (await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer()).toString('base64');
 }
 
 /** Whether the library's `seed` option takes one seed per image (diffusers' list of generators). */
@@ -224,9 +235,19 @@ type Outcome = { result: JobResult } | { error: JobError } | { cancelled: true }
 export class PipelineExecutor implements JobExecutor {
   private readonly registry = new Map<string, LoadedModel>();
   private disposed = false;
+  /** Which previews jobs that ask for them get: 'taesd' when the models were loaded with a preview decoder. */
+  private readonly previewMode: 'taesd' | 'latent2rgb';
+  /** A preview every this many steps (default 1). */
+  private readonly previewEvery: number;
 
-  /** @param models - loaded models (names must be unique) */
-  constructor(models: LoadedModel[]) {
+  /**
+   * @param models - loaded models (names must be unique)
+   * @param options - `previews`: 'latent2rgb' (default; A1111's weightless approximation, latent size)
+   *   or 'taesd' (the models' preview decoder); `previewEvery`: a preview every N steps (default 1)
+   */
+  constructor(models: LoadedModel[], options: { previews?: 'taesd' | 'latent2rgb'; previewEvery?: number } = {}) {
+    this.previewMode = options.previews ?? 'latent2rgb';
+    this.previewEvery = options.previewEvery ?? 1;
     for (const m of models) {
       if (this.registry.has(m.name)) throw new InvalidArgumentError(`two models are named ${JSON.stringify(m.name)}; model names must be unique`);
       this.registry.set(m.name, m);
@@ -239,14 +260,17 @@ export class PipelineExecutor implements JobExecutor {
    * inpainting pipelines sharing its weights (`fromPipeline`).
    * @param locations - one or more model locations; each is named by {@link modelNameOf}
    * @param options - the library's load options (device, dtype, …), for every model
+   * @param executorOptions - as the constructor's (previews default: 'taesd' when `options.previewDecoder` is given)
    * @throws the loaders' errors (`E_MODEL_NOT_FOUND`, `E_BAD_CHECKPOINT`, …); InvalidArgumentError for duplicate names.
    */
-  static async load(locations: string[], options?: LoadOptions): Promise<PipelineExecutor> {
+  static async load(locations: string[], options?: LoadOptions, executorOptions?: { previews?: 'taesd' | 'latent2rgb'; previewEvery?: number }): Promise<PipelineExecutor> {
     if (locations.length === 0) throw new InvalidArgumentError('at least one model is needed (--model <dir|file|org/name>)');
     const models: LoadedModel[] = [];
     try {
       for (const location of locations) models.push(await PipelineExecutor.loadOne(location, options));
-      return new PipelineExecutor(models);
+      // with a preview decoder loaded (load option previewDecoder), previews are TAESD decodes
+      const withDecoder = (options as { previewDecoder?: unknown } | undefined)?.previewDecoder !== undefined;
+      return new PipelineExecutor(models, { previews: withDecoder ? 'taesd' : 'latent2rgb', ...executorOptions });
     } catch (e) {
       for (const m of models) disposeModel(m);
       throw e;
@@ -350,10 +374,26 @@ export class PipelineExecutor implements JobExecutor {
       const seeds = batch.flatMap((p) => p.seeds);
       options.seed = librarySupportsSeedLists() ? seeds : seeds[0];
       options.signal = controller.signal;
+      // live previews for the jobs that asked (JobRequest.previews), when the library makes them:
+      // the preview decoder's ('taesd') when the executor has one, else A1111's weightless latent2rgb
+      const wantPreviews = librarySupportsPreviews() && batch.some((p) => p.job.request.previews);
+      if (wantPreviews) {
+        options.previews = this.previewMode;
+        options.previewEvery = this.previewEvery;
+      }
+      // step events keep their order while previews are encoded
+      let events = Promise.resolve();
       options.onStep = (s: StepProgress) => {
-        for (const p of batch) if (!p.job.signal.aborted) p.job.onEvent({ type: 'step', step: s.step, numSteps: s.numSteps });
+        const previews = (s as StepProgress & { previewImages?: Array<{ data: Uint8Array; width: number; height: number }> }).previewImages;
+        events = events.then(async () => {
+          const encoded = await Promise.all(batch.map((p, j) => (p.job.request.previews && previews?.[j * n] ? previewPng(previews[j * n]) : undefined)));
+          batch.forEach((p, j) => {
+            if (p.job.signal.aborted) return;
+            p.job.onEvent(encoded[j] ? { type: 'step', step: s.step, numSteps: s.numSteps, preview: encoded[j] } : { type: 'step', step: s.step, numSteps: s.numSteps });
+          });
+        }).catch(() => undefined);
       };
-      const r = await pipe.generate(options);
+      const r = await pipe.generate(options).finally(() => events);
       const seconds = (performance.now() - started) / 1000;
       return await Promise.all(batch.map(async (p, j): Promise<Outcome> => {
         if (p.job.signal.aborted) return { cancelled: true };

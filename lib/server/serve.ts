@@ -28,6 +28,8 @@ export interface ServeOptions {
   role?: 'api' | 'worker' | 'both';
   queueName?: string;
   log?: boolean;
+  previewDecoder?: string;
+  previewEvery?: number;
 }
 
 /** The Redis scale-out module (lib/server/redis_backend.ts), loaded only with `--redis`. */
@@ -93,13 +95,15 @@ export async function runServe(o: ServeOptions): Promise<void> {
   if (o.device) load.device = o.device;
   if (o.dtype) load.dtype = o.dtype as LoadOptions['dtype'];
   if (o.threads !== undefined) load.threads = o.threads;
+  // the preview decoder load option of the library's live previews (TAESD)
+  if (o.previewDecoder !== undefined) (load as LoadOptions & { previewDecoder?: string }).previewDecoder = o.previewDecoder;
 
   const stopped = untilSignal();
   const needsModels = role !== 'api';
   let executor: PipelineExecutor | undefined;
   if (needsModels) {
     log(`loading ${o.model.join(', ')} …`);
-    executor = await PipelineExecutor.load(o.model, load);
+    executor = await PipelineExecutor.load(o.model, load, { previewEvery: o.previewEvery });
     log(`loaded: ${executor.descriptors().map((d) => `${d.name} (${d.family})`).join(', ')}`);
   }
   try {
