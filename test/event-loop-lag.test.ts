@@ -36,7 +36,7 @@ afterAll(() => {
 /**
  * Measures `fn` up to ATTEMPTS times and asserts that one run stayed within the bound: a
  * deterministic block (work on the JS thread) exceeds it every time, while a stall of the thread
- * waiting on starved helper threads (V8's parallel GC, on a machine whose cores other processes
+ * waiting on starved helper threads (likely V8's parallel GC, on a machine whose cores other processes
  * hold) does not repeat. Every attempt is printed.
  */
 const ATTEMPTS = 3;
