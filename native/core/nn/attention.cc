@@ -2,6 +2,7 @@
 #include "nn/attention.h"
 
 #include <cmath>
+#include <cstdlib>
 
 #include "runtime/cancellation.h"
 #include "util/error.h"
@@ -25,6 +26,33 @@ bool usesSdpa(const AttentionOptions& options, at::Device device, at::ScalarType
     case AttentionOptions::Backend::kAuto: return !device.is_cpu() || dtype == at::kFloat;
   }
   return false;
+}
+
+int64_t AttentionOptions::defaultAttentionBudgetBytes() {
+  static const int64_t bytes = [] {
+    const char* env = std::getenv("SD_NATIVE_ATTENTION_BUDGET_MB");
+    if (!env || !*env) return int64_t{1} << 30;
+    char* end = nullptr;
+    const long long mb = std::strtoll(env, &end, 10);
+    if (*end != '\0' || mb < 0 || mb > (int64_t{1} << 40)) return int64_t{1} << 30;  // unreadable: the default
+    return static_cast<int64_t>(mb) << 20;
+  }();
+  return bytes;
+}
+
+int64_t attentionSliceSize(const AttentionOptions& options, int64_t total, int64_t heads, int64_t n, int64_t m,
+                           int64_t bytesPerScore) {
+  int64_t slice = options.sliceSize;
+  if (slice == AttentionOptions::kSliceAuto) return std::max<int64_t>(1, heads / 2);
+  if (slice == AttentionOptions::kSliceMax) return 1;
+  if (slice > 0 || options.budgetBytes <= 0) return slice;
+  // unsliced unless one call's scores exceed the budget; then diffusers' 'auto', else 'max'
+  const double perRow = static_cast<double>(n) * static_cast<double>(m) * static_cast<double>(bytesPerScore);
+  const double budget = static_cast<double>(options.budgetBytes);
+  if (static_cast<double>(total) * perRow <= budget) return 0;
+  slice = std::max<int64_t>(1, heads / 2);
+  if (static_cast<double>(slice) * perRow <= budget) return slice;
+  return 1;
 }
 
 namespace {
@@ -92,10 +120,10 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     maskB = mk.expand({b, heads, n, m}).reshape({b * heads, n, m});
   }
 
-  int64_t slice = options.sliceSize;
-  if (slice == AttentionOptions::kSliceAuto) slice = std::max<int64_t>(1, heads / 2);
-  if (slice == AttentionOptions::kSliceMax) slice = 1;
   const int64_t total = b * heads;
+  const at::ScalarType scoreType = upcast ? at::kFloat : q.scalar_type();
+  const int64_t bytesPerScore = static_cast<int64_t>(c10::elementSize(scoreType) + 4 + c10::elementSize(v.scalar_type()));
+  const int64_t slice = attentionSliceSize(options, total, heads, n, m, bytesPerScore);
   if (slice <= 0 || slice >= total) {
     return batchToHead(mathAttention(qb, kb, vb, scale, maskB, upcast), heads);
   }

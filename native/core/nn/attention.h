@@ -26,7 +26,22 @@ struct AttentionOptions {
   /// - kMath: always the math path (setAttentionBackend('math')).
   enum class Backend { kAuto, kMath, kSdpa };
   Backend backend = Backend::kAuto;
+  /// Memory bound of unsliced math attention (issue 19): with sliceSize 0, a call whose score
+  /// tensors (scores in the compute dtype + float32 softmax + probabilities, per batch·head
+  /// N·M elements each) would exceed this many bytes is sliced with diffusers' slice sizes — half
+  /// the heads ('auto'), else one head at a time ('max') — which computes the same values per
+  /// batch·head (parity: test/attention-budget.test.ts). 0 = no bound. Default
+  /// defaultAttentionBudgetBytes(). SDPA (libtorch >= 2.0) bounds its own memory and is not sliced.
+  int64_t budgetBytes = defaultAttentionBudgetBytes();
+  /// 1 GiB, or SD_NATIVE_ATTENTION_BUDGET_MB (MiB; 0 = no bound) when set in the environment.
+  static int64_t defaultAttentionBudgetBytes();
 };
+
+/// The slice size (batch·heads rows per slice; 0 = unsliced) that attention() uses for a call of
+/// `total` = batch·heads rows with `heads` heads, N queries and M keys, `bytesPerScore` bytes per
+/// score element over its lifetime, under `options` (sliceSize, then budgetBytes).
+int64_t attentionSliceSize(const AttentionOptions& options, int64_t total, int64_t heads, int64_t n, int64_t m,
+                           int64_t bytesPerScore);
 
 /// True when this build has at::scaled_dot_product_attention.
 bool sdpaAvailable();
