@@ -102,6 +102,8 @@ export interface NativeGenerateRequest {
   width: number;
   /** `torch.Generator('cpu').manual_seed(seed)`, a safe integer ≥ 0. */
   seed: number;
+  /** One CPU generator per image instead (diffusers' list of generators): `numPrompts*numImagesPerPrompt` safe integers ≥ 0. */
+  seeds?: number[];
   /** Initial latents `[numPrompts*numImagesPerPrompt, 4, height/f, width/f]` float32 (f = vaeScaleFactor). */
   latents?: TensorData;
   /** Final CLIP layers skipped; 0 = none. */
@@ -241,4 +243,9 @@ export interface PipelineTestingAddon {
    * an overflowing float16 SDXL VAE does), so the float32 re-decode is testable on a CPU. 0 = off.
    */
   pipelineTestFaults(h: PipelineHandle, faults: { nonFiniteDecodes: number }): void;
+  /**
+   * Process-wide counters of the denoising loops' noise banks: banks `filled` (one per call whose
+   * scheduler draws noise) and draws `served` from them (one per such step).
+   */
+  noiseBankStats(): { filled: number; served: number };
 }

@@ -11,11 +11,13 @@ namespace sd::pipelines::detail {
 
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
-                   const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
+                   const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
                    bool channelsLast) {
   const bool cfg = guidanceScale > 1.0;
   const int64_t numSteps = timesteps.size(0);
+  // every step's noise drawn at the first draw, in the same order, and copied to the device once
+  const runtime::NoiseBankScope noiseBank(generator, numSteps);
   for (int64_t i = 0; i < numSteps; ++i) {
     if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
     at::Tensor t = timesteps[i];  // 0-d, int64 or float32 as the scheduler made it
@@ -29,7 +31,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + guidanceScale * (chunks[1] - chunks[0]);
     }
-    latents = scheduler.step(noisePred, tValue, latents, &generator, eta);
+    latents = scheduler.step(noisePred, tValue, latents, generator, eta);
     ran.push_back(tValue);
     if (onStep) onStep({i + 1, numSteps, ran.back()});
   }
