@@ -35,10 +35,11 @@ AttentionKernel chooseAttentionKernel(const AttentionOptions& options, at::Devic
       // Measured on libtorch 1.13, 2 cores (docs/BENCHMARKS.md, native/tools/bench_attention):
       // float32: flash 1.5–2.5× faster than math for head dims ≤ 160 (every UNet attention), slower
       //   at the VAE's single 512-channel head; equal below ~64×64 scores.
-      // bfloat16: math's oneDNN bfloat16 GEMMs win from head dim 80 up; flash wins at dim 40 with
-      //   ≥ 1024 queries and keys (SD 1.5's first level, where the N×N scores dominate).
+      // bfloat16: math's oneDNN bfloat16 GEMMs win from head dim 64 up (level with flash at 64);
+      //   flash wins at dim 40 with ≥ 1024 queries and keys (SD 1.5's first level, where the N×N
+      //   scores dominate).
       if (dtype == at::kFloat && headDim <= 160 && n * m >= 64 * 64) return AttentionKernel::kFlash;
-      if (dtype == at::kBFloat16 && headDim <= 64 && n >= 1024 && m >= 1024) return AttentionKernel::kFlash;
+      if (dtype == at::kBFloat16 && headDim <= 48 && n >= 1024 && m >= 1024) return AttentionKernel::kFlash;
       return AttentionKernel::kMath;
   }
   return AttentionKernel::kMath;
