@@ -183,10 +183,11 @@ export interface NativeOptimizations {
   sliceSize: number | 'auto' | 'max';
   /**
    * at::scaled_dot_product_attention (libtorch >= 2.0): true = always (enableMemoryEfficientAttention),
-   * false = the math path (disableMemoryEfficientAttention), 'auto' (default) = where it is the faster
-   * kernel: on CUDA always, on the CPU in float32 (the math path for bfloat16/float16). Math everywhere before 2.0.
+   * false = the math path (setAttentionBackend('math')), 'flash' = sd-native's memory-efficient CPU kernel
+   * (SDPA on CUDA), 'auto' (default) = the faster kernel: on CUDA SDPA, on the CPU SDPA in float32 on libtorch
+   * >= 2.0, else flash or math per dtype and shape (nn::chooseAttentionKernel).
    */
-  sdpa: boolean | 'auto';
+  sdpa: boolean | 'auto' | 'flash';
   vaeSlicing: boolean;
   vaeTiling: boolean;
   channelsLast: boolean;
