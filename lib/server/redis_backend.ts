@@ -438,8 +438,11 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
 // Worker role
 // ---------------------------------------------------------------------------------------------
 
-/** Jobs that can share one executor call: same model, task, size, steps, scheduler, guidance. */
-export function batchKey(r: JobRequest): string {
+/**
+ * Jobs that may share one executor call: same model, task, size, steps, scheduler, guidance and
+ * toggles. A coarse partition: the executor still runs jobs it cannot batch one by one.
+ */
+function groupKey(r: JobRequest): string {
   const p = r.params;
   return JSON.stringify([r.model, r.task, p.width, p.height, p.numInferenceSteps, p.scheduler, p.guidanceScale, p.strength, p.clipSkip, !!r.previews]);
 }
@@ -512,7 +515,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<{ c
     pending = [];
     const groups = new Map<string, typeof taken>();
     for (const t of taken) {
-      const k = batchKey(t.job.request);
+      const k = groupKey(t.job.request);
       groups.set(k, [...(groups.get(k) ?? []), t]);
     }
     for (const g of groups.values()) {
