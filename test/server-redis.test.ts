@@ -280,6 +280,11 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
 
   it('Redis restarted while idle: API and workers reconnect and new jobs complete', async () => {
     await stopRedis();
+    // while Redis is away, submit refuses at once with a typed error (nothing is enqueued later)
+    const t0 = Date.now();
+    const err = await api.submit(request(40)).then(() => undefined, (e: unknown) => e);
+    expect((err as SdError)?.code).toBe('E_UNAVAILABLE');
+    expect(Date.now() - t0).toBeLessThan(2000);
     await sleep(500);
     await startRedis(); // empty: no persistence
     const ids = await until('the API to enqueue again', () => Promise.all([api.submit(request(41)), api.submit(request(42))]).catch(() => undefined), 20_000);
@@ -291,7 +296,9 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
     expect(await api.models()).toEqual([MODEL]);
   }, 60_000);
 
+  let spare: Proc;
   it('a worker closed with drain finishes its job and leaves the registry', async () => {
+    spare = startWorker('worker-d'); // for the next test, loading meanwhile
     const id = await api.submit(request(51, 20));
     const w = watch(id);
     const runner = await until('a worker to run the job', () => workers.find((p) => p.lines.includes(`step ${id} 1`)), 30_000);
@@ -300,6 +307,21 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
     expect(await runner.exited).toBe(0);
     expect(runner.lines).toContain(`done ${id}`);
     expect(runner.lines.at(-1)).toBe('closed');
-    expect((await api.workers()).length).toBe(1);
+    expect((await api.workers()).some((w) => w.pid === runner.child.pid)).toBe(false);
   }, 60_000);
+
+  it('a worker closed without drain hands its running job back; another worker completes it once', async () => {
+    await until('the spare worker', () => spare.lines.includes('ready'), 60_000);
+    const id = await api.submit(request(61, 60));
+    const w = watch(id);
+    const runner = await until('a worker to run the job', () => workers.find((p) => p.child.exitCode === null && p.lines.includes(`step ${id} 1`)), 30_000);
+    runner.child.kill('SIGINT');
+    expect(await runner.exited).toBe(0);
+    const events = await w.settled;
+    expect(terminals(events).map((e) => e.type)).toEqual(['result']);
+    expect(runner.lines).toContain(`aborted ${id}`);
+    expect(doneCount(id)).toBe(1);
+    expect(events.some((e) => e.type === 'queued')).toBe(true);
+    expect((await api.get(id))?.status).toBe('succeeded');
+  }, 90_000);
 });

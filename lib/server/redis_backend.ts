@@ -117,11 +117,11 @@ function redisOptions(): RedisOptions {
   };
 }
 
-function connect(url: string): Redis {
+function connect(url: string, extra: RedisOptions = {}): Redis {
   if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) {
     throw new InvalidArgumentError(`Expected a redis:// or rediss:// URL for the Redis connection but received ${JSON.stringify(url)}`);
   }
-  const r = new Redis(url, redisOptions());
+  const r = new Redis(url, { ...redisOptions(), ...extra });
   r.on('error', () => { /* reconnects by itself; errors surface on the commands that fail */ });
   return r;
 }
@@ -178,7 +178,9 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
   const ttlS = options.resultTtlS ?? DEFAULT_RESULT_TTL_S;
   const keys = keysOf(queueName);
-  const cmd = connect(options.url);
+  // The API's command connection fails fast while Redis is away (no offline queue): submit then
+  // answers E_UNAVAILABLE at once instead of hanging, and no job is enqueued behind the caller's back.
+  const cmd = connect(options.url, { enableOfflineQueue: false });
   const sub = connect(options.url);
   const queueConn = connect(options.url);
   const eventsConn = connect(options.url);
@@ -191,7 +193,8 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
   const disconnectAll = (): void => { for (const c of [cmd, sub, queueConn, eventsConn]) c.disconnect(); };
   queueEvents.on('error', () => { /* reconnecting */ });
   try {
-    await withTimeout(Promise.all([cmd.ping(), queue.waitUntilReady(), queueEvents.waitUntilReady()]), 10_000,
+    const cmdReady = cmd.status === 'ready' ? Promise.resolve() : new Promise<void>((r) => cmd.once('ready', () => r()));
+    await withTimeout(Promise.all([cmdReady, queue.waitUntilReady(), queueEvents.waitUntilReady()]), 10_000,
       `Redis at ${redactUrl(options.url)} did not answer within 10 s`);
   } catch (e) {
     await Promise.allSettled([queueEvents.close(), queue.close()]);
@@ -304,6 +307,33 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
     return info;
   }
 
+  async function cancel(id: string): Promise<boolean> {
+    const job = await Job.fromId<JobData, JobResult>(queue, id);
+    if (!job) return false;
+    const state = await job.getState();
+    if (state === 'completed' || state === 'failed' || state === 'unknown') return false;
+    if (state !== 'active') {
+      // queued: remove it, leaving a tombstone so that get() still answers 'cancelled'
+      const tomb = JSON.stringify({ request: job.data.request, createdAt: job.timestamp, finishedAt: Date.now() });
+      await cmd.set(keys.tombstone(id), tomb, 'EX', ttlS);
+      try {
+        await job.remove();
+        return true;
+      } catch {
+        // a worker took it meanwhile (it is locked): cancel it as a running job
+        await cmd.del(keys.tombstone(id));
+      }
+    }
+    await cmd.set(keys.cancelFlag(id), '1', 'EX', ttlS);
+    await cmd.publish(keys.cancelChannel, id);
+    return true;
+  }
+
+  /** Reads and writes of the API fail with E_UNAVAILABLE after 10 s without Redis instead of hanging. */
+  function guard<T>(p: Promise<T>): Promise<T> {
+    return withTimeout(p, 10_000, 'Redis did not answer within 10 s');
+  }
+
   const backend: RedisJobBackend = {
     async submit(request: JobRequest): Promise<string> {
       if (closing) throw new UnavailableError('the server is shutting down and takes no new jobs');
@@ -332,7 +362,7 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
       return id;
     },
 
-    get,
+    get: (id) => guard(get(id)),
 
     subscribe(id: string, onEvent: (event: JobEvent) => void): () => void {
       let done = false;
@@ -384,33 +414,12 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
       return () => { done = true; unsubscribe(); };
     },
 
-    async cancel(id: string): Promise<boolean> {
-      const job = await Job.fromId<JobData, JobResult>(queue, id);
-      if (!job) return false;
-      const state = await job.getState();
-      if (state === 'completed' || state === 'failed' || state === 'unknown') return false;
-      if (state !== 'active') {
-        // queued: remove it, leaving a tombstone so that get() still answers 'cancelled'
-        const tomb = JSON.stringify({ request: job.data.request, createdAt: job.timestamp, finishedAt: Date.now() });
-        await cmd.set(keys.tombstone(id), tomb, 'EX', ttlS);
-        try {
-          await job.remove();
-          return true;
-        } catch {
-          // a worker took it meanwhile (it is locked): cancel it as a running job
-          await cmd.del(keys.tombstone(id));
-        }
-      }
-      await cmd.set(keys.cancelFlag(id), '1', 'EX', ttlS);
-      await cmd.publish(keys.cancelChannel, id);
-      return true;
-    },
+    cancel: (id: string): Promise<boolean> => guard(cancel(id)),
 
     async stats(): Promise<{ queued: number; running: number }> {
-      const c = await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused', 'active');
+      const c = await guard(queue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused', 'active'));
       return { queued: (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) + (c.paused ?? 0), running: c.active ?? 0 };
     },
-
     async close({ drain }: { drain: boolean }): Promise<void> {
       closing = true;
       if (drain) {

@@ -5,7 +5,8 @@
  *   tsx test/helpers/redis-worker.ts <redis-url> <queue> <model-dir> <lock-ms> <stalled-ms>
  *
  * Prints one line per fact the parent waits on: `ready`, `start <id>`, `step <id> <n>`,
- * `done <id>`, `aborted <id>`, `failed <id> <code>`, `closed`. SIGTERM closes with drain.
+ * `done <id>`, `aborted <id>`, `failed <id> <code>`, `closed`. SIGTERM closes with drain, SIGINT
+ * without (running jobs go back to the queue).
  */
 import { PipelineExecutor } from '../../lib/server/executor.js';
 import type { JobExecutor } from '../../lib/server/backend.js';
@@ -40,6 +41,8 @@ const worker = await startRedisWorker({
   url, queueName, executor, lockDurationMs: Number(lockMs), stalledIntervalMs: Number(stalledMs),
 });
 say('ready');
-process.on('SIGTERM', () => {
-  void worker.close({ drain: true }).then(() => { executor.dispose(); say('closed'); process.exit(0); });
-});
+for (const [signal, drain] of [['SIGTERM', true], ['SIGINT', false]] as const) {
+  process.on(signal, () => {
+    void worker.close({ drain }).then(() => { executor.dispose(); say('closed'); process.exit(0); });
+  });
+}
