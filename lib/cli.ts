@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `sd-native` command line: `generate` (text → image, or image → image with --image),
+ * `sd-native` command line: `serve` (an image server: lib/server/), `generate` (text → image, or image → image with --image),
  * `info` (what a model is made of), `create-model` (a random-weight diffusers folder) and `convert`
  * (a diffusers folder → one original-layout single-file checkpoint), `pull` (download a Hugging Face
  * Hub model into huggingface_hub's cache) and `ls` (the cached models). `--model` / `info <model>`
@@ -28,6 +28,7 @@ import { addon, packageRoot } from './native.js';
 import { saveSingleFile } from './loaders/single_file.js';
 import { downloadPipeline, hubCacheDir, listCachedModels, parseHubId, type HubDownloadProgress } from './loaders/hub.js';
 import type { PipelineDtype } from '../types/native.js';
+import type { ServeOptions } from './server/serve.js';
 
 // =============================================================================================
 // Formatting helpers
@@ -429,6 +430,27 @@ export function buildProgram(): Command {
     .option('-o, --out <file>', 'output file (.png/.jpg/.webp) or folder; several images get -1, -2 … suffixes', 'output.png')
     .option('--no-progress', 'no progress bar')
     .action(async (opts: GenerateCliOptions) => { await runGenerate(opts); });
+
+  program.command('serve')
+    .description('run an image server: OpenAI /v1/images/*, AUTOMATIC1111 /sdapi/v1/*, jobs API with SSE, /metrics, a web page at /')
+    .requiredOption('-m, --model <dir|file|id>', 'a model to load (diffusers folder, single .safetensors, or Hub id org/name[@revision]); repeatable, the first is the default', collect)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', numberArg('--port'), 7860)
+    .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
+    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default(DEFAULTS.dtype))
+    .option('--threads <n>', 'CPU threads', numberArg('--threads'))
+    .option('--max-batch <n>', 'dynamic batching: most compatible requests run as one call', numberArg('--max-batch'), 1)
+    .option('--batch-wait-ms <ms>', 'dynamic batching: how long a request waits for compatible ones', numberArg('--batch-wait-ms'), 0)
+    .option('--max-body-mb <mb>', 'largest request body (JSON or multipart), MiB; larger ones get 413', numberArg('--max-body-mb'), 16)
+    .option('--max-queue <n>', 'most jobs waiting; more get 503', numberArg('--max-queue'), 1000)
+    .option('--redis <url>', 'scale out on Redis (BullMQ): redis://host:6379')
+    .addOption(new Option('--role <role>', 'with --redis: api (queue jobs), worker (run them), both').choices(['api', 'worker', 'both']))
+    .option('--queue-name <name>', 'with --redis: the BullMQ queue name')
+    .option('--log', 'log every request (fastify logger, JSON lines on stdout)')
+    .action(async (opts: ServeOptions) => {
+      const { runServe } = await import('./server/serve.js');
+      await runServe(opts);
+    });
 
   program.command('info')
     .description('show a model\'s family, components, dtypes and parameter counts')

@@ -137,6 +137,81 @@ function toJobError(e: unknown): JobError {
   return { code: typeof code === 'string' && code.startsWith('E_') ? code : 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
 }
 
+/** What the HTTP layer needs to know of a model (no pipeline needed: an API-only process has none). */
+export interface ModelDescriptor {
+  name: string;
+  location: string;
+  /** 'sd1' | 'sd2' | 'sdxl'. */
+  family: string;
+  /** diffusers pipeline class, e.g. 'StableDiffusionPipeline'. */
+  className: string;
+  defaultWidth: number;
+  defaultHeight: number;
+  /** diffusers class name of the model's own scheduler. */
+  schedulerName: string;
+}
+
+function describeModel(m: LoadedModel): ModelDescriptor {
+  return {
+    name: m.name, location: m.location, family: m.info.family, className: m.info.className,
+    defaultWidth: m.info.defaultWidth, defaultHeight: m.info.defaultHeight, schedulerName: m.info.schedulerName,
+  };
+}
+
+/**
+ * Checks a job request against a model without running it: the model is known, the task runs on
+ * it, every parameter passes the library's zod schema of that task (images are decoded from
+ * base64, not yet as images: an undecodable image fails the job when it runs).
+ * @param model - the requested model's descriptor, undefined when no model of that name is loaded
+ * @param known - the loaded model names (for the message)
+ * @returns the library options (images as Buffers; without seed, scheduler, onStep, signal), the per-image seeds, the scheduler
+ * @throws ModelNotFoundError (`E_MODEL_NOT_FOUND`) for an unknown model; InvalidArgumentError (`E_INVALID_ARGUMENT`) /
+ *   UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for bad parameters (the message names the field and the values allowed).
+ */
+export function checkJobRequest(request: JobRequest, model: Pick<ModelDescriptor, 'name' | 'family'> | undefined, known: string[]): {
+  options: Record<string, unknown>; seeds: number[]; scheduler?: { scheduler: string; config: Record<string, unknown> };
+} {
+  if (request === null || typeof request !== 'object') throw new InvalidArgumentError(`a job request must be an object; received ${describeValue(request)}`);
+  if (!model) {
+    throw new ModelNotFoundError(`model ${describeValue(request.model)} is not loaded; loaded models: ${known.join(', ')}`);
+  }
+  const xl = model.family === 'sdxl';
+  if (request.task !== 'text2image' && request.task !== 'image2image' && request.task !== 'inpainting') {
+    throw new InvalidArgumentError(`task must be 'text2image', 'image2image' or 'inpainting'; received ${describeValue(request.task)}`);
+  }
+  if (request.task === 'inpainting' && xl) throw new UnsupportedModelError(`${model.name} is an SDXL model; SDXL inpainting is not implemented`);
+  const params = request.params;
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+    throw new InvalidArgumentError(`params must be an object; received ${describeValue(params)}`);
+  }
+  const options: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(params)) {
+    if (!(PARAM_KEYS as readonly string[]).includes(k)) {
+      throw new InvalidArgumentError(`params has no field '${k}'; known fields: ${PARAM_KEYS.join(', ')}`);
+    }
+    if (v === undefined || v === null || k === 'seed' || k === 'scheduler') continue;
+    options[k] = k === 'image' || k === 'maskImage' ? decodeBase64Image(k, v) : v;
+  }
+  if (request.task !== 'text2image' && options.image === undefined) throw new InvalidArgumentError(`image is required for ${request.task}`);
+  if (request.task === 'inpainting' && options.maskImage === undefined) throw new InvalidArgumentError('maskImage is required for inpainting');
+  if (request.task !== 'inpainting' && options.maskImage !== undefined) {
+    throw new InvalidArgumentError(`maskImage is only used for inpainting; received it for ${request.task}`);
+  }
+  if (request.task === 'text2image' && options.strength !== undefined) throw new InvalidArgumentError('strength is only used for image2image and inpainting');
+  const seeds = jobSeeds(params);
+  if (seeds.length > 1 && Array.isArray(params.seed) && !librarySupportsSeedLists()) {
+    throw new InvalidArgumentError('seed as a list (one seed per image) needs a library with per-image generators; give one seed');
+  }
+  // the library's schema of this task checks every other field (seed as the first image's seed)
+  parseGenerateOptions({ ...options, seed: seeds[0] } as never, modeOf(request.task, xl));
+  let scheduler: { scheduler: string; config: Record<string, unknown> } | undefined;
+  if (params.scheduler !== undefined && params.scheduler !== null) {
+    if (typeof params.scheduler !== 'string') throw new InvalidArgumentError(`scheduler must be a string; received ${describeValue(params.scheduler)}`);
+    scheduler = resolveSchedulerName(params.scheduler);
+  }
+  return { options, seeds, scheduler };
+}
+
 type Outcome = { result: JobResult } | { error: JobError } | { cancelled: true };
 
 /**
@@ -209,41 +284,16 @@ export class PipelineExecutor implements JobExecutor {
 
   private prepare(job: ExecutorJob): PreparedJob {
     const { request } = job;
-    const model = this.registry.get(request.model);
-    if (!model) {
-      throw new ModelNotFoundError(`model ${describeValue(request.model)} is not loaded; loaded models: ${this.models().join(', ')}`);
-    }
-    const xl = model.info.family === 'sdxl';
-    if (request.task !== 'text2image' && request.task !== 'image2image' && request.task !== 'inpainting') {
-      throw new InvalidArgumentError(`task must be 'text2image', 'image2image' or 'inpainting'; received ${describeValue(request.task)}`);
-    }
-    const pipe = request.task === 'text2image' ? model.text2image : request.task === 'image2image' ? model.image2image : model.inpainting;
-    if (!pipe) throw new UnsupportedModelError(`${model.name} is an SDXL model; SDXL inpainting is not implemented`);
-    const params = request.params ?? ({} as JobParams);
-    if (params === null || typeof params !== 'object') throw new InvalidArgumentError(`params must be an object; received ${describeValue(params)}`);
-    const options: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(params)) {
-      if (v === undefined || k === 'seed' || k === 'scheduler') continue;
-      if (!(PARAM_KEYS as readonly string[]).includes(k)) {
-        throw new InvalidArgumentError(`params has no field '${k}'; known fields: ${PARAM_KEYS.join(', ')}`);
-      }
-      options[k] = k === 'image' || k === 'maskImage' ? decodeBase64Image(k, v) : v;
-    }
-    if (request.task !== 'text2image' && options.image === undefined) throw new InvalidArgumentError(`image is required for ${request.task}`);
-    if (request.task === 'inpainting' && options.maskImage === undefined) throw new InvalidArgumentError('maskImage is required for inpainting');
-    if (request.task !== 'inpainting' && options.maskImage !== undefined) throw new InvalidArgumentError(`maskImage is only used for inpainting; received it for ${request.task}`);
-    const seeds = jobSeeds(params);
-    if (seeds.length > 1 && Array.isArray(params.seed) && !librarySupportsSeedLists()) {
-      throw new InvalidArgumentError('seed as a list (one seed per image) needs a library with per-image generators; give one seed');
-    }
-    // the library's schema of this task checks every other field (seed as the first image's seed)
-    parseGenerateOptions({ ...options, seed: seeds[0] } as never, modeOf(request.task, xl));
-    let scheduler: PreparedJob['scheduler'];
-    if (params.scheduler !== undefined) {
-      if (typeof params.scheduler !== 'string') throw new InvalidArgumentError(`scheduler must be a string; received ${describeValue(params.scheduler)}`);
-      scheduler = resolveSchedulerName(params.scheduler);
-    }
-    return { job, model, pipe: pipe as PreparedJob['pipe'], options, seeds, scheduler };
+    const model = this.registry.get(request?.model);
+    const checked = checkJobRequest(request, model ? describeModel(model) : undefined, this.models());
+    const m = model!;
+    const pipe = request.task === 'text2image' ? m.text2image : request.task === 'image2image' ? m.image2image : m.inpainting!;
+    return { job, model: m, pipe: pipe as PreparedJob['pipe'], ...checked };
+  }
+
+  /** What the HTTP layer shows of each model (`GET /sdapi/v1/sd-models`). */
+  descriptors(): ModelDescriptor[] {
+    return [...this.registry.values()].map(describeModel);
   }
 
   /**
