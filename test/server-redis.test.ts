@@ -164,6 +164,8 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
   it('workers advertise their models; an unknown model is refused before enqueue (E_MODEL_NOT_FOUND)', async () => {
     expect(await api.models()).toEqual([MODEL]);
     expect((await api.workers()).length).toBe(2);
+    const [d] = await api.modelDescriptors();
+    expect(d).toMatchObject({ name: MODEL, family: 'sd1' });
     const before = await api.stats();
     const err = await api.submit({ ...request(1), model: 'no-such-model' }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(SdError);

@@ -31,6 +31,7 @@ import os from 'node:os';
 import { Queue, QueueEvents, Worker, Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { InvalidArgumentError, ModelNotFoundError, UnavailableError, toSdError } from '../errors.js';
+import type { ModelDescriptor } from './executor.js';
 import type {
   ExecutorJob, JobBackend, JobError, JobEvent, JobExecutor, JobInfo, JobRequest, JobResult, JobStatus,
 } from './backend.js';
@@ -85,8 +86,23 @@ export interface RedisWorkerOptions {
 export interface RedisJobBackend extends JobBackend {
   /** Model names advertised by live workers (sorted, deduplicated); empty when none is up. */
   models(): Promise<string[]>;
+  /**
+   * What live workers say about their models (family, default size, scheduler…) when their
+   * executor has `descriptors()` (PipelineExecutor does), one per name; for `GET /sdapi/v1/sd-models`
+   * and request checks in the API role without loading anything.
+   */
+  modelDescriptors(): Promise<ModelDescriptor[]>;
   /** Live workers: id, host, pid and models. */
-  workers(): Promise<Array<{ id: string; host: string; pid: number; models: string[] }>>;
+  workers(): Promise<WorkerInfo[]>;
+}
+
+/** A live worker as it advertises itself in Redis. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  models: string[];
+  descriptors?: ModelDescriptor[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,16 +263,22 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
     return [...new Set(ws.flatMap((w) => w.models))].sort();
   }
 
-  async function workers(): Promise<Array<{ id: string; host: string; pid: number; models: string[] }>> {
+  async function modelDescriptors(): Promise<ModelDescriptor[]> {
+    const byName = new Map<string, ModelDescriptor>();
+    for (const w of await workers()) for (const d of w.descriptors ?? []) if (!byName.has(d.name)) byName.set(d.name, d);
+    return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async function workers(): Promise<WorkerInfo[]> {
     const ids = await cmd.zrangebyscore(keys.workers, Date.now(), '+inf');
     if (ids.length === 0) return [];
     const raw = await cmd.mget(ids.map(keys.worker));
-    const out: Array<{ id: string; host: string; pid: number; models: string[] }> = [];
+    const out: WorkerInfo[] = [];
     raw.forEach((r, i) => {
       if (!r) return;
       try {
-        const v = JSON.parse(r) as { host: string; pid: number; models: string[] };
-        out.push({ id: ids[i], host: v.host, pid: v.pid, models: v.models });
+        const v = JSON.parse(r) as Omit<WorkerInfo, 'id'>;
+        out.push({ id: ids[i], ...v });
       } catch { /* a half-written entry: skip */ }
     });
     return out;
@@ -438,6 +460,7 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
     },
 
     models,
+    modelDescriptors,
     workers,
   };
   return backend;
@@ -496,10 +519,15 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<{ c
   }
 
   // --- advertise the models (and refresh after a Redis restart)
+  const described = executor as JobExecutor & { descriptors?: () => ModelDescriptor[] };
+  const advert = (): Omit<WorkerInfo, 'id'> => ({
+    host: os.hostname(), pid: process.pid, models: executor.models(),
+    ...(typeof described.descriptors === 'function' ? { descriptors: described.descriptors() } : {}),
+  });
   const heartbeat = async (): Promise<void> => {
     const now = Date.now();
     await cmd.multi()
-      .set(keys.worker(workerId), JSON.stringify({ host: os.hostname(), pid: process.pid, models: executor.models() }), 'PX', WORKER_TTL_MS)
+      .set(keys.worker(workerId), JSON.stringify(advert()), 'PX', WORKER_TTL_MS)
       .zadd(keys.workers, now + WORKER_TTL_MS, workerId)
       .zremrangebyscore(keys.workers, '-inf', now)
       .exec();

@@ -17,8 +17,9 @@ const say = (line: string): void => { process.stdout.write(`${line}\n`); };
 
 const inner = await PipelineExecutor.load([modelDir]);
 /** The executor, with each job's progress printed for the parent. */
-const executor: JobExecutor = {
+const executor: JobExecutor & Pick<PipelineExecutor, 'descriptors'> = {
   models: () => inner.models(),
+  descriptors: () => inner.descriptors(),
   dispose: () => inner.dispose(),
   async run(jobs) {
     const outcomes = await inner.run(jobs.map((job) => ({
