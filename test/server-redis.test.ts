@@ -326,4 +326,17 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
     expect(events.some((e) => e.type === 'queued')).toBe(true);
     expect((await api.get(id))?.status).toBe('succeeded');
   }, 90_000);
+
+  it('shutting down while Redis is away does not hang: workers (drain) and the API close within bounds', async () => {
+    await stopRedis();
+    const live = workers.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
+    expect(live.length).toBeGreaterThan(0);
+    const t0 = Date.now();
+    for (const p of live) p.child.kill('SIGTERM');
+    expect(await Promise.all(live.map((p) => p.exited))).toEqual(live.map(() => 0));
+    await api.close({ drain: true });
+    const ms = Date.now() - t0;
+    expect(ms).toBeLessThan(30_000);
+    console.log(`workers and API closed ${ms} ms after SIGTERM with Redis down`);
+  }, 60_000);
 });

@@ -416,7 +416,7 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
       void get(id).then((info) => {
         if (done) return;
         if (!info) {
-          deliver({ type: 'error', error: { code: 'E_INVALID_ARGUMENT', message: `no job with id ${JSON.stringify(id)} (unknown or expired)` } });
+          deliver({ type: 'error', error: { code: 'E_NOT_FOUND', message: `no job with id ${JSON.stringify(id)} (unknown or expired)` } });
           return;
         }
         const t = terminalEvent(info);
@@ -455,7 +455,8 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
           }
         }
       }
-      await Promise.allSettled([queueEvents.close(), queue.close()]);
+      // BullMQ's close waits for Redis; while Redis is away, give up after 5 s and drop the connections
+      await settleWithin(Promise.allSettled([queueEvents.close(), queue.close()]), 5_000);
       disconnectAll();
     },
 
@@ -577,13 +578,14 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<{ c
   const workerConn = connect(options.url);
   const worker = new Worker<JobData, JobResult>(queueName, async (job, token) => {
     const id = job.id!;
-    if (await cmd.exists(keys.cancelFlag(id))) throw new UnrecoverableError(encodeError(CANCELLED));
     const ac = new AbortController();
-    running.set(id, ac);
+    running.set(id, ac); // from here on, close({ drain }) waits for this job
     const channel = keys.events(id);
     const publish = (e: JobEvent): void => { cmd.publish(channel, JSON.stringify(e)).catch(() => {}); };
     let outcome: Outcome;
     try {
+      // cancelled while queued but taken before the removal (or re-queued after a stall)
+      if (await cmd.exists(keys.cancelFlag(id))) throw new UnrecoverableError(encodeError(CANCELLED));
       outcome = await runBatched({
         id,
         request: job.data.request,
@@ -628,8 +630,13 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<{ c
         shuttingDown = true;
         for (const ac of running.values()) ac.abort(new Error('worker shutting down'));
       }
-      await worker.close();
-      await cmd.multi().zrem(keys.workers, workerId).del(keys.worker(workerId)).exec().catch(() => {});
+      const closed = worker.close(); // takes no new job; resolves when the running ones are settled in Redis
+      // Bounded: once this worker's jobs have run, BullMQ gets 10 s to report them and close; while
+      // Redis is away it cannot, so the connections are dropped (an unreported job's lock expires
+      // and another worker runs it again once Redis is back).
+      while (running.size > 0 || pending.length > 0) await new Promise((r) => setTimeout(r, 100));
+      await settleWithin(closed, 10_000);
+      await settleWithin(cmd.multi().zrem(keys.workers, workerId).del(keys.worker(workerId)).exec(), 2_000);
       sub.disconnect();
       cmd.disconnect();
       workerConn.disconnect();
@@ -641,6 +648,13 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<{ c
 
 function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
+/** Waits for `p` to settle, at most `ms`. */
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([p.then(() => {}, () => {}), new Promise<void>((r) => { t = setTimeout(r, ms); })]);
+  clearTimeout(t);
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
