@@ -100,8 +100,8 @@ async function stopRedis(): Promise<void> {
   redis = undefined;
 }
 
-function startWorker(name: string): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/redis-worker.ts', url, queueName, modelDir, String(LOCK_MS), String(STALLED_MS)], {
+function startWorker(name: string, queue = queueName, batch: string[] = []): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/redis-worker.ts', url, queue, modelDir, String(LOCK_MS), String(STALLED_MS), ...batch], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
     // one intra-op thread per worker: two workers share this machine's cores
     env: { ...process.env, OMP_NUM_THREADS: '1' },
@@ -216,6 +216,42 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
     expect(terminals(await late.settled).map((e) => e.type)).toEqual(['result']);
     expect(await api.stats()).toEqual({ queued: 0, running: 0 });
   }, 60_000);
+
+  it('a batching worker (maxBatch 2) runs two compatible jobs as one call; each keeps its seed and matches the job served alone', async () => {
+    const batchQueue = `${queueName}-batch`;
+    const bw = startWorker('worker-batch', batchQueue, ['2', '3000']);
+    const bapi = await createRedisBackend({ url, queueName: batchQueue });
+    try {
+      await until('the batching worker', () => bw.lines.includes('ready'), 60_000);
+      const ids = [await bapi.submit(request(71, 4)), await bapi.submit(request(72, 4))];
+      const results = await Promise.all(ids.map(async (id) => {
+        const events: JobEvent[] = [];
+        await new Promise<void>((resolve) => bapi.subscribe(id, (e) => { events.push(e); if (terminals([e]).length) resolve(); }));
+        return terminals(events)[0];
+      }));
+      expect(bw.lines).toContain(`run ${ids.join(',')}`); // one executor call for both
+      const alone = await Promise.all([api.submit(request(71, 4)), api.submit(request(72, 4))].map(async (p) => {
+        const w = watch(await p);
+        return terminals(await w.settled)[0];
+      }));
+      for (let i = 0; i < 2; i++) {
+        expect(results[i].type).toBe('result');
+        expect(alone[i].type).toBe('result');
+        const rb = (results[i] as Extract<JobEvent, { type: 'result' }>).result;
+        const ra = (alone[i] as Extract<JobEvent, { type: 'result' }>).result;
+        expect(rb.seeds).toEqual([71 + i]);
+        const [pb, pa] = await Promise.all([rb, ra].map((r) => sharp(Buffer.from(r.images[0], 'base64')).raw().toBuffer()));
+        let maxDiff = 0;
+        for (let k = 0; k < pa.length; k++) maxDiff = Math.max(maxDiff, Math.abs(pa[k] - pb[k]));
+        // batched GEMMs round differently from single ones: within one 8-bit level (test/per-image-seeds.test.ts)
+        expect(maxDiff, `job ${i}: batched vs alone`).toBeLessThanOrEqual(1);
+      }
+    } finally {
+      bw.child.kill('SIGTERM');
+      await bw.exited;
+      await bapi.close({ drain: false });
+    }
+  }, 90_000);
 
   it('cancel: a queued job is removed, a running one stops within a step; both report cancelled', async () => {
     // two long jobs occupy both workers, the third waits

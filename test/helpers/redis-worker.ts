@@ -2,7 +2,7 @@
  * Child process for test/server-redis.test.ts: one Redis worker (startRedisWorker) over the
  * server's PipelineExecutor (lib/server/executor.ts) on the given model — real generations.
  *
- *   tsx test/helpers/redis-worker.ts <redis-url> <queue> <model-dir> <lock-ms> <stalled-ms>
+ *   tsx test/helpers/redis-worker.ts <redis-url> <queue> <model-dir> <lock-ms> <stalled-ms> [max-batch batch-wait-ms]
  *
  * Prints one line per fact the parent waits on: `ready`, `start <id>`, `step <id> <n>`,
  * `done <id>`, `aborted <id>`, `failed <id> <code>`, `closed`. SIGTERM closes with drain, SIGINT
@@ -12,7 +12,7 @@ import { PipelineExecutor } from '../../lib/server/executor.js';
 import type { JobExecutor } from '../../lib/server/backend.js';
 import { startRedisWorker } from '../../lib/server/redis_backend.js';
 
-const [url, queueName, modelDir, lockMs, stalledMs] = process.argv.slice(2);
+const [url, queueName, modelDir, lockMs, stalledMs, maxBatch = '1', batchWaitMs = '0'] = process.argv.slice(2);
 const say = (line: string): void => { process.stdout.write(`${line}\n`); };
 
 const inner = await PipelineExecutor.load([modelDir]);
@@ -22,6 +22,7 @@ const executor: JobExecutor & Pick<PipelineExecutor, 'descriptors'> = {
   descriptors: () => inner.descriptors(),
   dispose: () => inner.dispose(),
   async run(jobs) {
+    say(`run ${jobs.map((j) => j.id).join(',')}`);
     const outcomes = await inner.run(jobs.map((job) => ({
       ...job,
       onEvent: (e) => {
@@ -40,6 +41,7 @@ const executor: JobExecutor & Pick<PipelineExecutor, 'descriptors'> = {
 
 const worker = await startRedisWorker({
   url, queueName, executor, lockDurationMs: Number(lockMs), stalledIntervalMs: Number(stalledMs),
+  maxBatch: Number(maxBatch), batchWaitMs: Number(batchWaitMs),
 });
 say('ready');
 for (const [signal, drain] of [['SIGTERM', true], ['SIGINT', false]] as const) {
