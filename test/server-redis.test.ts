@@ -66,6 +66,7 @@ function track(child: ChildProcess, name: string): Proc {
   });
   let err = '';
   child.stderr?.on('data', (d: Buffer) => { err += d.toString(); if (err.length > 20_000) err = err.slice(-10_000); });
+  Object.defineProperty(lines, 'stderr', { get: () => err });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => {
     if (code && code !== 0) process.stderr.write(`[${name}] exited ${code}: ${err.slice(-2000)}\n`);
     r(code);
@@ -216,6 +217,44 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
     expect(terminals(await late.settled).map((e) => e.type)).toEqual(['result']);
     expect(await api.stats()).toEqual({ queued: 0, running: 0 });
   }, 60_000);
+
+  it('over HTTP: `sd-native serve --role api` (another process) streams a job run by a worker as SSE, one result', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'serve', '--redis', url, '--role', 'api', '--queue-name', queueName,
+      '--model', modelDir, '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = track(child, 'api-http');
+    try {
+      const stderrOf = () => (proc.lines as unknown as { stderr: string }).stderr;
+      const base = await until('the API to listen', () => /listening on (http:\/\/[^\s]+)/.exec(stderrOf())?.[1], 60_000);
+      const post = await fetch(`${base}/v1/jobs`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ params: { prompt: 'a red cube', width: 32, height: 32, numInferenceSteps: 4, seed: 81 } }),
+      });
+      expect(post.status).toBe(202);
+      const { id } = await post.json() as { id: string };
+      const sse = await fetch(`${base}/v1/jobs/${id}/events`);
+      expect(sse.headers.get('content-type')).toContain('text/event-stream');
+      let text = '';
+      const decoder = new TextDecoder();
+      for await (const chunk of sse.body as unknown as AsyncIterable<Uint8Array>) {
+        text += decoder.decode(chunk, { stream: true });
+        if (/event: (result|error|cancelled)\n/.test(text)) break;
+      }
+      const types = [...text.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+      expect(types.filter((t) => t === 'result')).toEqual(['result']);
+      expect(types).not.toContain('error');
+      expect(types.filter((t) => t === 'step').length).toBeGreaterThan(0);
+      expect(doneCount(id)).toBe(1);
+      const bad = await fetch(`${base}/v1/jobs`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'no-such-model', params: { prompt: 'x' } }),
+      });
+      expect(bad.status).toBe(404);
+      expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('E_MODEL_NOT_FOUND');
+    } finally {
+      child.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+    }
+  }, 90_000);
 
   it('a batching worker (maxBatch 2) runs two compatible jobs as one call; each keeps its seed and matches the job served alone', async () => {
     const batchQueue = `${queueName}-batch`;
