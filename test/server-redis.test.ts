@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { fixture } from './helpers/fixtures.js';
-import { createRedisBackend, type RedisJobBackend } from '../lib/server/redis_backend.js';
+import { createRedisBackend, startRedisWorker, type RedisJobBackend } from '../lib/server/redis_backend.js';
 import type { JobEvent, JobRequest } from '../lib/server/backend.js';
 import { SdError } from '../lib/errors.js';
 
@@ -175,6 +175,18 @@ describe.runIf(process.platform === 'linux')('Redis scale-out (BullMQ): 1 API + 
     expect(await api.stats()).toEqual(before);
     expect(await api.get('no-such-id')).toBeUndefined();
     expect(await api.cancel('no-such-id')).toBe(false);
+  }, 30_000);
+
+  it('bad options and an unreachable Redis are typed errors, not hangs', async () => {
+    const executor = { run: async () => [], models: () => [], dispose: () => {} };
+    const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => (e as SdError).code);
+    expect(await code(createRedisBackend({ url: 'http://127.0.0.1:6379' }))).toBe('E_INVALID_ARGUMENT');
+    expect(await code(startRedisWorker({ url, executor, maxBatch: 0 }))).toBe('E_INVALID_ARGUMENT');
+    expect(await code(startRedisWorker({ url, executor, batchWaitMs: -1 }))).toBe('E_INVALID_ARGUMENT');
+    const closedPort = await freePort();
+    const t0 = Date.now();
+    expect(await code(createRedisBackend({ url: `redis://127.0.0.1:${closedPort}` }))).toBe('E_UNAVAILABLE');
+    expect(Date.now() - t0).toBeLessThan(15_000);
   }, 30_000);
 
   it('N jobs all complete exactly once, with step events across processes; the same seed gives the same image on either worker', async () => {

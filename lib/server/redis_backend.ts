@@ -213,7 +213,7 @@ export async function createRedisBackend(options: RedisBackendOptions): Promise<
     await withTimeout(Promise.all([cmdReady, queue.waitUntilReady(), queueEvents.waitUntilReady()]), 10_000,
       `Redis at ${redactUrl(options.url)} did not answer within 10 s`);
   } catch (e) {
-    await Promise.allSettled([queueEvents.close(), queue.close()]);
+    await settleWithin(Promise.allSettled([queueEvents.close(), queue.close()]), 1_000);
     disconnectAll();
     throw e instanceof UnavailableError ? e : new UnavailableError(`cannot reach Redis at ${redactUrl(options.url)}: ${(e as Error).message}`, { cause: e });
   }
