@@ -90,6 +90,9 @@ function put(kind, name, bytes) {
 for (const f of walk(fixtures, '.json')) {
   if (fs.statSync(f).size <= 65536) put('json', path.relative(fixtures, f), fs.readFileSync(f));
 }
+// regression seeds (findings of earlier runs): a float with an integral value or a negative zero
+// must survive dump → parse → dump (crash-json: "dropout": -0.0 came back as the integer 0)
+put('json', 'regression-negative-zero.json', Buffer.from('{"dropout": -0.0, "scaling_factor": 1.0, "x": [-0.0, 1e300, 5e-324, -1.5e-7]}'));
 for (const f of walk(fixtures, '.safetensors')) {
   const rel = path.relative(fixtures, f);
   if (fs.statSync(f).size <= 4096) put('safetensors', rel, fs.readFileSync(f));

@@ -2,7 +2,8 @@
  * Bounded attention memory by default (issue 19, item 4a): unsliced math attention whose score
  * tensors would exceed a budget (1 GiB by default; SD_NATIVE_ATTENTION_BUDGET_MB) is sliced with
  * diffusers' slice sizes (half the heads, else one head) — native/core/nn/attention.cc
- * attentionSliceSize. The image must not change: the same tolerance as the explicit slicing test
+ * attentionSliceSize (the math path: the children set setAttentionBackend('math'), since 'auto'
+ * picks the flash kernel or SDPA here, which never hold the scores). The image must not change: the same tolerance as the explicit slicing test
  * (test/optimizations.test.ts: final latents relative error < 1e-4, pixels within one level on
  * < 1 %), and the call's peak memory must drop. The budget is read once per process, so each side
  * runs in a child (test/helpers/attention-child.ts).

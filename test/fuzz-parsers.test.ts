@@ -10,7 +10,7 @@
  * build/libsd_core.a (npm run compile); skipped, under a name that says so, without them.
  */
 import { describe, it, expect } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,9 +37,13 @@ const why = !clang ? ' (SKIPPED: no clang++ with libFuzzer; apt-get install clan
   : !core ? ' (SKIPPED: no build/libsd_core.a; npm run compile)' : '';
 
 describe(`libFuzzer: safetensors, JSON/config, LoRA and single-file parsers under ASan + UBSan${why}`, () => {
-  it.skipIf(!clang || !core)(`${SECONDS} s per target, 0 crashes`, () => {
-    const r = spawnSync('bash', ['scripts/fuzz.sh', '--seconds', String(SECONDS), ...TARGETS], {
-      cwd: root, encoding: 'utf8', env: { ...process.env }, maxBuffer: 64 * 1024 * 1024,
+  it.skipIf(!clang || !core)(`${SECONDS} s per target, 0 crashes`, async () => {
+    // asynchronously: a synchronous child would block this test worker for minutes (the harness
+    // build plus 4 × 15 s), and vitest's worker RPC times out after 60 s of a blocked event loop
+    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile('bash', ['scripts/fuzz.sh', '--seconds', String(SECONDS), ...TARGETS], {
+        cwd: root, encoding: 'utf8', env: { ...process.env }, maxBuffer: 64 * 1024 * 1024,
+      }, (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
     });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('fuzz '));
     console.log(lines.join('\n'));

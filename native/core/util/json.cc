@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -328,6 +329,9 @@ void dumpTo(std::string& out, const Json& j) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.17g", j.number());
         out += buf;
+        // a float stays a float (as Python's json writes it): "-0" would re-parse as the integer 0
+        // and lose the sign, "1" as an integer (found by fuzz_parsers' json round trip)
+        if (std::strpbrk(buf, ".eE") == nullptr) out += ".0";
       }
       break;
     case Json::Type::String: dumpString(out, j.string()); break;
