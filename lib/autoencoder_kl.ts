@@ -63,6 +63,16 @@ export class AutoencoderKL {
     return new AutoencoderKL(h);
   }
 
+  /** @internal wraps a native handle (a pipeline's own VAE: `pipe.vae`). */
+  static fromNativeHandle(handle: VaeHandle): AutoencoderKL {
+    return new AutoencoderKL(handle);
+  }
+
+  /** @internal the native handle (for pipelines that take this VAE). */
+  nativeHandle(): VaeHandle {
+    return this.h();
+  }
+
   private h(): VaeHandle {
     if (!this.handle) throw new DisposedError('AutoencoderKL has been disposed');
     return this.handle;

@@ -78,6 +78,8 @@ export interface NativeStepInfo {
   numSteps: number;
   /** Scheduler timestep of that step. */
   timestep: number;
+  /** With `previews` on a step that is a multiple of `previewEvery`: uint8 `[batch, H, W, 3]` RGB, made on the generating thread. */
+  preview?: TensorData<Uint8Array>;
 }
 
 /**
@@ -120,6 +122,10 @@ export interface NativeGenerateRequest {
   strength?: number;
   /** Inpainting: the mask `[height, width]` uint8 grayscale (white = repaint), with `image`. */
   mask?: TensorData<Uint8Array>;
+  /** Preview images handed to `onStep`: 'taesd' (the pipeline's preview decoder) or 'latent2rgb'; absent or '' = none. */
+  previews?: '' | 'taesd' | 'latent2rgb';
+  /** With `previews`: on steps that are multiples of it (1-based; default 1). */
+  previewEvery?: number;
 }
 
 /** The request of `generate` for a StableDiffusionXLPipeline handle: the common fields plus SDXL's. */
