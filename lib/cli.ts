@@ -473,7 +473,7 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads', numberArg('--threads'))
     .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
     .option('--revision <rev>', 'Hub ids: branch, tag or commit (default main)')
-    .option('--vae <dir>', 'decode with this VAE: a diffusers AutoencoderKL folder (e.g. a fine-tuned VAE) or an AutoencoderTiny (TAESD) folder')
+    .option('--vae <dir|file>', 'decode with this VAE: a diffusers AutoencoderKL or AutoencoderTiny (TAESD) folder, or an original-layout VAE .safetensors (e.g. vae-ft-mse-840000-ema-pruned.safetensors)')
     .option('--preview <taesd:dir|latent2rgb>', 'write preview.png next to the output while denoising: TAESD decodes (taesd:<AutoencoderTiny folder>) or the weightless latent2rgb approximation', previewOption)
     .option('--preview-every <n>', 'with --preview: every n-th step (default 1)', numberArg('--preview-every'))
     .option('-o, --out <file>', 'output file (.png/.jpg/.webp) or folder; several images get -1, -2 … suffixes', 'output.png')

@@ -212,10 +212,11 @@ export interface LoadOptions extends HubLoadOptions {
   /**
    * Decode (and encode) with this VAE instead of the model's own (diffusers' `vae=` component,
    * e.g. a fine-tuned VAE for a civitai checkpoint, or TAESD for fast decoding): a loaded
-   * AutoencoderKL / AutoencoderTiny (on the pipeline's device), or a diffusers VAE folder
-   * (its config.json `_class_name` picks the class; loaded on the pipeline's device and dtype —
-   * float32 for an AutoencoderKL with force_upcast when the dtype is float16). Its latent
-   * channels must match the model's. Same as setting `pipe.vae` after loading.
+   * AutoencoderKL / AutoencoderTiny (on the pipeline's device), a diffusers VAE folder (its
+   * config.json `_class_name` picks the class), or a standalone original-layout VAE `.safetensors`
+   * (civitai-style, read with the model's own `vae/config.json`); paths are loaded on the
+   * pipeline's device and dtype (float32 for an AutoencoderKL with force_upcast when the dtype is
+   * float16). Its latent channels must match the model's. Same as setting `pipe.vae` after loading.
    */
   vae?: AutoencoderKL | AutoencoderTiny | string;
   /** The AutoencoderTiny that `previews: 'taesd'` decodes with: loaded, or a folder (as {@link setPreviewDecoder}). */

@@ -124,6 +124,37 @@ describe('swapping the VAE (pipe.vae = …)', () => {
     }
   });
 
+  it('vae given as a civitai-style original-layout VAE file (with or without first_stage_model.): same weights → same image', async () => {
+    const ref = (await pipe.generate(opts)).images[0];
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-vaefile-'));
+    try {
+      const all = await readSafetensors(fixture('models', 'tiny-sd15.safetensors'));
+      const prefixed = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith('first_stage_model.')));
+      const bare = Object.fromEntries(Object.entries(prefixed).map(([k, v]) => [k.slice('first_stage_model.'.length), v]));
+      expect(Object.keys(bare).length).toBeGreaterThan(20);
+      for (const [name, tensors] of [['bare.safetensors', bare], ['prefixed.safetensors', prefixed]] as const) {
+        const file = path.join(tmp, name);
+        await writeSafetensors(file, tensors);
+        const p = await StableDiffusionPipeline.fromPretrained(sd15, { vae: file });
+        try {
+          expect(p.vae).toBeInstanceOf(AutoencoderKL);
+          expect(Buffer.compare((await p.generate(opts)).images[0].data, ref.data), name).toBe(0);
+        } finally {
+          p.dispose();
+        }
+      }
+      const bogus = path.join(tmp, 'bogus.safetensors');
+      await writeSafetensors(bogus, { ...bare, 'decoder.extra.weight': bare['decoder.conv_in.bias'] });
+      const e = await rejection(AutoencoderKL.fromSingleFile(bogus, { configDir: path.join(sd15, 'vae') }));
+      expect(e.code).toBe('E_BAD_CHECKPOINT');
+      expect(e.message).toMatch(/decoder\.extra\.weight/);
+      expect((await rejection(AutoencoderKL.fromSingleFile(path.join(tmp, 'x.ckpt'), { configDir: path.join(sd15, 'vae') }))).code).toBe('E_BAD_CHECKPOINT');
+      expect((await rejection(AutoencoderKL.fromSingleFile(bogus, {} as any))).code).toBe('E_INVALID_ARGUMENT');
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   it('img2img with TAESD encodes deterministically (the seed gives the same image twice)', async () => {
     const img2img = StableDiffusionImg2ImgPipeline.fromPipeline(pipe);
     await img2img.setVae(taesd);

@@ -9,7 +9,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { addon } from '../native.js';
 import {
-  InvalidArgumentError, ModelNotFoundError, UnsupportedModelError, describeValue, native, nativeSync,
+  InvalidArgumentError, ModelNotFoundError, describeValue, native, nativeSync,
 } from '../errors.js';
 import { AutoencoderKL } from '../autoencoder_kl.js';
 import { AutoencoderTiny } from '../autoencoder_tiny.js';
@@ -43,12 +43,18 @@ export async function resolveVae(v: AnyVae | string, info: PipelineInfo, what: s
   if (typeof v !== 'string') return v;
   const st = await stat(v).catch(() => undefined);
   if (!st) throw new ModelNotFoundError(`${what}: VAE folder not found: ${v}`);
-  if (!st.isDirectory()) {
-    throw new UnsupportedModelError(
-      `${what}: ${v} is a file; a VAE is loaded from a diffusers folder (config.json + diffusion_pytorch_model.safetensors). ` +
-      'Single-file VAE checkpoints (LDM layout, e.g. vae-ft-mse-840000-ema-pruned.safetensors) are not supported yet');
-  }
   const dtype = info.dtype as 'float32' | 'float16' | 'bfloat16';
+  if (!st.isDirectory()) {
+    // a standalone original-layout VAE file: the configs are the pipeline's own vae/ folder's
+    // (the model's config root holds tokenizer/ and vae/)
+    const configDir = path.join(path.dirname(info.tokenizerDirs[0]), 'vae');
+    const kl = await AutoencoderKL.fromSingleFile(v, { configDir, device: info.device, dtype });
+    if (dtype === 'float16' && kl.forceUpcast) {
+      kl.dispose();
+      return AutoencoderKL.fromSingleFile(v, { configDir, device: info.device, dtype: 'float32' });
+    }
+    return kl;
+  }
   if (await vaeClassName(v) === 'AutoencoderTiny') return AutoencoderTiny.fromPretrained(v, { device: info.device, dtype });
   const kl = await AutoencoderKL.fromPretrained(v, { device: info.device, dtype });
   if (dtype === 'float16' && kl.forceUpcast) {
