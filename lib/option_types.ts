@@ -68,8 +68,18 @@ export interface GenerateOptions {
   width?: number;
   /** Images per prompt, integer in [1, 64] (default 1). */
   numImagesPerPrompt?: number;
-  /** Seed of the CPU generator (`torch.Generator('cpu').manual_seed(seed)`): a non-negative safe integer (default: a random 32-bit integer, returned in the result). */
-  seed?: number;
+  /**
+   * Seed of the CPU generator (`torch.Generator('cpu').manual_seed(seed)`): a non-negative safe
+   * integer (default: a random 32-bit integer, returned in the result). One number: one generator
+   * draws the whole batch, as diffusers with one generator. A list: one generator per image
+   * (diffusers' `generator=[torch.Generator('cpu').manual_seed(s) for s in seeds]`), exactly
+   * `numPrompts × numImagesPerPrompt` seeds; image i then equals the same prompt run alone with
+   * `seed: seeds[i]` (txt2img, img2img, SDXL; inpainting encodes its image with the first
+   * generator, as diffusers does, so there only image 0 does).
+   * AUTOMATIC1111 gives image i of a batch the seed `seed + i`; `seed: [s, s + 1, …]` follows that
+   * convention (A1111 draws its noise differently, so the pixels still differ from A1111's).
+   */
+  seed?: number | number[];
   /** Initial latents `[numPrompts × numImagesPerPrompt, 4, height/f, width/f]` float32 (f = vaeScaleFactor) instead of drawing them from the seed. */
   latents?: LatentsInput;
   /** Number of final CLIP layers to skip, integer ≥ 1 (diffusers' `clip_skip`; default: none). */

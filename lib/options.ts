@@ -100,6 +100,9 @@ const msg = (rule: string) => ({ invalid_type_error: rule, required_error: rule 
 function intIn(min: number, max: number, rule = `must be an integer in [${min}, ${max}]`) {
   return z.number(msg(rule)).int(rule).min(min, rule).max(max, rule);
 }
+
+/** A CPU generator seed: `torch.Generator('cpu').manual_seed(seed)` takes any non-negative safe integer. */
+const seedSchema = intIn(0, Number.MAX_SAFE_INTEGER, 'must be a non-negative safe integer (0 … 2^53 − 1)');
 function finiteAtLeast(min: number, rule = `must be a finite number ≥ ${min}`) {
   return z.number(msg(rule)).finite(rule).min(min, rule);
 }
@@ -150,7 +153,7 @@ const generateShape = {
   height: pixels().optional(),
   width: pixels().optional(),
   numImagesPerPrompt: intIn(1, 64).default(DEFAULTS.numImagesPerPrompt),
-  seed: intIn(0, Number.MAX_SAFE_INTEGER, 'must be a non-negative safe integer (0 … 2^53 − 1)').optional(),
+  seed: z.union([seedSchema, z.array(seedSchema).min(1, 'must hold at least one seed')]).optional(),
   latents: latentsSchema.optional(),
   clipSkip: intIn(1, 1000, 'must be an integer ≥ 1').optional(),
   eta: finiteAtLeast(0).default(DEFAULTS.eta),
@@ -306,7 +309,10 @@ export interface ResolvedGenerateOptions {
   height: number;
   width: number;
   numImagesPerPrompt: number;
+  /** The call's seed: the one generator's, or the first image's when `seeds` is given. */
   seed: number;
+  /** One seed per image (diffusers' list of generators), `numPrompts × numImagesPerPrompt` of them. */
+  seeds?: number[];
   latents?: LatentsInput;
   clipSkip?: number;
   eta: number;
@@ -458,6 +464,13 @@ export function finishGenerateOptions(
 
   // 3. latents: exact shape, checked before any native call
   const batch = n * o.numImagesPerPrompt;
+  // a list of seeds: one per image (diffusers: "You have passed a list of generators of length …")
+  const seeds = Array.isArray(o.seed) ? o.seed : undefined;
+  if (seeds && seeds.length !== batch) {
+    throw new InvalidArgumentError(
+      `seed: a list of ${seeds.length} seeds was given for ${batch} images (${n} prompt(s) × numImagesPerPrompt ${o.numImagesPerPrompt}); ` +
+      'give one seed per image, or one number for the whole batch');
+  }
   if (o.latents) {
     const expected = [batch, model.latentChannels ?? 4, height / f, width / f];
     const got = o.latents.shape;
@@ -497,7 +510,8 @@ export function finishGenerateOptions(
     guidanceScale: o.guidanceScale,
     height, width,
     numImagesPerPrompt: o.numImagesPerPrompt,
-    seed: o.seed ?? randomSeed(),
+    seed: seeds ? seeds[0] : typeof o.seed === 'number' ? o.seed : randomSeed(),
+    seeds: seeds ? [...seeds] : undefined,
     latents: o.latents,
     clipSkip: o.clipSkip,
     eta: o.eta,

@@ -43,6 +43,7 @@ export function nativeRequest(
     height: o.height,
     width: o.width,
     seed: o.seed,
+    seeds: o.seeds,
     latents: o.latents ? { data: o.latents.data, shape: [...o.latents.shape] } : undefined,
     clipSkip: o.clipSkip ?? 0,
     eta: o.eta,

@@ -34,12 +34,13 @@ export interface GenerateResult {
   latents?: LatentsInput;
   /** The initial latents the seed produced, `[batch, 4, height/8, width/8]` float32 (before `init_noise_sigma` scaling; txt2img). */
   initialLatents?: LatentsInput;
-  /** The generator seed of the call (random when not given). */
+  /** The generator seed of the call (random when not given); with a list of seeds, the first. */
   seed: number;
   /**
-   * The seed behind each image (`seeds[i]` for `images[i]`): all equal to `seed`, since one CPU
-   * generator draws the whole batch as in diffusers — image i is reproduced by re-running the
-   * same call with that seed.
+   * The seed behind each image (`seeds[i]` for `images[i]`). With one seed, all equal to `seed`:
+   * one CPU generator draws the whole batch, as in diffusers, and image i is reproduced by
+   * re-running the same call. With a list of seeds, the list: image i is reproduced alone with
+   * `seed: seeds[i]` (not for inpainting; see `seed` in the options).
    */
   seeds: number[];
   /** The scheduler timesteps that were run. */
@@ -75,6 +76,7 @@ export function toResult(
     const bytes = h * w * 3;
     const buf = Buffer.from(r.images.data.buffer, r.images.data.byteOffset, r.images.data.byteLength);
     const model = modelName(modelPath);
+    const perImage = o.seeds !== undefined && o.maskImage === undefined;
     for (let i = 0; i < b; i++) {
       const p = Math.floor(i / o.numImagesPerPrompt); // diffusers order: p0, p0, p1, p1
       const params: GenerationParameters = {
@@ -82,7 +84,7 @@ export function toResult(
         negativePrompt: o.negativePrompts?.[p] ?? '',
         numInferenceSteps: o.numInferenceSteps,
         guidanceScale: o.guidanceScale,
-        seed: o.seed,
+        seed: o.seeds?.[i] ?? o.seed,
         width: w,
         height: h,
         scheduler: sched.name,
@@ -91,8 +93,9 @@ export function toResult(
         clipSkip: o.clipSkip,
         strength: o.strength,
         eta: o.eta,
-        batchSize: b,
-        batchIndex: i,
+        // an image made with its own generator is reproduced alone: no batch position to record
+        // (inpainting excepted: its image is encoded with the first generator)
+        ...(perImage ? {} : { batchSize: b, batchIndex: i }),
       };
       images.push(new GeneratedImage(w, h, buf.subarray(i * bytes, (i + 1) * bytes), params));
     }
@@ -102,7 +105,7 @@ export function toResult(
     latents: toLatents(r.latents),
     initialLatents: toLatents(r.initialLatents),
     seed: o.seed,
-    seeds: new Array<number>(batch).fill(o.seed),
+    seeds: o.seeds ? [...o.seeds] : new Array<number>(batch).fill(o.seed),
     timesteps: [...r.timesteps],
     timings: { ...r.timings, ...js },
   };

@@ -24,7 +24,8 @@ export class StableDiffusionPipeline extends LoaderPipeline {
    * @param options - `prompt` (string | non-empty string[]), `negativePrompt` (default ""),
    *   `numInferenceSteps` (1–1000, default 50), `guidanceScale` (≥ 0, default 7.5; ≤ 1 disables
    *   classifier-free guidance), `height`/`width` (multiples of 8 ≤ 8192, default the model's
-   *   size), `numImagesPerPrompt` (1–64, default 1), `seed` (default random 32-bit), `latents`
+   *   size), `numImagesPerPrompt` (1–64, default 1), `seed` (default random 32-bit; a list of
+   *   numPrompts·numImagesPerPrompt seeds gives each image its own CPU generator), `latents`
    *   (`[numPrompts·numImagesPerPrompt, 4, height/8, width/8]` float32), `clipSkip` (≥ 1),
    *   `eta` (default 0), `outputType` ('image' | 'latent'), `onStep`, `signal`
    * @returns images (RGB, with their parameters), seed(s), timesteps, timings; latents for outputType 'latent'

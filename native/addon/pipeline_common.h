@@ -103,6 +103,17 @@ inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines:
   const double seed = requireNumber(env, r, "seed", kWhat);
   if (!(seed >= 0) || seed > 9007199254740991.0) throwInvalid(env, "seed must be a non-negative safe integer");
   req.seed = static_cast<uint64_t>(seed);
+  if (r.Has("seeds") && !r.Get("seeds").IsUndefined()) {  // one per image (a list of generators)
+    if (!r.Get("seeds").IsArray()) throwInvalid(env, "request.seeds must be an array of seeds");
+    const Napi::Array seeds = r.Get("seeds").As<Napi::Array>();
+    for (uint32_t i = 0; i < seeds.Length(); ++i) {
+      const Napi::Value v = seeds.Get(i);
+      const double s = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+      if (!(s >= 0) || s > 9007199254740991.0 || s != static_cast<double>(static_cast<uint64_t>(s)))
+        throwInvalid(env, "request.seeds[" + std::to_string(i) + "] must be a non-negative safe integer");
+      req.seeds.push_back(static_cast<uint64_t>(s));
+    }
+  }
   optionalTensor(env, r, "latents", req.latents);
   req.clipSkip = static_cast<int64_t>(requireNumber(env, r, "clipSkip", kWhat));
   req.eta = requireNumber(env, r, "eta", kWhat);

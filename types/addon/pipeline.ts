@@ -104,6 +104,8 @@ export interface NativeGenerateRequest {
   width: number;
   /** `torch.Generator('cpu').manual_seed(seed)`, a safe integer ≥ 0. */
   seed: number;
+  /** One CPU generator per image instead (diffusers' list of generators): `numPrompts*numImagesPerPrompt` safe integers ≥ 0. */
+  seeds?: number[];
   /** Initial latents `[numPrompts*numImagesPerPrompt, 4, height/f, width/f]` float32 (f = vaeScaleFactor). */
   latents?: TensorData;
   /** Final CLIP layers skipped; 0 = none. */

@@ -179,15 +179,22 @@ at::Tensor PipelineBase::strengthTimesteps(schedulers::Scheduler& scheduler, con
   return timesteps.slice(0, tStart * scheduler.order());
 }
 
+runtime::Generators PipelineBase::requestGenerators(uint64_t seed, const std::vector<uint64_t>& seeds, int64_t batch) {
+  if (seeds.empty()) return runtime::Generators::fromSeed(seed);
+  runtime::Generators generators = runtime::Generators::fromSeeds(seeds);
+  generators.checkBatch(batch);
+  return generators;
+}
+
 at::Tensor PipelineBase::initialNoiseLatents(const at::Tensor& given, const std::vector<int64_t>& shape,
-                                             at::Generator& generator, double initNoiseSigma) const {
+                                             const runtime::Generators& generator, double initNoiseSigma) const {
   at::Tensor latents;
   if (given.defined()) {
     if (given.sizes() != at::IntArrayRef(shape))
       invalid("latents must have shape " + nn::shapeString(shape));
     latents = given.to(at::kFloat);
   } else {
-    latents = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat));  // CPU draw
+    latents = generator.randn(shape, at::TensorOptions().dtype(at::kFloat), "latents");  // CPU draw
   }
   return latents.to(device_, dtype_) * initNoiseSigma;
 }
@@ -196,13 +203,23 @@ at::Tensor PipelineBase::imageToPixels(const at::Tensor& image) {
   return image.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({2, 0, 1}).unsqueeze(0);  // [1, 3, H, W]
 }
 
-at::Tensor PipelineBase::encodeImageLatents(const at::Tensor& pixels, at::Generator& generator) {
+at::Tensor PipelineBase::encodeImageLatents(const at::Tensor& pixels, at::Generator* generator) {
   at::Tensor x = pixels.to(device_, vaeDtype_);
   if (applied_.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   if (tinyVae_)  // retrieve_latents: AutoencoderTinyOutput.latents, no distribution and no draw
     return tinyVae_->encode(x).to(dtype_) * tinyVae_->scalingFactor();  // [1, C, h, w]
   detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
-  return vae_->encode(x).sample(&generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
+  return vae_->encode(x).sample(generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
+}
+
+at::Tensor PipelineBase::encodeImageLatentsForBatch(const at::Tensor& pixels, const runtime::Generators& generator,
+                                                    int64_t batch) {
+  if (!generator.isList()) return repeatToBatch(encodeImageLatents(pixels, generator.forItem(0)), batch);
+  generator.checkBatch(batch);
+  std::vector<at::Tensor> rows;
+  rows.reserve(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i) rows.push_back(encodeImageLatents(pixels, generator.forItem(i)));
+  return at::cat(rows, 0);  // [B, C, h, w]
 }
 
 at::Tensor PipelineBase::repeatToBatch(const at::Tensor& initLatents, int64_t batch) {
@@ -217,15 +234,15 @@ at::Tensor PipelineBase::repeatToBatch(const at::Tensor& initLatents, int64_t ba
 }
 
 at::Tensor PipelineBase::addNoiseFromGenerator(schedulers::Scheduler& scheduler, const at::Tensor& initLatents,
-                                               at::Generator& generator, double timestep) const {
-  at::Tensor noise = at::randn(initLatents.sizes(), generator, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
+                                               const runtime::Generators& generator, double timestep) const {
+  at::Tensor noise = generator.randn(initLatents.sizes(), at::TensorOptions().dtype(at::kFloat), "noise").to(device_, dtype_);
   return scheduler.addNoise(initLatents, noise, timestep);
 }
 
 at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Scheduler& scheduler,
                                         const at::Tensor& latents, const at::Tensor& timesteps,
                                         const at::Tensor& encoderHiddenStates, const models::UNetAddedCond* added,
-                                        double guidanceScale, at::Generator& generator, double eta,
+                                        double guidanceScale, const runtime::Generators& generator, double eta,
                                         const StepCallback& onStep, const AbortCheck& aborted) {
   const auto tDenoise = std::chrono::steady_clock::now();
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, applied_.offload == "model");

@@ -24,6 +24,7 @@
 #include "nn/attention.h"
 #include "nn/weights.h"
 #include "runtime/cancellation.h"
+#include "runtime/generators.h"
 #include "util/json.h"
 
 namespace sd::models {
@@ -268,29 +269,39 @@ class PipelineBase {
   /// `setBeginIndex`, tells the scheduler (SD img2img and inpaint do; diffusers' SDXL img2img does not).
   static at::Tensor strengthTimesteps(schedulers::Scheduler& scheduler, const at::Tensor& timesteps,
                                       int64_t numInferenceSteps, double strength, bool setBeginIndex);
+  /// The call's CPU generators: one seeded with `seed` for the whole batch when `seeds` is empty
+  /// (diffusers' `generator=torch.Generator("cpu").manual_seed(seed)`), else one per image
+  /// (diffusers' list of generators); E_INVALID_ARGUMENT unless `seeds` has `batch` entries.
+  static runtime::Generators requestGenerators(uint64_t seed, const std::vector<uint64_t>& seeds, int64_t batch);
   /// prepare_latents (text-to-image): `given` float [B, C, h, w] checked against `shape`, or a draw
-  /// from the CPU `generator` (float32, then moved: the same noise on every device); in dtype_ on
-  /// device_, times the scheduler's init_noise_sigma. E_INVALID_ARGUMENT for a mis-shaped `given`.
+  /// from the CPU `generator` (float32, then moved: the same noise on every device; with a list,
+  /// row i from generator i); in dtype_ on device_, times the scheduler's init_noise_sigma.
+  /// E_INVALID_ARGUMENT for a mis-shaped `given`.
   at::Tensor initialNoiseLatents(const at::Tensor& given, const std::vector<int64_t>& shape,
-                                 at::Generator& generator, double initNoiseSigma) const;
+                                 const runtime::Generators& generator, double initNoiseSigma) const;
   /// image_processor.preprocess: uint8 [H, W, 3] RGB → float32 [1, 3, H, W] in [-1, 1] (CPU).
   static at::Tensor imageToPixels(const at::Tensor& image);
   /// _encode_vae_image / prepare_latents: pixels float [1, 3, H, W] in [-1, 1] →
   /// vae.encode(·).latent_dist.sample(generator) · scaling_factor, [1, C, H/f, W/f] in dtype_ on
   /// device_ (VAE in vaeDtype_, channels-last and model offload as applied).
-  at::Tensor encodeImageLatents(const at::Tensor& pixels, at::Generator& generator);
+  at::Tensor encodeImageLatents(const at::Tensor& pixels, at::Generator* generator);
+  /// img2img prepare_latents: the image's latents for a batch of `batch` rows. One generator: one
+  /// encode, repeated (torch.cat([x] * k)). A list (diffusers' `isinstance(generator, list)`
+  /// branch): the image repeated to the batch and row i encoded and sampled with generator i, so
+  /// each row equals the same seed run alone.
+  at::Tensor encodeImageLatentsForBatch(const at::Tensor& pixels, const runtime::Generators& generator, int64_t batch);
   /// Init latents [1 or B, C, h, w] repeated to `batch` rows (torch.cat([x] * k));
   /// E_INVALID_ARGUMENT when the rows do not divide the batch.
   static at::Tensor repeatToBatch(const at::Tensor& initLatents, int64_t batch);
   /// img2img's add_noise: noise of the latents' shape drawn from the CPU `generator` (after the
   /// image's latent sample, as diffusers draws it), scheduler.add_noise(init, noise, timestep).
   at::Tensor addNoiseFromGenerator(schedulers::Scheduler& scheduler, const at::Tensor& initLatents,
-                                   at::Generator& generator, double timestep) const;
+                                   const runtime::Generators& generator, double timestep) const;
   /// Step "denoising loop": detail::denoise with the UNet on the GPU while it runs (model offload),
   /// the timesteps run and denoiseMs into `result`; returns the final latents.
   at::Tensor denoiseLatents(GenerateResult& result, schedulers::Scheduler& scheduler, const at::Tensor& latents,
                             const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
-                            const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator,
+                            const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator,
                             double eta, const StepCallback& onStep, const AbortCheck& aborted);
   /// The end of every generate(): the final latents (float32, CPU) into `result`, E_ABORTED when
   /// `aborted` says so, then — unless `outputLatent` — the VAE decode to uint8 [B, H, W, 3] images

@@ -12,7 +12,7 @@ namespace sd::pipelines::detail {
 
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
-                   const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
+                   const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
                    bool channelsLast) {
   const bool cfg = guidanceScale > 1.0;
@@ -30,7 +30,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + guidanceScale * (chunks[1] - chunks[0]);
     }
-    latents = scheduler.step(noisePred, tValue, latents, &generator, eta);
+    latents = scheduler.step(noisePred, tValue, latents, generator, eta);
     ran.push_back(tValue);
     if (onStep) onStep({i + 1, numSteps, ran.back(), latents});
   }

@@ -92,7 +92,7 @@ at::Tensor applyEmphasis(const at::Tensor& z, const at::Tensor& weights);
 /// (enableChannelsLast). Returns the final latents.
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
-                   const models::UNetAddedCond* added, double guidanceScale, at::Generator& generator, double eta,
+                   const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
                    bool channelsLast = false);
 

@@ -3,7 +3,6 @@
 #include "pipelines/stable_diffusion.h"
 
 #include <ATen/core/grad_mode.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <atomic>
 #include <chrono>
@@ -127,7 +126,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
 
   // 2. Define call parameters
   const int64_t batch = numPrompts * req.numImagesPerPrompt;
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+  const runtime::Generators generator = requestGenerators(req.seed, req.seeds, batch);
 
   // 3. Encode input prompt: [uncond…, cond…]
   auto tEncode = std::chrono::steady_clock::now();
@@ -171,7 +170,7 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
     // Image → [-1, 1] NCHW; encode; sample from the latent distribution; scale; add noise.
     if (req.image.dim() != 3 || req.image.size(2) != 3 || req.image.size(0) != req.height || req.image.size(1) != req.width)
       invalid("image must be uint8 [height, width, 3] at the requested size");
-    at::Tensor initLatents = repeatToBatch(encodeImageLatents(imageToPixels(req.image), generator), batch);
+    at::Tensor initLatents = encodeImageLatentsForBatch(imageToPixels(req.image), generator, batch);
     latents = addNoiseFromGenerator(*scheduler, initLatents, generator, timesteps[0].item<double>());
   }
   result.initialLatents = latents.to(at::kFloat).cpu();

@@ -5,7 +5,10 @@
 // after token ids: text encoding, classifier-free guidance, the denoising loop with any
 // scheduler, and VAE decoding (and encoding for img2img). Randomness follows diffusers: one
 // CPU generator seeded with `seed` draws the initial latents (or the img2img latent sample and
-// noise) and then whatever the scheduler draws, in step order; draws move to the device.
+// noise) and then whatever the scheduler draws, in step order; draws move to the device. With
+// `seeds` (one per image: diffusers' list of generators) image i's draws come from generator i,
+// so image i equals the same prompt run alone with seed seeds[i] (inpainting aside: diffusers
+// encodes its one image with the first generator; see stable_diffusion_inpaint.cc).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,7 +36,8 @@ struct GenerateRequest {
   int64_t numInferenceSteps = 0;   // >= 1
   double guidanceScale = std::numeric_limits<double>::quiet_NaN();  // finite; CFG when > 1 (diffusers' do_classifier_free_guidance)
   int64_t height = 0, width = 0;  // pixels, multiples of the VAE scale factor
-  uint64_t seed = 0;
+  uint64_t seed = 0;             // one CPU generator for the batch (when `seeds` is empty)
+  std::vector<uint64_t> seeds;  // or one CPU generator per image: empty, or exactly B seeds
   at::Tensor latents;           // optional float [B, C, H/f, W/f], replaces the drawn noise
   int64_t clipSkip = 0;         // 0 = last layer; k = final LN of hidden_states[-(k+1)]
   double eta = 0.0;             // DDIM eta

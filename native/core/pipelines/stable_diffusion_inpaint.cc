@@ -1,7 +1,6 @@
 // diffusers v0.30.3 StableDiffusionInpaintPipeline.__call__
 // (pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py), numbered as there.
 #include <ATen/core/grad_mode.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
 
@@ -45,7 +44,9 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
 
   // 2. Define call parameters
   const int64_t batch = numPrompts * req.numImagesPerPrompt;
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+  // With one seed per image, diffusers' _encode_vae_image encodes the (one-row) image and masked
+  // image with generator[0] only; the noise and the scheduler draw row by row.
+  const runtime::Generators generator = requestGenerators(req.seed, req.seeds, batch);
 
   // 3. Encode input prompt
   auto tEncode = std::chrono::steady_clock::now();
@@ -79,8 +80,8 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   const int64_t h = req.height / f, w = req.width / f;
   at::Tensor imageLatents;
   if (unetChannels == 4 || !strengthMax)
-    imageLatents = repeatToBatch(encodeImageLatents(initImage, generator), batch);  // [B, 4, h, w]
-  at::Tensor noise = at::randn({batch, latentChannels, h, w}, generator, at::TensorOptions().dtype(at::kFloat))
+    imageLatents = repeatToBatch(encodeImageLatents(initImage, generator.forItem(0)), batch);  // [B, 4, h, w]
+  at::Tensor noise = generator.randn({batch, latentChannels, h, w}, at::TensorOptions().dtype(at::kFloat), "noise")
                          .to(device_, dtype_);
   at::Tensor latents = strengthMax ? noise * scheduler->initNoiseSigma()
                                    : scheduler->addNoise(imageLatents, noise, latentTimestep);
@@ -88,7 +89,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
 
   // 7. Prepare mask latent variables: nearest downsampling (source pixel floor(i·H/h))
   at::Tensor maskLatent = at::upsample_nearest2d(maskCondition, {h, w}).to(device_, dtype_);  // [1, 1, h, w]
-  at::Tensor maskedImageLatents = repeatToBatch(encodeImageLatents(maskedImage, generator), batch);  // [B, 4, h, w]
+  at::Tensor maskedImageLatents = repeatToBatch(encodeImageLatents(maskedImage, generator.forItem(0)), batch);  // [B, 4, h, w]
   maskLatent = maskLatent.repeat({batch, 1, 1, 1});
   at::Tensor maskIn = cfg ? at::cat({maskLatent, maskLatent}, 0) : maskLatent;
   at::Tensor maskedIn = cfg ? at::cat({maskedImageLatents, maskedImageLatents}, 0) : maskedImageLatents;
@@ -110,7 +111,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
     }
-    latents = scheduler->step(noisePred, tValue, latents, &generator, req.eta);
+    latents = scheduler->step(noisePred, tValue, latents, generator, req.eta);
     if (unetChannels == 4) {
       // keep the unmasked area: the image latents noised to the next timestep
       at::Tensor proper = imageLatents;

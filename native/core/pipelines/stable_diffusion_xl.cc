@@ -4,7 +4,6 @@
 #include "pipelines/stable_diffusion_xl.h"
 
 #include <ATen/core/grad_mode.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <atomic>
 #include <chrono>
@@ -245,7 +244,7 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
 
   // 2. Define call parameters
   const int64_t batch = numPrompts * req.numImagesPerPrompt;
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+  const runtime::Generators generator = requestGenerators(req.seed, req.seeds, batch);
 
   // 3. Encode input prompt
   auto tEncode = std::chrono::steady_clock::now();
@@ -303,9 +302,8 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
                                   scheduler->initNoiseSigma());
   } else {
     // a 4-channel image (imageLatents) is used as is; else the image's latent sample
-    at::Tensor initLatents = fromLatents ? req.imageLatents.to(device_, dtype_)
-                                         : encodeImageLatents(imageToPixels(req.image), generator);
-    initLatents = repeatToBatch(initLatents, batch);
+    at::Tensor initLatents = fromLatents ? repeatToBatch(req.imageLatents.to(device_, dtype_), batch)
+                                         : encodeImageLatentsForBatch(imageToPixels(req.image), generator, batch);
     latents = std::isnan(req.denoisingStart)  // add_noise only without denoising_start
                   ? addNoiseFromGenerator(*scheduler, initLatents, generator, timesteps[0].item<double>())
                   : initLatents;

@@ -5,7 +5,8 @@
 // with "!"). This class runs both text encoders (penultimate hidden states concatenated, pooled
 // `text_embeds` of text_encoder_2), builds add_time_ids, runs the shared denoising loop with the
 // UNet's "text_time" added conditions, and decodes with the VAE (float32 when force_upcast and
-// float16). Randomness is diffusers': one CPU generator seeded with `seed`.
+// float16). Randomness is diffusers': one CPU generator seeded with `seed`, or one per image
+// (`seeds`, diffusers' list of generators).
 #pragma once
 
 #include <ATen/ATen.h>

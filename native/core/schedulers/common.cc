@@ -294,14 +294,9 @@ std::vector<double> floatSpacedTimesteps(const std::string& spacing, int64_t T, 
 
 // ---- tensors -----------------------------------------------------------------------------------
 
-at::Tensor randnTensor(at::IntArrayRef shape, at::Generator* generator, const at::TensorOptions& options) {
-  if (generator) {
-    if (generator->device().type() != at::kCPU)
-      fail(codes::kInvalidArgument, "scheduler step: the generator must be a CPU generator (torch.Generator('cpu'))");
-    at::Tensor r = at::randn(shape, *generator, options.device(at::kCPU));
-    return r.to(options.device());
-  }
-  return at::randn(shape, options);
+at::Tensor randnTensor(at::IntArrayRef shape, const runtime::Generators& generator, const at::TensorOptions& options) {
+  if (generator.empty()) return at::randn(shape, options);
+  return generator.randn(shape, options, "scheduler step");
 }
 
 void checkSameShape(const at::Tensor& a, const at::Tensor& b, const char* what) {

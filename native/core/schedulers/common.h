@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/generators.h"
+
 #include "config/config_reader.h"
 #include "schedulers/scheduler.h"
 
@@ -83,8 +85,8 @@ std::vector<double> floatSpacedTimesteps(const std::string& spacing, int64_t T, 
 // ---- tensors -----------------------------------------------------------------------------------
 
 /// diffusers randn_tensor(shape, generator, device, dtype): drawn on the CPU when a (CPU)
-/// generator is given, then moved; else on the device with its default generator.
-at::Tensor randnTensor(at::IntArrayRef shape, at::Generator* generator, const at::TensorOptions& options);
+/// generator or a list of them is given, then moved; else on the device with its default generator.
+at::Tensor randnTensor(at::IntArrayRef shape, const runtime::Generators& generator, const at::TensorOptions& options);
 /// E_INVALID_ARGUMENT unless a and b have the same shape.
 void checkSameShape(const at::Tensor& a, const at::Tensor& b, const char* what);
 /// The timestep as an int64 (E_INVALID_ARGUMENT when not integral or out of [0, T)).

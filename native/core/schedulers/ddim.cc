@@ -42,7 +42,7 @@ class DDIMScheduler final : public Scheduler {
 
   void setBeginIndex(int64_t) override {}  // DDIM indexes by timestep value
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, at::Generator* generator,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, const runtime::Generators& generator,
                   double eta) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sample, "DDIMScheduler.step");

@@ -112,7 +112,7 @@ class DPMSolverMultistepScheduler final : public Scheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutputIn, double timestep, const at::Tensor& sampleIn, at::Generator* generator,
+  at::Tensor step(const at::Tensor& modelOutputIn, double timestep, const at::Tensor& sampleIn, const runtime::Generators& generator,
                   double) override {
     requireTimesteps("step");
     if (!learnedVariance_) checkSameShape(modelOutputIn, sampleIn, "DPMSolverMultistepScheduler.step");

@@ -40,7 +40,7 @@ class EulerAncestralDiscreteScheduler final : public KarrasStyleScheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, at::Generator* generator,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, const runtime::Generators& generator,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sampleIn, "EulerAncestralDiscreteScheduler.step");

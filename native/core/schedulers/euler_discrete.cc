@@ -68,7 +68,7 @@ class EulerDiscreteScheduler final : public KarrasStyleScheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, at::Generator* generator,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, const runtime::Generators& generator,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sampleIn, "EulerDiscreteScheduler.step");
@@ -78,7 +78,7 @@ class EulerDiscreteScheduler final : public KarrasStyleScheduler {
     at::Tensor sigma = sigmas_[i];
     // s_churn = 0 ⇒ gamma = 0, sigma_hat = sigma. diffusers still draws randn(model_output.shape)
     // every step; we draw it from the caller's generator too so the generator advances the same.
-    if (generator) (void)randnTensor(modelOutput.sizes(), generator, modelOutput.options());
+    if (!generator.empty()) (void)randnTensor(modelOutput.sizes(), generator, modelOutput.options());
     const double gamma = 0.0;
     at::Tensor sigmaHat = sigma * (gamma + 1);
     // 1. predicted original sample x0 from σ-scaled predicted noise

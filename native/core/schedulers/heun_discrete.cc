@@ -58,7 +58,7 @@ class HeunDiscreteScheduler final : public KarrasStyleScheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, at::Generator*,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, const runtime::Generators&,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sampleIn, "HeunDiscreteScheduler.step");

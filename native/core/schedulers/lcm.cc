@@ -60,7 +60,7 @@ class LCMScheduler final : public Scheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, at::Generator* generator,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, const runtime::Generators& generator,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sample, "LCMScheduler.step");

@@ -81,7 +81,7 @@ class LMSDiscreteScheduler final : public KarrasStyleScheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, at::Generator*,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, const runtime::Generators&,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sample, "LMSDiscreteScheduler.step");

@@ -81,7 +81,7 @@ class PNDMScheduler final : public Scheduler {
 
   void setBeginIndex(int64_t) override {}  // PNDM indexes by timestep value
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, at::Generator*,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample, const runtime::Generators&,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sample, "PNDMScheduler.step");

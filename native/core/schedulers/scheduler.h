@@ -54,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/generators.h"
 #include "util/json.h"
 
 namespace sd::schedulers {
@@ -98,16 +99,17 @@ class Scheduler {
   /// @param modelOutput the UNet output (after CFG) [B, C, H, W], same shape as sample.
   /// @param timestep    the current entry of timesteps() (as a double: int64 timesteps are exact).
   /// @param sample      the current latents [B, C, H, W]; any dtype/device.
-  /// @param generator   a CPU generator (torch.Generator("cpu")) for ancestral/eta noise, drawn as
-  ///                    diffusers' randn_tensor does (on the CPU in model_output's dtype, then moved
-  ///                    to its device); nullptr uses the device's default generator.
+  /// @param generator   a CPU generator (torch.Generator("cpu")), or one per batch item (a list), for
+  ///                    ancestral/eta noise, drawn as diffusers' randn_tensor does (on the CPU in
+  ///                    model_output's dtype, then moved to its device; with a list, row i from
+  ///                    generator i); none uses the device's default generator.
   /// @param eta         DDIMScheduler only (η of the DDIM paper; 0 = deterministic).
   /// @returns prev_sample, model_output's dtype and device (for LCMScheduler: the next noisy sample;
   ///          the denoised x0 is predOriginalSample()).
   /// @throws SdException E_INVALID_ARGUMENT before setTimesteps(), for a timestep that is not in
   ///   the schedule, or for mismatched shapes.
   virtual at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sample,
-                          at::Generator* generator = nullptr, double eta = 0.0) = 0;
+                          const runtime::Generators& generator = {}, double eta = 0.0) = 0;
 
   /// The x0 prediction of the last step() (`pred_original_sample`; LCM's `denoised`); undefined
   /// when the scheduler does not form one (PNDM, Heun, UniPC) or before the first step.

@@ -87,7 +87,7 @@ class UniPCMultistepScheduler final : public Scheduler {
     predOriginalSample_ = at::Tensor();
   }
 
-  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, at::Generator*,
+  at::Tensor step(const at::Tensor& modelOutput, double timestep, const at::Tensor& sampleIn, const runtime::Generators&,
                   double) override {
     requireTimesteps("step");
     checkSameShape(modelOutput, sampleIn, "UniPCMultistepScheduler.step");
