@@ -185,7 +185,8 @@ class PipelineBase {
   /// factor follows the VAE (diffusers computes it once in __init__; with real SD VAEs both are 8).
   /// E_INVALID_ARGUMENT when the VAE is on another device than the pipeline, when its
   /// latent_channels differ from the pipeline's own VAE's (the UNet's latent space), or while CPU
-  /// offload is enabled.
+  /// offload is enabled (applied, or pending for the next call). With channels-last on, the VAE's
+  /// 4-d weights are converted to channels_last (the VAE object is shared, not copied).
   void setVae(std::shared_ptr<models::AutoencoderKL> vae);
   /// As setVae, with an AutoencoderTiny (TAESD): decode `tiny.decode(latents / scaling_factor)`,
   /// encode `tiny.encode(x) · scaling_factor` (deterministic: draws nothing from the generator).
@@ -321,6 +322,7 @@ class PipelineBase {
   std::shared_ptr<models::AutoencoderKL> ownVae_;   // the one loaded with the pipeline (finishLoad)
   std::shared_ptr<models::AutoencoderTiny> tinyVae_;  // when set, decodes and encodes instead of vae_
   std::shared_ptr<models::AutoencoderTiny> previewDecoder_;  // previewImages(kTaesd); under mutex_
+  std::atomic<bool> hasPreviewDecoder_{false};               // previewDecoder_ set (read from any thread)
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;
   at::ScalarType vaeDtype_ = at::kFloat;

@@ -64,7 +64,7 @@ void PipelineBase::setVae(std::shared_ptr<models::AutoencoderKL> vae) {
     std::lock_guard<std::mutex> optLock(optMutex_);
     if (vae != ownVae_)
       checkSwappable("the VAE (AutoencoderKL)", vae->device(), vae->config().latentChannels, device_, own,
-                     pending_.offload.empty() ? applied_.offload : pending_.offload);
+                     pending_.offload.empty() ? applied_.offload : pending_.offload);  // on now or from the next call
     tinyVae_.reset();
     vae_ = vae;
     vaeDtype_ = vae_->dtype();
@@ -101,10 +101,11 @@ void PipelineBase::setPreviewDecoder(std::shared_ptr<models::AutoencoderTiny> de
                       " latent channels but this pipeline's latents have " +
                       std::to_string(ownVae_->config().latentChannels));
   }
+  hasPreviewDecoder_ = decoder != nullptr;
   previewDecoder_ = std::move(decoder);
 }
 
-bool PipelineBase::hasPreviewDecoder() const { return previewDecoder_ != nullptr; }
+bool PipelineBase::hasPreviewDecoder() const { return hasPreviewDecoder_; }
 
 at::Tensor PipelineBase::previewImages(const at::Tensor& latents, PreviewKind kind) {
   if (!latents.defined() || latents.dim() != 4) detail::invalid("previews need latents [batch, channels, h, w]");
