@@ -198,6 +198,16 @@ Napi::Value PipelineTestFaults(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// noiseBankStats() → {filled, served}: test-only; the process-wide noise-bank counters
+// (runtime::noiseBankStats), proof that denoising loops draw their noise up front.
+Napi::Value NoiseBankStatsFn(const Napi::CallbackInfo& info) {
+  const runtime::NoiseBankStats s = runtime::noiseBankStats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("filled", Napi::Number::New(info.Env(), static_cast<double>(s.filled)));
+  o.Set("served", Napi::Number::New(info.Env(), static_cast<double>(s.served)));
+  return o;
+}
+
 }  // namespace
 
 void InitPipeline(Napi::Env env, Napi::Object exports) {
@@ -213,6 +223,7 @@ void InitPipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("livePipelines", Napi::Function::New(env, LivePipelines));
   exports.Set("encodeText", Napi::Function::New(env, EncodeText));
   exports.Set("pipelineTestFaults", Napi::Function::New(env, PipelineTestFaults));
+  exports.Set("noiseBankStats", Napi::Function::New(env, NoiseBankStatsFn));
 }
 
 }  // namespace sd::addon

@@ -248,4 +248,9 @@ export interface PipelineTestingAddon {
    * an overflowing float16 SDXL VAE does), so the float32 re-decode is testable on a CPU. 0 = off.
    */
   pipelineTestFaults(h: PipelineHandle, faults: { nonFiniteDecodes: number }): void;
+  /**
+   * Process-wide counters of the denoising loops' noise banks: banks `filled` (one per call whose
+   * scheduler draws noise) and draws `served` from them (one per such step).
+   */
+  noiseBankStats(): { filled: number; served: number };
 }

@@ -23,6 +23,7 @@
 #include "nn/lora.h"
 #include "nn/weight_storage.h"
 #include "pipelines/pipeline_common.h"
+#include "runtime/device_timer.h"
 #include "runtime/dtype_support.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
@@ -244,12 +245,12 @@ at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Sche
                                         const at::Tensor& encoderHiddenStates, const models::UNetAddedCond* added,
                                         double guidanceScale, const runtime::Generators& generator, double eta,
                                         const StepCallback& onStep, const AbortCheck& aborted) {
-  const auto tDenoise = std::chrono::steady_clock::now();
+  runtime::DeviceTimer tDenoise(device_);  // the device's time (CUDA events), not the launches'
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, applied_.offload == "model");
   at::Tensor out = detail::denoise(*unet_, scheduler, latents, timesteps, encoderHiddenStates, added, guidanceScale,
                                    generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast);
   unetOnDevice.release();
-  result.denoiseMs = detail::msSince(tDenoise);
+  result.denoiseMs = tDenoise.stopMs();
   return out;
 }
 
@@ -258,7 +259,7 @@ void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& la
   result.latents = latents.to(at::kFloat).cpu();
   if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
   if (!outputLatent) {
-    const auto tDecode = std::chrono::steady_clock::now();
+    runtime::DeviceTimer tDecode(device_);
     detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
     auto decode = [&] {  // [B, 3, H, W]; the test hook turns the next n decodes into NaN
       at::Tensor out = tinyVae_ ? detail::decodeLatents(*tinyVae_, latents)
@@ -285,7 +286,7 @@ void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& la
                                   "overflow? try dtype \"float32\")");
     result.images = detail::postprocessImages(image);  // [B, H, W, 3] uint8, CPU
     vaeOnDevice.release();
-    result.decodeMs = detail::msSince(tDecode);
+    result.decodeMs = tDecode.stopMs();
   }
   result.totalMs = detail::msSince(t0);
 }

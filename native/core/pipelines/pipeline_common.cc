@@ -17,6 +17,8 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
                    bool channelsLast) {
   const bool cfg = guidanceScale > 1.0;
   const int64_t numSteps = timesteps.size(0);
+  // every step's noise drawn at the first draw, in the same order, and copied to the device once
+  const runtime::NoiseBankScope noiseBank(generator, numSteps);
   for (int64_t i = 0; i < numSteps; ++i) {
     if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
     at::Tensor t = timesteps[i];  // 0-d, int64 or float32 as the scheduler made it

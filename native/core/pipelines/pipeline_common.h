@@ -85,7 +85,9 @@ at::Tensor applyEmphasis(const at::Tensor& z, const at::Tensor& weights);
 
 /// The denoising loop over `timesteps` (0-d entries, int64 or float32 as the scheduler made them):
 /// x_in = cat([latents]·2) when guidanceScale > 1, scale_model_input, unet(x_in, t,
-/// encoderHiddenStates, added), CFG (uncond first), scheduler.step(…, generator, eta).
+/// encoderHiddenStates, added), CFG (uncond first), scheduler.step(…, generator, eta). The
+/// scheduler's noise comes from `generator`'s noise bank (all steps' draws made at the first,
+/// in diffusers' order, one device copy: no host synchronisation per step).
 /// latents [B, C, h, w]; encoderHiddenStates [2B or B, 77, D]; added (SDXL) rows as the batch.
 /// Appends each timestep run to `ran` and calls onStep after each step; `aborted` is polled
 /// before each step (E_ABORTED). `channelsLast` converts the UNet input to channels_last

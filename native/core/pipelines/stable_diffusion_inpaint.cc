@@ -9,6 +9,7 @@
 #include "models/unet_2d_condition.h"
 #include "pipelines/stable_diffusion.h"
 #include "pipelines/pipeline_common.h"
+#include "runtime/device_timer.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 
@@ -95,9 +96,10 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   at::Tensor maskedIn = cfg ? at::cat({maskedImageLatents, maskedImageLatents}, 0) : maskedImageLatents;
 
   // 9. Denoising loop
-  auto tDenoise = std::chrono::steady_clock::now();
+  runtime::DeviceTimer tDenoise(device_);
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
   const int64_t numSteps = timesteps.size(0);
+  const runtime::NoiseBankScope noiseBank(generator, numSteps);  // the steps' noise drawn at once, same order
   for (int64_t i = 0; i < numSteps; ++i) {
     if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
     at::Tensor t = timesteps[i];
@@ -122,7 +124,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
     if (onStep) onStep({i + 1, numSteps, tValue, latents});
   }
   unetOnDevice.release();
-  result.denoiseMs = msSince(tDenoise);
+  result.denoiseMs = tDenoise.stopMs();
   finishGeneration(result, latents, req.outputLatent, aborted, scope.t0);
   return result;
 }

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace sd::runtime {
@@ -43,6 +44,17 @@ class Generators {
   /// (E_INVALID_ARGUMENT otherwise); `what` names the draw in that message.
   at::Tensor randn(at::IntArrayRef shape, const at::TensorOptions& options, const char* what = "noise") const;
 
+  /// The noise bank of a denoising loop (issue 13: no host synchronisation per step). Armed with
+  /// the number of scheduler steps, the next randn() draws that many tensors of its shape and
+  /// dtype at once — in the same order, from the same generators (per row with a list), so every
+  /// value equals what the steps would have drawn one by one — and moves them to the device in one
+  /// copy; later randn() calls are served from it. A draw of another shape, dtype or device, or
+  /// past the end, is E_INTERNAL (never silently different noise). Unused draws (LCM draws none
+  /// after its last step) only advance generators that nothing reads after the loop.
+  /// Copies of this object share the bank. disarmNoiseBank() drops it.
+  void armNoiseBank(int64_t maxDraws) const;
+  void disarmNoiseBank() const;
+
   /// Checks that a list has exactly `batch` generators (diffusers: "You have passed a list of
   /// generators of length …, but requested an effective batch size of …"); no-op otherwise.
   void checkBatch(int64_t batch) const;
@@ -50,6 +62,35 @@ class Generators {
  private:
   at::Generator one_;                // undefined unless one generator for the batch
   std::vector<at::Generator> list_;  // at::Generator is a shared handle: copies share the state
+  struct NoiseBank {
+    int64_t capacity = 0;  // draws to make at the first randn()
+    at::Tensor draws;      // [capacity, shape...] on the device, once filled
+    int64_t next = 0;
+  };
+  at::Tensor drawNow(at::IntArrayRef shape, const at::TensorOptions& options, const char* what) const;
+  // shared and mutable through a const object: the bank is a cache of draws the generators would
+  // make anyway, not a change of what this object means
+  mutable std::shared_ptr<NoiseBank> bank_;
 };
+
+/// Arms `generators`' noise bank for a loop of `steps` scheduler steps; disarms it on scope exit
+/// (also when the loop throws: abort, out of memory).
+class NoiseBankScope {
+ public:
+  NoiseBankScope(const Generators& generators, int64_t steps) : g_(generators) { g_.armNoiseBank(steps); }
+  ~NoiseBankScope() { g_.disarmNoiseBank(); }
+  NoiseBankScope(const NoiseBankScope&) = delete;
+  NoiseBankScope& operator=(const NoiseBankScope&) = delete;
+
+ private:
+  const Generators& g_;
+};
+
+/// Process-wide counters of the noise banks (for the tests: proof that loops are served from them).
+struct NoiseBankStats {
+  int64_t filled = 0;  // banks filled
+  int64_t served = 0;  // draws served from a bank
+};
+NoiseBankStats noiseBankStats();
 
 }  // namespace sd::runtime
