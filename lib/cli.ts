@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `sd-native` command line: `generate` (text → image, or image → image with --image),
+ * `sd-native` command line: `serve` (an image server: lib/server/), `generate` (text → image, or image → image with --image),
  * `info` (what a model is made of), `create-model` (a random-weight diffusers folder) and `convert`
  * (a diffusers folder → one original-layout single-file checkpoint), `pull` (download a Hugging Face
  * Hub model into huggingface_hub's cache) and `ls` (the cached models). `--model` / `info <model>`
@@ -14,12 +14,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError, NativeLoadError, SdError, native } from './errors.js';
+import { InvalidArgumentError, NativeLoadError, SdError, UnsupportedModelError, native } from './errors.js';
 import { AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image } from './pipelines/auto_pipeline.js';
 import { StableDiffusionInpaintPipeline } from './pipelines/stable_diffusion_inpaint.js';
 import { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img2img.js';
 import { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_xl_img2img.js';
 import type { GenerateResult } from './pipelines/pipeline_output.js';
+import type { DiffusionPipeline } from './pipelines/pipeline_utils.js';
+import { ControlNetModel } from './controlnet_model.js';
+import { StableDiffusionControlNetPipeline } from './pipelines/controlnet/pipeline_controlnet.js';
+import { StableDiffusionControlNetImg2ImgPipeline } from './pipelines/controlnet/pipeline_controlnet_img2img.js';
+import { StableDiffusionControlNetInpaintPipeline } from './pipelines/controlnet/pipeline_controlnet_inpaint.js';
+import { StableDiffusionXLControlNetPipeline } from './pipelines/controlnet/pipeline_controlnet_sd_xl.js';
 import type { LoadOptions, StepProgress } from './options.js';
 import { DEFAULTS, SUPPORTED_SCHEDULERS } from './options.js';
 import { A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';
@@ -29,6 +35,7 @@ import { addon, packageRoot } from './native.js';
 import { saveSingleFile } from './loaders/single_file.js';
 import { downloadPipeline, hubCacheDir, listCachedModels, parseHubId, type HubDownloadProgress } from './loaders/hub.js';
 import type { PipelineDtype } from '../types/native.js';
+import type { ServeOptions } from './server/serve.js';
 
 // =============================================================================================
 // Formatting helpers
@@ -87,6 +94,17 @@ function loraOption(value: string, previous: Array<{ file: string; weight: numbe
   const weight = m ? Number(m[2]) : 1;
   if (file.length === 0 || !Number.isFinite(weight)) throw new InvalidArgumentError(`--lora must be file[:weight]; received ${JSON.stringify(value)}`);
   return [...previous, { file, weight }];
+}
+
+/** `--controlnet <dir|file>[:scale]` (repeatable): the scale is the last `:number`, as for --lora. */
+function controlnetOption(value: string, previous: Array<{ path: string; scale?: number }> = []): Array<{ path: string; scale?: number }> {
+  const m = /^(.*):(-?\d+(?:\.\d+)?(?:e-?\d+)?)$/i.exec(value);
+  const p = m ? m[1] : value;
+  const scale = m ? Number(m[2]) : undefined;
+  if (p.length === 0 || (scale !== undefined && !Number.isFinite(scale))) {
+    throw new InvalidArgumentError(`--controlnet must be <dir|file>[:scale]; received ${JSON.stringify(value)}`);
+  }
+  return [...previous, { path: p, ...(scale !== undefined ? { scale } : {}) }];
 }
 
 /** `--preview taesd:<dir>` | `--preview latent2rgb`. */
@@ -237,6 +255,56 @@ interface GenerateCliOptions {
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string; revision?: string;
   vae?: string; preview?: { kind: 'taesd' | 'latent2rgb'; dir?: string }; previewEvery?: number;
   out: string; progress: boolean;
+  controlnet?: Array<{ path: string; scale?: number }>; controlImage?: string[]; controlStart?: number; controlEnd?: number;
+  guessMode?: boolean; controlnetConfig?: string;
+}
+
+/**
+ * The ControlNet path of `generate`: each --controlnet (diffusers folder, or an original-layout file
+ * with --controlnet-config) paired in order with a --control-image, run by the ControlNet pipeline of
+ * the task (txt2img SD / SDXL, img2img, inpainting) sharing the loaded model's weights.
+ */
+async function generateControlled(
+  pipe: DiffusionPipeline, o: GenerateCliOptions, common: Record<string, unknown>, clean: <T extends object>(x: T) => T,
+): Promise<GenerateResult> {
+  const nets = o.controlnet ?? [];
+  const images = o.controlImage ?? [];
+  if (nets.length === 0) throw new InvalidArgumentError('--control-image needs --controlnet');
+  if (images.length !== nets.length) {
+    throw new InvalidArgumentError(`each --controlnet needs its --control-image (paired in order): ${nets.length} --controlnet, ${images.length} --control-image`);
+  }
+  const info = pipe.info;
+  const mode = o.mask !== undefined ? 'inpaint' : o.image !== undefined ? 'img2img' : info.family === 'sdxl' ? 'xl' : 'txt2img';
+  if (info.family === 'sdxl' && mode !== 'xl') throw new UnsupportedModelError('ControlNet img2img / inpainting runs SD 1.x/2.x models only (SDXL: text-to-image)');
+  const models: ControlNetModel[] = [];
+  try {
+    for (const n of nets) {
+      const m = await ControlNetModel.fromPretrained(n.path, { device: info.device, dtype: info.dtype as PipelineDtype, ...(o.controlnetConfig ? { config: o.controlnetConfig } : {}) });
+      models.push(m);
+      log(`ControlNet ${n.path}${n.scale !== undefined ? ` (scale ${n.scale})` : ''}`);
+    }
+    const cn: { generate(options: never): Promise<GenerateResult>; dispose(): void } = mode === 'inpaint'
+      ? StableDiffusionControlNetInpaintPipeline.fromPipeline(pipe, { controlnet: models })
+      : mode === 'img2img' ? StableDiffusionControlNetImg2ImgPipeline.fromPipeline(pipe, { controlnet: models })
+        : mode === 'xl' ? StableDiffusionXLControlNetPipeline.fromPipeline(pipe, { controlnet: models })
+          : StableDiffusionControlNetPipeline.fromPipeline(pipe, { controlnet: models });
+    try {
+      const scales = nets.map((n) => n.scale ?? DEFAULTS.controlnetConditioningScale[mode]);
+      const control = clean({
+        controlnetConditioningScale: scales, controlGuidanceStart: o.controlStart, controlGuidanceEnd: o.controlEnd,
+        guessMode: o.guessMode,
+      });
+      const imageArg = images.length === 1 ? images[0] : images;
+      if (mode === 'inpaint') return await cn.generate(clean({ ...common, ...control, image: o.image!, maskImage: o.mask!, strength: o.strength, controlImage: imageArg }) as never);
+      if (mode === 'img2img') return await cn.generate(clean({ ...common, ...control, image: o.image!, strength: o.strength, controlImage: imageArg }) as never);
+      if (o.strength !== undefined) throw new InvalidArgumentError('--strength needs --image (img2img)');
+      return await cn.generate({ ...common, ...control, image: imageArg } as never);
+    } finally {
+      cn.dispose();
+    }
+  } finally {
+    for (const m of models) m.dispose();
+  }
 }
 
 async function runGenerate(o: GenerateCliOptions): Promise<void> {
@@ -301,7 +369,9 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     // Drop undefined fields so that defaults apply.
     const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
     let result: GenerateResult;
-    if (pipe instanceof StableDiffusionInpaintPipeline) {
+    if (o.controlnet !== undefined || o.controlImage !== undefined) {
+      result = await generateControlled(pipe, o, clean(common), clean);
+    } else if (pipe instanceof StableDiffusionInpaintPipeline) {
       result = await pipe.generate(clean({ ...common, image: o.image!, maskImage: o.mask!, strength: o.strength }));
     } else if (pipe instanceof StableDiffusionImg2ImgPipeline || pipe instanceof StableDiffusionXLImg2ImgPipeline) {
       result = await pipe.generate(clean({ ...common, image: o.image!, strength: o.strength }));
@@ -462,6 +532,14 @@ export function buildProgram(): Command {
     .option('--init-image <file>', 'the same as --image (AUTOMATIC1111 naming)')
     .option('--strength <s>', `image-to-image / inpainting strength in [0, 1] (default ${DEFAULTS.img2imgStrength}; inpainting ${DEFAULTS.inpaintStrength}; SDXL ${DEFAULTS.xlImg2ImgStrength})`, numberArg('--strength'))
     .option('--mask <file>', 'inpainting mask for --image (white = repaint)')
+    .option('--controlnet <dir|file[:scale]>', 'ControlNet (diffusers folder, or an original-layout .safetensors with --controlnet-config), ' +
+      `repeatable, paired in order with --control-image; scale default ${DEFAULTS.controlnetConditioningScale.txt2img} ` +
+      `(img2img ${DEFAULTS.controlnetConditioningScale.img2img}, inpainting ${DEFAULTS.controlnetConditioningScale.inpaint})`, controlnetOption)
+    .option('--control-image <file>', 'control image of the ControlNet at the same position, repeatable', collect)
+    .option('--control-start <f>', 'fraction of the steps where every ControlNet starts acting (default 0)', numberArg('--control-start'))
+    .option('--control-end <f>', 'fraction of the steps where every ControlNet stops acting (default 1)', numberArg('--control-end'))
+    .option('--guess-mode', 'ControlNet guess mode (diffusers guess_mode: the ControlNet sees the conditional half only)')
+    .option('--controlnet-config <file|dir>', 'single-file ControlNets: their diffusers config.json (or its folder)')
     .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers; a path or a Hub file org/name/file.safetensors), repeatable', loraOption)
     .option('--lora-scale <s>', 'scale of all LoRAs for this run (default 1)', numberArg('--lora-scale'))
     .option('--lora-dir <dir>', 'folder for <lora:name:weight> prompt tags')
@@ -479,6 +557,29 @@ export function buildProgram(): Command {
     .option('-o, --out <file>', 'output file (.png/.jpg/.webp) or folder; several images get -1, -2 … suffixes', 'output.png')
     .option('--no-progress', 'no progress bar')
     .action(async (opts: GenerateCliOptions) => { await runGenerate(opts); });
+
+  program.command('serve')
+    .description('run an image server: OpenAI /v1/images/*, AUTOMATIC1111 /sdapi/v1/*, jobs API with SSE, /metrics, a web page at /')
+    .requiredOption('-m, --model <dir|file|id>', 'a model to load (diffusers folder, single .safetensors, or Hub id org/name[@revision]); repeatable, the first is the default', collect)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', numberArg('--port'), 7860)
+    .option('--device <device>', "'cpu' | 'cuda' | 'cuda:N'", 'cpu')
+    .addOption(new Option('--dtype <dtype>', 'compute dtype').choices(['float32', 'float16', 'bfloat16']).default(DEFAULTS.dtype))
+    .option('--threads <n>', 'CPU threads', numberArg('--threads'))
+    .option('--max-batch <n>', 'dynamic batching: most compatible requests run as one call', numberArg('--max-batch'), 1)
+    .option('--batch-wait-ms <ms>', 'dynamic batching: how long a request waits for compatible ones', numberArg('--batch-wait-ms'), 0)
+    .option('--max-body-mb <mb>', 'largest request body (JSON or multipart), MiB; larger ones get 413', numberArg('--max-body-mb'), 16)
+    .option('--max-queue <n>', 'most jobs waiting; more get 503', numberArg('--max-queue'), 1000)
+    .option('--preview-decoder <dir>', 'an AutoencoderTiny (TAESD) folder for live previews (default: AUTOMATIC1111\'s weightless latent2rgb)')
+    .option('--preview-every <n>', 'a live preview every N steps', numberArg('--preview-every'), 1)
+    .option('--redis <url>', 'scale out on Redis (BullMQ): redis://host:6379')
+    .addOption(new Option('--role <role>', 'with --redis: api (queue jobs), worker (run them), both').choices(['api', 'worker', 'both']))
+    .option('--queue-name <name>', 'with --redis: the BullMQ queue name')
+    .option('--log', 'log every request (fastify logger, JSON lines on stdout)')
+    .action(async (opts: ServeOptions) => {
+      const { runServe } = await import('./server/serve.js');
+      await runServe(opts);
+    });
 
   program.command('info')
     .description('show a model\'s family, components, dtypes and parameter counts')

@@ -41,6 +41,43 @@ export interface GenerationParameters {
   /** Number of images of the call and this image's 0-based position in it (for batches > 1). */
   batchSize?: number;
   batchIndex?: number;
+  /** ControlNet pipelines: one entry per ControlNet unit, in order. */
+  controlnets?: ControlNetUnitParameters[];
+}
+
+/** One ControlNet unit of a generation (written as A1111's sd-webui-controlnet writes `ControlNet N`). */
+export interface ControlNetUnitParameters {
+  /** Where the ControlNet was loaded from; the text gives its base name without extension. */
+  model: string;
+  weight: number;
+  guidanceStart: number;
+  guidanceEnd: number;
+  guessMode: boolean;
+  /** Preprocessor ("Module"); 'none' when the control image was given ready-made. */
+  module?: string;
+}
+
+/** Python's repr of a float, as the extension's infotext prints them (1 → "1.0"). */
+const pyFloat = (v: number): string => (Number.isInteger(v) ? v.toFixed(1) : String(v));
+
+/**
+ * sd-webui-controlnet's infotext for unit `index`: `ControlNet 0: "Module: none, Model: name,
+ * Weight: 1.0, Resize Mode: Just Resize, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect:
+ * False, Control Mode: Balanced"` (guess mode ↔ its "ControlNet is more important" control mode).
+ */
+export function formatControlNetUnit(u: ControlNetUnitParameters): string {
+  const model = u.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop()!.replace(/\.(safetensors|pth|ckpt|bin)$/i, '');
+  const fields: [string, string][] = [
+    ['Module', u.module ?? 'none'],
+    ['Model', model],
+    ['Weight', pyFloat(u.weight)],
+    ['Resize Mode', 'Just Resize'],
+    ['Guidance Start', pyFloat(u.guidanceStart)],
+    ['Guidance End', pyFloat(u.guidanceEnd)],
+    ['Pixel Perfect', 'False'],
+    ['Control Mode', u.guessMode ? 'ControlNet is more important' : 'Balanced'],
+  ];
+  return fields.map(([k, v]) => `${k}: ${v}`).join(', ');
 }
 
 /**
@@ -104,6 +141,7 @@ export function formatA1111Parameters(p: GenerationParameters): string {
   if (p.batchSize !== undefined && p.batchSize > 1) {
     kv.push(['Batch size', p.batchSize], ['Batch pos', p.batchIndex ?? 0]);
   }
+  (p.controlnets ?? []).forEach((u, k) => kv.push([`ControlNet ${k}`, formatControlNetUnit(u)]));
   lines.push(kv.map(([k, v]) => `${k}: ${typeof v === 'number' ? String(v) : quote(v)}`).join(', '));
   return lines.join('\n');
 }

@@ -21,22 +21,31 @@ export { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img
 export { StableDiffusionInpaintPipeline } from './pipelines/stable_diffusion_inpaint.js';
 export { StableDiffusionXLPipeline } from './pipelines/stable_diffusion_xl.js';
 export { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_xl_img2img.js';
+export { ControlNetModel } from './controlnet_model.js';
+export type { ControlNetLoadOptions, ControlNetInfo } from './controlnet_model.js';
+export { StableDiffusionControlNetPipeline, ControlNetPipelineBase } from './pipelines/controlnet/pipeline_controlnet.js';
+export type { ControlNetPipelineOptions } from './pipelines/controlnet/pipeline_controlnet.js';
+export { StableDiffusionControlNetImg2ImgPipeline } from './pipelines/controlnet/pipeline_controlnet_img2img.js';
+export { StableDiffusionControlNetInpaintPipeline } from './pipelines/controlnet/pipeline_controlnet_inpaint.js';
+export { StableDiffusionXLControlNetPipeline } from './pipelines/controlnet/pipeline_controlnet_sd_xl.js';
 export { AutoPipelineForText2Image, AutoPipelineForImage2Image, AutoPipelineForInpainting } from './pipelines/auto_pipeline.js';
 export type { PipelineInfo, SchedulerInfo } from './pipelines/pipeline_utils.js';
 export type { GenerateResult, GenerateTimings } from './pipelines/pipeline_output.js';
 export {
   SUPPORTED_SCHEDULERS, generateOptionsSchema, img2imgOptionsSchema, inpaintOptionsSchema, xlGenerateOptionsSchema,
-  xlImg2ImgOptionsSchema, loadOptionsSchema, parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed, DEFAULTS,
+  xlImg2ImgOptionsSchema, controlnetOptionsSchema, controlnetImg2ImgOptionsSchema, controlnetInpaintOptionsSchema,
+  xlControlnetOptionsSchema, parseControlNetOptions, loadOptionsSchema, parseLoadOptions, parseGenerateOptions, resolveGenerateOptions, randomSeed, DEFAULTS,
 } from './options.js';
 export type {
   GenerateOptions, Img2ImgOptions, InpaintOptions, XLGenerateOptions, XLImg2ImgOptions, XLConditioningOptions, LoadOptions,
   ResolvedLoadOptions, ResolvedGenerateOptions, ModelDefaults, GenerateMode, PromptInput, ImageInput, RawImageInput,
-  RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress, HubLoadOptions,
+  RawMaskInput, LatentsInput, StepProgress, HubDownloadProgress, HubLoadOptions, ControlNetOptions, ControlNetImg2ImgOptions,
+  ControlNetInpaintOptions, XLControlNetOptions, ResolvedControlOptions,
 } from './options.js';
 export {
-  GeneratedImage, loadInputImage, formatA1111Parameters, samplerName, readPngText, insertPngText, checkOutputDir,
+  GeneratedImage, loadInputImage, formatA1111Parameters, formatControlNetUnit, samplerName, readPngText, insertPngText, checkOutputDir,
 } from './image.js';
-export type { GenerationParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
+export type { GenerationParameters, ControlNetUnitParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo, NativeOptimizations as PipelineOptimizations } from '../types/native.js';
 export { canny } from './canny.js';
 export type { CannyOptions } from './canny.js';

@@ -93,6 +93,10 @@ export const DEFAULTS = Object.freeze({
   /** StableDiffusionXLImg2ImgPipeline's aesthetic_score / negative_aesthetic_score (refiners with requires_aesthetics_score). */
   aestheticScore: 6, negativeAestheticScore: 2.5,
   device: 'cpu', dtype: 'float32',
+  /** controlnet_conditioning_scale of the ControlNet pipelines (0.30.3): 1.0 (txt2img, SDXL), 0.8 (img2img), 0.5 (inpaint). */
+  controlnetConditioningScale: Object.freeze({ txt2img: 1.0, img2img: 0.8, inpaint: 0.5, xl: 1.0 }),
+  /** control_guidance_start / control_guidance_end: the ControlNet acts on the whole schedule. */
+  controlGuidanceStart: 0, controlGuidanceEnd: 1,
 } as const);
 
 const msg = (rule: string) => ({ invalid_type_error: rule, required_error: rule });
@@ -219,6 +223,85 @@ export const xlImg2ImgOptionsSchema = img2imgOptionsSchema.extend({
   aestheticScore: finite().default(DEFAULTS.aestheticScore),
   negativeAestheticScore: finite().default(DEFAULTS.negativeAestheticScore),
 }).strict();
+
+// ---- ControlNet pipelines (diffusers pipelines/controlnet/*: `image` / `control_image`, scales, window) ----
+const oneOrList = <T extends z.ZodTypeAny>(t: T) => z.union([t, z.array(t).min(1)]);
+const controlImagesSchema = z.custom<ImageInput | ImageInput[]>(
+  (v) => isImageInput(v) || (Array.isArray(v) && v.length > 0 && v.every(isImageInput)),
+  { message: 'must be an image (file path, PNG/JPEG/WebP Buffer or { data: Uint8Array, width, height, channels: 3 }) or a non-empty list of them, one per ControlNet' },
+);
+const controlShape = {
+  controlnetConditioningScale: oneOrList(finite()).optional(),
+  guessMode: z.boolean({ invalid_type_error: 'must be a boolean' }).default(false),
+  controlGuidanceStart: oneOrList(unitInterval()).default(DEFAULTS.controlGuidanceStart),
+  controlGuidanceEnd: oneOrList(unitInterval()).default(DEFAULTS.controlGuidanceEnd),
+};
+/** The option keys the ControlNet pipelines add (the control image key is `image` or `controlImage`). */
+export const CONTROL_OPTION_KEYS = ['controlnetConditioningScale', 'guessMode', 'controlGuidanceStart', 'controlGuidanceEnd'] as const;
+/** zod schema of StableDiffusionControlNetPipeline options: txt2img plus the control `image`. */
+export const controlnetOptionsSchema = generateOptionsSchema.extend({ image: controlImagesSchema, ...controlShape }).strict();
+/** zod schema of StableDiffusionControlNetImg2ImgPipeline options: img2img plus `controlImage`. */
+export const controlnetImg2ImgOptionsSchema = img2imgOptionsSchema.extend({ controlImage: controlImagesSchema, ...controlShape }).strict();
+/** zod schema of StableDiffusionControlNetInpaintPipeline options: inpainting plus `controlImage`. */
+export const controlnetInpaintOptionsSchema = inpaintOptionsSchema.extend({ controlImage: controlImagesSchema, ...controlShape }).strict();
+/** zod schema of StableDiffusionXLControlNetPipeline options: SDXL txt2img plus the control `image`. */
+export const xlControlnetOptionsSchema = xlGenerateOptionsSchema.extend({ image: controlImagesSchema, ...controlShape }).strict();
+export type ControlNetOptions = z.input<typeof controlnetOptionsSchema>;
+export type ControlNetImg2ImgOptions = z.input<typeof controlnetImg2ImgOptionsSchema>;
+export type ControlNetInpaintOptions = z.input<typeof controlnetInpaintOptionsSchema>;
+export type XLControlNetOptions = z.input<typeof xlControlnetOptionsSchema>;
+export type ControlMode = 'txt2img' | 'img2img' | 'inpaint' | 'xl';
+const CONTROL_SCHEMAS = {
+  txt2img: [controlnetOptionsSchema, 'ControlNet generate options', 'image'],
+  img2img: [controlnetImg2ImgOptionsSchema, 'ControlNet img2img options', 'controlImage'],
+  inpaint: [controlnetInpaintOptionsSchema, 'ControlNet inpaint options', 'controlImage'],
+  xl: [xlControlnetOptionsSchema, 'ControlNet generate options', 'image'],
+} as const;
+
+/** The control arguments of one call, one entry per ControlNet (diffusers' lists after check_inputs). */
+export interface ResolvedControlOptions {
+  images: ImageInput[];
+  scales: number[];
+  starts: number[];
+  ends: number[];
+  guessMode: boolean;
+}
+
+/**
+ * Splits ControlNet pipeline options into the plain pipeline's options and the resolved control
+ * arguments, checking them as diffusers' check_inputs does: one image per ControlNet, a scale /
+ * start / end list of that length (a single number applies to every net), start < end.
+ * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) naming the field.
+ */
+export function parseControlNetOptions(options: unknown, mode: ControlMode, numNets: number): {
+  base: Record<string, unknown>; control: ResolvedControlOptions;
+} {
+  const [schema, what, imageKey] = CONTROL_SCHEMAS[mode];
+  const o = parseWith(schema, options, what, Object.keys(schema.shape), OTHER_PIPELINE_KEYS) as Record<string, any>;
+  const base: Record<string, unknown> = { ...(options as Record<string, unknown>) };
+  for (const k of [...CONTROL_OPTION_KEYS, imageKey]) delete base[k];
+  const images: ImageInput[] = Array.isArray(o[imageKey]) ? o[imageKey] : [o[imageKey]];
+  if (images.length !== numNets) {
+    throw new InvalidArgumentError(`${imageKey}: ${numNets} ControlNet(s) need ${numNets} control image(s), one per net; received ${images.length}`);
+  }
+  const perNet = (field: string, v: number | number[]): number[] => {
+    if (!Array.isArray(v)) return new Array<number>(numNets).fill(v);
+    if (v.length !== numNets) {
+      throw new InvalidArgumentError(`${field}: a list must have one entry per ControlNet (${numNets}); received ${v.length}`);
+    }
+    return [...v];
+  };
+  const scales = perNet('controlnetConditioningScale', o.controlnetConditioningScale ?? DEFAULTS.controlnetConditioningScale[mode]);
+  const starts = perNet('controlGuidanceStart', o.controlGuidanceStart);
+  const ends = perNet('controlGuidanceEnd', o.controlGuidanceEnd);
+  for (let k = 0; k < numNets; k++) {
+    if (starts[k] >= ends[k]) {
+      throw new InvalidArgumentError(`controlGuidanceStart (${starts[k]}) must be smaller than controlGuidanceEnd (${ends[k]})` +
+        (numNets > 1 ? ` for ControlNet ${k}` : ''));
+    }
+  }
+  return { base, control: { images, scales, starts, ends, guessMode: o.guessMode } };
+}
 
 /** Keys that belong to another pipeline: named in the "has no option" message. */
 const OTHER_PIPELINE_KEYS: Record<string, string> = {

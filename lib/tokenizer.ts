@@ -14,8 +14,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BadConfigError, InvalidArgumentError, ModelNotFoundError, describeValue } from './errors.js';
+import { parseTokenizerFilesOffThread, yieldToEventLoop } from './tokenizer_worker.js';
 import {
-  BYTE_ENCODER, BYTE_DECODER, utf8, PY_SPACE_NOT_BLANK, pySplit, basicClean, AddedTokenTrie, parseAddedToken, cleanUpTokenization, readRequired, readJsonObject, type AddedToken,
+  BYTE_ENCODER, BYTE_DECODER, utf8, basicClean, AddedTokenTrie, parseAddedToken, cleanUpTokenization, readRequired, readJsonObject, type AddedToken,
 } from './tokenization_utils.js';
 
 /** Options of {@link CLIPTokenizer.encode}. */
@@ -45,6 +46,8 @@ export interface DecodeOptions {
 const UNSET_MAX_LENGTH = 2 ** 31;
 /** `49152 - 256 - 2`: CLIPTokenizer reads at most this many merges. */
 const MAX_MERGES = 49152 - 256 - 2;
+/** Vocabulary entries / merges added to their Map between two yields to the event loop (≈ 1–2 ms of work). */
+const LOAD_SLICE = 2048;
 /** Entries kept in the BPE cache before it is cleared (transformers' is unbounded). */
 const BPE_CACHE_LIMIT = 100_000;
 
@@ -145,37 +148,30 @@ export class CLIPTokenizer {
     const configFile = path.join(dir, 'tokenizer_config.json');
     const mapFile = path.join(dir, 'special_tokens_map.json');
     const addedFile = path.join(dir, 'added_tokens.json');
-    const [vocabJson, mergesText, config, map, added] = await Promise.all([
-      readJsonObject(vocabFile, true), readRequired(mergesFile),
+    const [vocabText, mergesText, config, map, added] = await Promise.all([
+      readRequired(vocabFile), readRequired(mergesFile),
       readJsonObject(configFile, false), readJsonObject(mapFile, false), readJsonObject(addedFile, false),
     ]);
 
-    // 1. vocabulary
+    // 1.–2. vocabulary and merges (lines[1 : 48895] of the stripped file, each split on
+    // whitespace): parsed in a worker thread (a 1 MB JSON.parse blocks the event loop for tens of
+    // ms), the Maps filled here in slices between which the event loop runs (issue 19: no
+    // sd-native work blocks it for more than 20 ms)
+    const files = await parseTokenizerFilesOffThread(vocabText, vocabFile, mergesText, mergesFile, MAX_MERGES);
     const encoder = new Map<string, number>();
-    for (const token in vocabJson!) {
-      const id = vocabJson![token];
-      if (!Number.isSafeInteger(id) || (id as number) < 0) {
-        throw new BadConfigError(`${vocabFile}: the id of token ${JSON.stringify(token)} must be a non-negative integer, got ${JSON.stringify(id)}`);
-      }
-      encoder.set(token, id as number);
+    const { vocab, merges } = files;
+    for (let i = 0, at = 0; i < vocab.ids.length; i++) {
+      if (i % LOAD_SLICE === LOAD_SLICE - 1) await yieldToEventLoop();
+      const n = vocab.lengths[i];
+      encoder.set(vocab.tokens.slice(at, at + n), vocab.ids[i]);
+      at += n;
     }
-
-    // 2. merges: lines[1 : 48895] of the stripped file, each split on whitespace
     const bpeRanks = new Map<string, number>();
-    const lines = mergesText.trim().split('\n').slice(1, MAX_MERGES + 1);
-    for (let rank = 0; rank < lines.length; rank++) {
-      const line = lines[rank];
-      const space = line.indexOf(' ');
-      // Fast path: "first second" with one space and no other whitespace (byte-mapped symbols hold none).
-      if (space > 0 && space < line.length - 1 && line.indexOf(' ', space + 1) < 0 && !PY_SPACE_NOT_BLANK.test(line)) {
-        bpeRanks.set(line, rank); // a repeated merge keeps its last rank, as dict(zip(...)) does
-        continue;
-      }
-      const parts = pySplit(line);
-      if (parts.length !== 2) {
-        throw new BadConfigError(`${mergesFile}: line ${rank + 2} is not a merge of two symbols: ${JSON.stringify(line)}`);
-      }
-      bpeRanks.set(`${parts[0]} ${parts[1]}`, rank);
+    for (let rank = 0, at = 0; rank < merges.lengths.length; rank++) {
+      if (rank % LOAD_SLICE === LOAD_SLICE - 1) await yieldToEventLoop();
+      const n = merges.lengths[rank];
+      bpeRanks.set(merges.pairs.slice(at, at + n), rank); // a repeated merge keeps its last rank, as dict(zip(...)) does
+      at += n;
     }
 
     // 3. special tokens: special_tokens_map.json > tokenizer_config.json > CLIPTokenizer defaults

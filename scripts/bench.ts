@@ -5,6 +5,7 @@
  *   npm run bench -- --model <dir>         # any diffusers folder
  *   npm run bench -- --toggles [--size 128] # one row per optimization toggle (scripts/bench-toggles.ts)
  *   npm run bench -- --memory [--preset sdxl] [--scale full] # weight bytes / load time per dtype and fp8 (scripts/bench-memory.ts)
+ *   npm run bench -- --race [sizes] [dtypes] [steps] [rounds] # sd-native vs diffusers, same weights (scripts/race.sh; REF, MODEL)
  * On a shared 2-core machine compare rows of one run (ratios); absolute times count on the GPU.
  */
 import fs from 'node:fs';
@@ -13,6 +14,13 @@ import path from 'node:path';
 import { StableDiffusionPipeline, createModel, buildInfo } from '../lib/index.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--race')) {
+  // sd-native vs diffusers on the same weights and libtorch, the issue-17 table with ratios
+  const { spawnSync } = await import('node:child_process');
+  const rest = args.filter((a) => a !== '--race');
+  const r = spawnSync('bash', [path.join(path.dirname(new URL(import.meta.url).pathname), 'race.sh'), ...rest], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 if (args.includes('--toggles')) {
   await import('./bench-toggles.js'); // one row per speed/memory toggle (docs/BENCHMARKS.md)
   process.exit(0);

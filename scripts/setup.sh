@@ -9,11 +9,19 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+# the web page test of `sd-native serve` drives Debian's headless Chromium (test/server-web.test.ts)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "${SD_CHROMIUM:-}" ] || need+=(chromium)
 # Debian's libtorch calls libblas for float32 GEMMs; without OpenBLAS that is the unoptimised
 # reference BLAS (2-3x slower pipelines: docs/BENCHMARKS.md). A pip torch brings its own BLAS.
 if { [ -f /usr/include/ATen/ATen.h ] || [[ " ${need[*]-} " == *" libtorch-dev "* ]]; } && [ -z "${LIBTORCH:-}" ] &&
   ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libopenblas\.so\.0'; then
   need+=(libopenblas0-pthread)
+fi
+# clang with libFuzzer for test/fuzz-parsers.test.ts (scripts/fuzz.sh; ~60 MB). SD_FUZZ=0 skips it
+# (the libtorch 2.6 leg of .ci/run: the parsers fuzzed are the same sources on both legs).
+if [ "${SD_FUZZ:-1}" != 0 ] && ! { command -v clang++ >/dev/null && echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' |
+  clang++ -fsanitize=fuzzer -x c++ - -o /dev/null 2>/dev/null; }; then
+  need+=(clang libclang-rt-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -146,8 +146,35 @@ describe('toggles on the tiny-sd15 fixture (float32, CPU)', () => {
       expect(pipe.optimizations.sdpa).toBe('auto');
       expect(() => pipe.setAttentionBackend('sdpa')).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_MODEL' }));
     }
-    expect(() => pipe.setAttentionBackend('flash' as any)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    expect(() => pipe.setAttentionBackend('xformers' as any)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
+
+  it("flash attention (sd-native's CPU kernel) equals the math path and the float32 pipe_ddim golden", async () => {
+    pipe.setAttentionBackend('flash');
+    expect(pipe.optimizations.sdpa).toBe('flash');
+    const f = await pipe.generate(BASE);
+    pipe.setAttentionBackend('math');
+    const m = await pipe.generate(BASE);
+    pipe.setAttentionBackend('auto');
+    measured['flash vs math'] = `latents rel ${expectSameImage(f, m, 'flash vs math').toExponential(2)}`;
+    expectSameImage(f, base, 'flash vs auto');
+    // the fixture's own golden: 10 DDIM steps, parity.test.ts's float32 criteria
+    const g = await loadGolden('tiny-sd15', 'pipe_ddim.safetensors');
+    pipe.setAttentionBackend('flash');
+    const r = await pipe.generate({ ...BASE, numInferenceSteps: 10 });
+    pipe.setAttentionBackend('auto');
+    const e = rel(r.latents!, g.final_latents);
+    measured['flash vs pipe_ddim golden'] = `latents rel ${e.toExponential(2)}`;
+    expect(e).toBeLessThan(1e-4);
+    let off = 0, max = 0;
+    for (let i = 0; i < g.image_uint8.data.length; i++) {
+      const d = Math.abs(r.images[0].data[i] - g.image_uint8.data[i]);
+      max = Math.max(max, d);
+      if (d) off++;
+    }
+    expect(max).toBeLessThanOrEqual(1);
+    expect(off / g.image_uint8.data.length).toBeLessThan(0.01);
+  }, 300_000);
 
   it('CPU offload on a CPU pipeline is a clear E_DEVICE_UNAVAILABLE', () => {
     for (const m of ['enableModelCpuOffload', 'enableSequentialCpuOffload'] as const) {
@@ -435,6 +462,18 @@ describe('precision (dtype at load)', () => {
     measured['bfloat16 vs pipe_ddim golden'] = `latents rel ${e.toExponential(2)} (bound ${2 ** -4}), uint8 max ${max} mean ${mean.toFixed(3)}`;
     expect(e).toBeLessThan(2 ** -4);
     expect(mean).toBeLessThan(2);
+  }, 300_000);
+
+  it('bfloat16 with flash attention reproduces the pipe_ddim golden within the same bfloat16 bound', async () => {
+    const g = await loadGolden('tiny-sd15', 'pipe_ddim.safetensors');
+    const pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { dtype: 'bfloat16' });
+    pipe.setScheduler('DDIMScheduler');
+    pipe.setAttentionBackend('flash');
+    const r = await pipe.generate({ ...BASE, numInferenceSteps: 10 });
+    pipe.dispose();
+    const e = rel(r.latents!, g.final_latents);
+    measured['bfloat16 + flash vs pipe_ddim golden'] = `latents rel ${e.toExponential(2)} (bound ${2 ** -4})`;
+    expect(e).toBeLessThan(2 ** -4);
   }, 300_000);
 
   it('bfloat16 with channels-last equals bfloat16 contiguous within the bfloat16 bound (libtorch kernel quirks routed around)', async () => {

@@ -11,6 +11,7 @@ import type { AutoencoderTinyAddon } from './addon/autoencoder_tiny.js';
 import type { BackendsAddon } from './addon/backends.js';
 import type { CannyAddon } from './addon/canny.js';
 import type { CheckpointAddon } from './addon/checkpoint.js';
+import type { ControlNetAddon, ControlNetTestingAddon } from './addon/controlnet.js';
 import type { IoAddon, IoTestingAddon } from './addon/io.js';
 import type { LoraAddon, LoraTestingAddon } from './addon/lora.js';
 import type { ModelsAddon } from './addon/models.js';
@@ -25,6 +26,7 @@ export type * from './addon/autoencoder_tiny.js';
 export type * from './addon/backends.js';
 export type * from './addon/canny.js';
 export type * from './addon/checkpoint.js';
+export type * from './addon/controlnet.js';
 export type * from './addon/io.js';
 export type * from './addon/lora.js';
 export type * from './addon/models.js';
@@ -38,9 +40,9 @@ export type * from './addon/vae.js';
 
 /** The bindings lib/ uses (no index signature: every call is type-checked). */
 export interface NativeAddon extends IoAddon, TextEncoderAddon, VaeAddon, SchedulersAddon, CheckpointAddon, PipelineAddon,
-  ModelsAddon, BackendsAddon, LoraAddon, AutoencoderTinyAddon,
+  ModelsAddon, BackendsAddon, LoraAddon, ControlNetAddon, AutoencoderTinyAddon,
   PipelineVaeAddon, CannyAddon {}
 
 /** {@link NativeAddon} plus the bindings that exist only for the tests (UNet alone, fp8 codecs, encodeText, …). */
 export interface TestingAddon extends NativeAddon, IoTestingAddon, UNetTestingAddon, SchedulersTestingAddon, PipelineTestingAddon,
-  LoraTestingAddon {}
+  LoraTestingAddon, ControlNetTestingAddon {}

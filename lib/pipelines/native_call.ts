@@ -12,7 +12,7 @@ import { encodePromptInputs } from './prompt_encoding.js';
 import { toResult, type GenerateResult } from './pipeline_output.js';
 import type { NativeModel } from './native_model.js';
 import type {
-  NativeGenerateRequest, NativeGenerateResult, NativeStepInfo, NativeXLGenerateRequest, TensorData,
+  NativeControlNetUnit, NativeGenerateRequest, NativeGenerateResult, NativeStepInfo, NativeXLGenerateRequest, TensorData,
 } from '../../types/native.js';
 
 /** What a call needs once its inputs are ready: the resolved options and decoded images. */
@@ -21,6 +21,8 @@ export interface CallInputs {
   image?: DecodedImage;
   /** Inpainting: the mask `[height, width]` uint8 grayscale. */
   mask?: TensorData<Uint8Array>;
+  /** ControlNet pipelines: one unit per net (images already at height×width), and guess_mode. */
+  control?: { controlnets: NativeControlNetUnit[]; guessMode: boolean };
 }
 
 /** @internal */
@@ -34,7 +36,7 @@ export function abortError(signal: AbortSignal): AbortError {
 export function nativeRequest(
   model: NativeModel, o: ResolvedGenerateOptions, sched: { name: string; config: Record<string, unknown> }, inputs: CallInputs,
 ): NativeGenerateRequest | NativeXLGenerateRequest {
-  const { image, mask } = inputs;
+  const { image, mask, control } = inputs;
   const req: NativeGenerateRequest = {
     ...encodePromptInputs(model.tokenizers, model.xl, o),
     numImagesPerPrompt: o.numImagesPerPrompt,
@@ -56,6 +58,7 @@ export function nativeRequest(
       : undefined,
     strength: o.strength,
     mask,
+    ...(control ? { controlnets: control.controlnets, guessMode: control.guessMode } : {}),
     previews: o.previews,
     previewEvery: o.previewEvery,
   };

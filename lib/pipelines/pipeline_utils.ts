@@ -10,7 +10,7 @@ import {
 } from '../errors.js';
 import {
   SUPPORTED_SCHEDULERS, finishGenerateOptions, isLatentsInput, parseGenerateOptions,
-  type GenerateMode, type ImageInput, type LoadOptions, type ParsedGenerateOptions, type SchedulerName,
+  type GenerateMode, type ImageInput, type LoadOptions, type ParsedGenerateOptions, type ResolvedGenerateOptions, type SchedulerName,
 } from '../options.js';
 import { loadInputImage, samplerName } from '../image.js';
 import { NativeModel, loadModel, type PipelineInfo } from './native_model.js';
@@ -286,18 +286,22 @@ export abstract class DiffusionPipeline {
    * - `'auto'` (default; diffusers `set_default_attn_processor` on torch ≥ 2): SDPA where it is
    *   the faster kernel — CUDA always, the CPU in float32 — and the math path elsewhere;
    * - `'sdpa'`: `scaled_dot_product_attention` wherever libtorch has it (`AttnProcessor2_0`);
-   * - `'math'`: scores, softmax in float32, weighted sum (`AttnProcessor`).
-   * Attention slicing, when enabled, takes precedence over all three.
+   * - `'math'`: scores, softmax, weighted sum (`AttnProcessor`; the softmax in float32 only where
+   *   the model config asks `upcast_attention` / `upcast_softmax`);
+   * - `'flash'`: sd-native's memory-efficient CPU kernel (query and key blocks, online softmax,
+   *   float32 accumulation; never holds the N×N scores), SDPA on CUDA. `'auto'` already picks it
+   *   on the CPU where it measured faster than the math path (docs/BENCHMARKS.md).
+   * Attention slicing, when enabled, takes precedence over all four.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another value;
    *   UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for `'sdpa'` on libtorch < 2.0.
    */
-  setAttentionBackend(backend: 'auto' | 'sdpa' | 'math'): this {
+  setAttentionBackend(backend: 'auto' | 'sdpa' | 'math' | 'flash'): this {
     this.checkAlive('setAttentionBackend');
     if (backend === 'sdpa') return this.enableMemoryEfficientAttention();
-    if (backend !== 'auto' && backend !== 'math') {
-      throw new InvalidArgumentError(`attention backend must be 'auto', 'sdpa' or 'math'; received ${describeValue(backend)}`);
+    if (backend !== 'auto' && backend !== 'math' && backend !== 'flash') {
+      throw new InvalidArgumentError(`attention backend must be 'auto', 'sdpa', 'math' or 'flash'; received ${describeValue(backend)}`);
     }
-    return this.toggle({ sdpa: backend === 'auto' ? 'auto' : false });
+    return this.toggle({ sdpa: backend === 'auto' ? 'auto' : backend === 'flash' ? 'flash' : false });
   }
 
   /**
@@ -514,7 +518,9 @@ export abstract class DiffusionPipeline {
    * queued), the input image(s) decoded while earlier calls run (the call keeps its place in the
    * queue), then the native call when its turn comes.
    */
-  protected async generateWith(options: unknown, mode: GenerateMode): Promise<GenerateResult> {
+  protected async generateWith(
+    options: unknown, mode: GenerateMode, control?: (o: ResolvedGenerateOptions) => Promise<CallInputs['control']>,
+  ): Promise<GenerateResult> {
     const calledAt = performance.now();
     this.checkAlive('generate');
     const parsed = parseGenerateOptions(options as never, mode);
@@ -531,6 +537,8 @@ export abstract class DiffusionPipeline {
     } else {
       prepare = this.decodeInputs(parsed).then((inputs) => ({ ...inputs, o: finishGenerateOptions(parsed, info, mode, inputs.image) }));
     }
+    // ControlNet pipelines: the control images, decoded at the resolved size
+    if (control) prepare = prepare.then(async (inputs) => ({ ...inputs, control: await control(inputs.o) }));
     prepare.catch(() => undefined); // observed by runCall
     // dispose() aborts the call through the same signal (and abort token) as the caller's signal
     const disposeSignal = this.disposeController.signal;

@@ -14,6 +14,7 @@ void InitPipeline(Napi::Env env, Napi::Object exports);    // pipeline.cc: Stabl
 void InitModels(Napi::Env env, Napi::Object exports);      // models.cc: random weights (create-model)
 void InitBackends(Napi::Env env, Napi::Object exports);    // backends.cc: torch.backends flags
 void InitLora(Napi::Env env, Napi::Object exports);        // lora.cc: LoRA adapters, textual inversion
+void InitControlNet(Napi::Env env, Napi::Object exports);  // controlnet.cc: ControlNetModel
 void InitAutoencoderTiny(Napi::Env env, Napi::Object exports);  // autoencoder_tiny.cc: AutoencoderTiny (TAESD)
 void InitPipelineVae(Napi::Env env, Napi::Object exports);  // pipeline_vae.cc: pipe.vae swapping, preview decoder
 void InitCanny(Napi::Env env, Napi::Object exports);  // canny.cc: the canny control-image preprocessor

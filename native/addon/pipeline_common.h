@@ -14,6 +14,7 @@
 #include <string>
 
 #include "addon/util.h"
+#include "models/controlnet_model.h"
 #include "pipelines/stable_diffusion.h"
 #include "pipelines/stable_diffusion_xl.h"
 #include "util/json.h"
@@ -125,6 +126,22 @@ inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines:
   req.loraScale = requireNumber(env, r, "loraScale", kWhat);
   optionalTensor(env, r, "promptWeights", req.promptWeights);
   optionalTensor(env, r, "negativePromptWeights", req.negativePromptWeights);
+  // ControlNets (optional): [{controlnet: handle, image: uint8 [H, W, 3] | [H, W], scale, start, end}]
+  if (r.Has("controlnets") && r.Get("controlnets").IsArray()) {
+    Napi::Array a = r.Get("controlnets").As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); ++k) {
+      if (!a.Get(k).IsObject()) throwInvalid(env, "controlnets[" + std::to_string(k) + "] must be an object");
+      Napi::Object u = a.Get(k).As<Napi::Object>();
+      pipelines::ControlNetUnit unit;
+      unit.model = unwrapHandle<models::ControlNetModel>(env, u.Get("controlnet"), "controlnet");
+      unit.image = toTensor(env, u.Get("image"), "controlnet image");
+      unit.scale = requireNumber(env, u, "scale", "controlnet unit");
+      unit.start = requireNumber(env, u, "start", "controlnet unit");
+      unit.end = requireNumber(env, u, "end", "controlnet unit");
+      req.controlnets.push_back(std::move(unit));
+    }
+    req.guessMode = requireBool(env, r, "guessMode", kWhat);
+  }
 }
 
 template <class Pipeline, class Request>

@@ -86,16 +86,25 @@ Napi::Value UNetForward(const Napi::CallbackInfo& info) {
   bool hasAdded = false;
   if (!a.Get("textEmbeds").IsUndefined()) { added->textEmbeds = toTensor(env, a.Get("textEmbeds"), "textEmbeds"); hasAdded = true; }
   if (!a.Get("timeIds").IsUndefined()) { added->timeIds = toTensor(env, a.Get("timeIds"), "timeIds"); hasAdded = true; }
+  // ControlNet residuals (down_block_additional_residuals + mid_block_additional_residual)
+  auto control = std::make_shared<models::UNetControlResiduals>();
+  const bool hasControl = a.Get("downBlockAdditionalResiduals").IsArray();
+  if (hasControl) {
+    Napi::Array down = a.Get("downBlockAdditionalResiduals").As<Napi::Array>();
+    for (uint32_t j = 0; j < down.Length(); ++j) control->down.push_back(toTensor(env, down.Get(j), "downBlockAdditionalResiduals"));
+    control->mid = toTensor(env, a.Get("midBlockAdditionalResidual"), "midBlockAdditionalResidual");
+  }
   return runAsync<at::Tensor>(
       env,
-      [h, sample, timestep, ehs, added, hasAdded] {
+      [h, sample, timestep, ehs, added, hasAdded, control, hasControl] {
         std::lock_guard<std::mutex> compute(h->computeMutex);
         {
           std::lock_guard<std::mutex> lock(h->optionsMutex);
           h->model->setAttentionOptions(h->pending);
         }
         at::NoGradGuard noGrad;
-        return h->model->forward(sample, timestep, ehs, hasAdded ? added.get() : nullptr).to(at::kCPU);
+        return h->model->forward(sample, timestep, ehs, hasAdded ? added.get() : nullptr, hasControl ? control.get() : nullptr)
+            .to(at::kCPU);
       },
       [](Napi::Env env, at::Tensor& out) -> Napi::Value { return fromTensor(env, out); });
 }

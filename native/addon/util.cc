@@ -147,8 +147,9 @@ bool requireBool(Napi::Env env, const Napi::Object& o, const char* key, const ch
 nn::AttentionOptions::Backend parseSdpa(Napi::Env env, const Napi::Value& v) {
   using Backend = nn::AttentionOptions::Backend;
   if (v.IsUndefined() || (v.IsString() && v.As<Napi::String>().Utf8Value() == "auto")) return Backend::kAuto;
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "flash") return Backend::kFlash;
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? Backend::kSdpa : Backend::kMath;
-  throwInvalid(env, "sdpa must be true, false or 'auto'");
+  throwInvalid(env, "sdpa must be true, false, 'auto' or 'flash'");
 }
 
 }  // namespace sd::addon

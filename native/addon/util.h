@@ -12,6 +12,7 @@
 #include <typeinfo>
 
 #include "nn/attention.h"
+#include "runtime/memory.h"
 #include "util/error.h"
 
 namespace sd::addon {
@@ -108,9 +109,15 @@ std::shared_ptr<T> unwrapHandle(Napi::Env env, const Napi::Value& v, const char*
   return h->ptr;
 }
 
+/// Drops the handle's reference; when it was the last (no call in flight), the object is freed
+/// here and the allocator is asked to give the memory back to the OS (runtime/memory.h).
 template <typename T>
 void disposeHandle(const Napi::Value& v) {
-  if (Handle<T>* h = handleOf<T>(v)) h->ptr.reset();
+  if (Handle<T>* h = handleOf<T>(v)) {
+    if (!h->ptr) return;
+    h->ptr.reset();
+    runtime::releaseFreedMemory();
+  }
 }
 
 // ---- implementation of runAsync --------------------------------------------------------------

@@ -3,6 +3,7 @@
  * bindings that dispatch on the handle's kind.
  */
 import type { Handle, PipelineDtype, TensorData } from './tensor.js';
+import type { NativeControlNetUnit } from './controlnet.js';
 
 /** A native StableDiffusionPipeline (SD 1.x / 2.x; txt2img, img2img and inpainting). */
 export type SdPipelineHandle = Handle<'StableDiffusionPipeline'>;
@@ -124,6 +125,10 @@ export interface NativeGenerateRequest {
   strength?: number;
   /** Inpainting: the mask `[height, width]` uint8 grayscale (white = repaint), with `image`. */
   mask?: TensorData<Uint8Array>;
+  /** ControlNet pipelines: one unit per net (MultiControlNetModel when several); absent = the plain pipeline. */
+  controlnets?: NativeControlNetUnit[];
+  /** guess_mode (required with controlnets). */
+  guessMode?: boolean;
   /** Preview images handed to `onStep`: 'taesd' (the pipeline's preview decoder) or 'latent2rgb'; absent or '' = none. */
   previews?: '' | 'taesd' | 'latent2rgb';
   /** With `previews`: on steps that are multiples of it (1-based; default 1). */
@@ -184,10 +189,11 @@ export interface NativeOptimizations {
   sliceSize: number | 'auto' | 'max';
   /**
    * at::scaled_dot_product_attention (libtorch >= 2.0): true = always (enableMemoryEfficientAttention),
-   * false = the math path (disableMemoryEfficientAttention), 'auto' (default) = where it is the faster
-   * kernel: on CUDA always, on the CPU in float32 (the math path for bfloat16/float16). Math everywhere before 2.0.
+   * false = the math path (setAttentionBackend('math')), 'flash' = sd-native's memory-efficient CPU kernel
+   * (SDPA on CUDA), 'auto' (default) = the faster kernel: on CUDA SDPA, on the CPU SDPA in float32 on libtorch
+   * >= 2.0, else flash or math per dtype and shape (nn::chooseAttentionKernel).
    */
-  sdpa: boolean | 'auto';
+  sdpa: boolean | 'auto' | 'flash';
   vaeSlicing: boolean;
   vaeTiling: boolean;
   channelsLast: boolean;

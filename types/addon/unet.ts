@@ -10,10 +10,12 @@ export interface UNetLoadOptions { dtype?: PipelineDtype; device?: string; varia
 export interface UNetForwardInputs {
   sample: TensorData; timestep: number | AnyTensorData; encoderHiddenStates: TensorData;
   textEmbeds?: TensorData; timeIds?: TensorData;
+  /** ControlNet residuals (diffusers down_block_additional_residuals / mid_block_additional_residual); both or neither. */
+  downBlockAdditionalResiduals?: TensorData[]; midBlockAdditionalResidual?: TensorData;
 }
 /** Attention settings (diffusers enable_attention_slicing / SDPA); 0 or null turns slicing off. */
-/** sdpa: true = always SDPA (libtorch >= 2.0), false = the math path, 'auto' = SDPA where it is the faster kernel (CUDA; CPU float32). */
-export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean | 'auto' }
+/** sdpa: true = always SDPA (libtorch >= 2.0), false = the math path, 'flash' = sd-native's memory-efficient CPU kernel, 'auto' = the faster kernel per device, dtype and shape (CUDA: SDPA; CPU float32: SDPA on libtorch >= 2.0, else flash or math). */
+export interface AttentionSettings { sliceSize?: number | 'auto' | 'max' | null; sdpa?: boolean | 'auto' | 'flash' }
 
 /** The UNet bindings, all test-only. */
 export interface UNetTestingAddon {

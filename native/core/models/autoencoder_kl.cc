@@ -181,7 +181,8 @@ at::Tensor VaeAttentionBlock::operator()(const at::Tensor& x, const nn::Attentio
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   at::Tensor hs = groupNorm(x).view({b, c, h * w}).transpose(1, 2);  // [B, H·W, C]
   at::Tensor q = toQ(hs), k = toK(hs), v = toV(hs);                  // [B, H·W, C]
-  at::Tensor o = nn::attention(q, k, v, /*heads=*/1, options);       // [B, H·W, C], softmax in float32
+  // diffusers builds this Attention with upcast_softmax=True: the softmax in float32.
+  at::Tensor o = nn::attention(q, k, v, /*heads=*/1, options, std::nullopt, nn::Upcast::kSoftmax);  // [B, H·W, C]
   o = toOut(o);                                                       // [B, H·W, C]; dropout 0
   o = o.transpose(1, 2).reshape({b, c, h, w});                        // [B, C, H, W]
   return o + x;                                                       // residual; rescale_output_factor 1

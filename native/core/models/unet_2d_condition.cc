@@ -82,6 +82,13 @@ std::vector<PerLayerCount> readPerLayer(const ConfigReader& r, const std::string
   return out;
 }
 
+// A ControlNet residual fits a skip when it has the skip's shape, or [B, C, 1, 1] (diffusers'
+// global_pool_conditions residuals, broadcast over the skip as torch's `+` does).
+bool fitsSkip(const at::Tensor& r, const at::Tensor& skip) {
+  if (!r.defined() || r.dim() != 4 || r.size(0) != skip.size(0) || r.size(1) != skip.size(1)) return false;
+  return (r.size(2) == skip.size(2) && r.size(3) == skip.size(3)) || (r.size(2) == 1 && r.size(3) == 1);
+}
+
 std::string stripUNetRes(const std::string& t) { return t.rfind("UNetRes", 0) == 0 ? t.substr(7) : t; }
 
 }  // namespace
@@ -358,7 +365,8 @@ std::unique_ptr<UNet2DConditionModel> UNet2DConditionModel::fromPretrained(const
 // ---- forward ---------------------------------------------------------------------------------
 
 at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
-                                         const at::Tensor& encoderHiddenStatesIn, const UNetAddedCond* added) const {
+                                         const at::Tensor& encoderHiddenStatesIn, const UNetAddedCond* added,
+                                         const UNetControlResiduals* control) const {
   const auto& c = config_;
   auto invalid = [](const std::string& msg) { fail(codes::kInvalidArgument, "UNet2DConditionModel.forward: " + msg); };
 
@@ -431,9 +439,29 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
   for (const auto& block : downBlocks_) {
     sample = block->forward(sample, emb, context, resSamples);
   }
+  // ControlNet (diffusers is_controlnet): residual j added to skip j once the down path has run.
+  if (control) {
+    if (control->down.size() != resSamples.size())
+      invalid("the ControlNet gave " + std::to_string(control->down.size()) + " down residuals but this UNet has " +
+              std::to_string(resSamples.size()) + " skip connections");
+    for (size_t j = 0; j < resSamples.size(); ++j) {
+      if (!fitsSkip(control->down[j], resSamples[j]))
+        invalid("ControlNet down residual " + std::to_string(j) + " is " +
+                (control->down[j].defined() ? nn::shapeString(control->down[j].sizes()) : std::string("missing")) +
+                " but the UNet skip is " + nn::shapeString(resSamples[j].sizes()));
+      resSamples[j] = resSamples[j] + control->down[j].to(device_, dtype_);
+    }
+  }
 
   // 6. mid
   if (midBlock_) sample = midBlock_->forward(sample, emb, context);        // [B, chN, h/f, w/f]
+  if (control) {
+    if (!fitsSkip(control->mid, sample))
+      invalid("ControlNet mid residual " +
+              (control->mid.defined() ? nn::shapeString(control->mid.sizes()) : std::string("missing")) +
+              " does not match the mid-block output " + nn::shapeString(sample.sizes()));
+    sample = sample + control->mid.to(device_, dtype_);
+  }
 
   // 7. up
   for (size_t i = 0; i < upBlocks_.size(); ++i) {

@@ -84,6 +84,15 @@ struct UNetAddedCond {
   at::Tensor timeIds;     // [B, 6]: orig_h, orig_w, crop_top, crop_left, target_h, target_w
 };
 
+/// ControlNet residuals for one UNet call (diffusers' down_block_additional_residuals /
+/// mid_block_additional_residual, models/controlnet_model.h): `down[j]` is added to skip j after the
+/// whole down path has run (the down path itself is unchanged; only the skips handed to the up blocks
+/// change), `mid` to the mid-block output. Shapes exactly those of the skips / mid output.
+struct UNetControlResiduals {
+  std::vector<at::Tensor> down;  // one per skip: conv_in output, every resnet(+attn) output, every downsampler output
+  at::Tensor mid;                // [B, block_out_channels[-1], h/f, w/f]
+};
+
 /// UNet2DConditionModel: predicts noise (or v) from a noisy latent, a timestep and text embeddings.
 ///
 /// Weights are the diffusers parameter names (conv_in, time_embedding.linear_1, down_blocks.0.resnets.0.conv1,
@@ -117,9 +126,11 @@ class UNet2DConditionModel {
   /// encoderHiddenStates: [B, M, cross_attention_dim] (M = 77 for CLIP).
   /// added: SDXL text_embeds / time_ids; required when addition_embed_type is "text_time", ignored otherwise.
   /// Inputs are moved to the model's device and cast to its dtype (time_ids stay float32).
+  /// control: ControlNet residuals (UNetControlResiduals), or nullptr; cast to the model dtype and
+  /// device. E_INVALID_ARGUMENT when their count or shapes do not match this UNet's skips.
   /// Returns [B, out_channels, h, w] in the model dtype. Errors: E_INVALID_ARGUMENT for bad shapes.
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoderHiddenStates,
-                     const UNetAddedCond* added = nullptr) const;
+                     const UNetAddedCond* added = nullptr, const UNetControlResiduals* control = nullptr) const;
 
   /// Casts floating weights to `dtype` and moves them to `device` (E_INVALID_ARGUMENT when this
   /// libtorch has no kernels for `dtype` on `device`, e.g. float16 on CPU with libtorch 1.13).

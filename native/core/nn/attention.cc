@@ -2,7 +2,9 @@
 #include "nn/attention.h"
 
 #include <cmath>
+#include <cstdlib>
 
+#include "nn/flash_attention.h"
 #include "runtime/cancellation.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
@@ -17,14 +19,62 @@ bool sdpaAvailable() {
 #endif
 }
 
-bool usesSdpa(const AttentionOptions& options, at::Device device, at::ScalarType dtype) {
-  if (!sdpaAvailable() || options.sliceSize != 0) return false;
+AttentionKernel chooseAttentionKernel(const AttentionOptions& options, at::Device device, at::ScalarType dtype,
+                                      int64_t n, int64_t m, int64_t headDim) {
+  if (options.sliceSize != 0) return AttentionKernel::kSliced;
   switch (options.backend) {
-    case AttentionOptions::Backend::kSdpa: return true;
-    case AttentionOptions::Backend::kMath: return false;
-    case AttentionOptions::Backend::kAuto: return !device.is_cpu() || dtype == at::kFloat;
+    case AttentionOptions::Backend::kSdpa:
+      return sdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kMath;
+    case AttentionOptions::Backend::kMath:
+      return AttentionKernel::kMath;
+    case AttentionOptions::Backend::kFlash:
+      if (device.is_cpu()) return AttentionKernel::kFlash;
+      return sdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kMath;
+    case AttentionOptions::Backend::kAuto:
+      if (!device.is_cpu()) return sdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kMath;
+      if (sdpaAvailable() && dtype == at::kFloat) return AttentionKernel::kSdpa;
+      // Measured on libtorch 1.13, 2 cores (docs/BENCHMARKS.md, native/tools/bench_attention):
+      // float32: flash 1.5–2.5× faster than math for head dims ≤ 160 (every UNet attention), slower
+      //   at the VAE's single 512-channel head; equal below ~64×64 scores.
+      // bfloat16: math's oneDNN bfloat16 GEMMs win from head dim 64 up (level with flash at 64);
+      //   flash wins at dim 40 with ≥ 1024 queries and keys (SD 1.5's first level, where the N×N
+      //   scores dominate).
+      if (dtype == at::kFloat && headDim <= 160 && n * m >= 64 * 64) return AttentionKernel::kFlash;
+      if (dtype == at::kBFloat16 && headDim <= 48 && n >= 1024 && m >= 1024) return AttentionKernel::kFlash;
+      return AttentionKernel::kMath;
   }
-  return false;
+  return AttentionKernel::kMath;
+}
+
+bool usesSdpa(const AttentionOptions& options, at::Device device, at::ScalarType dtype) {
+  return chooseAttentionKernel(options, device, dtype, 4096, 4096, 40) == AttentionKernel::kSdpa;
+}
+
+int64_t AttentionOptions::defaultAttentionBudgetBytes() {
+  static const int64_t bytes = [] {
+    const char* env = std::getenv("SD_NATIVE_ATTENTION_BUDGET_MB");
+    if (!env || !*env) return int64_t{1} << 30;
+    char* end = nullptr;
+    const long long mb = std::strtoll(env, &end, 10);
+    if (*end != '\0' || mb < 0 || mb > (int64_t{1} << 40)) return int64_t{1} << 30;  // unreadable: the default
+    return static_cast<int64_t>(mb) << 20;
+  }();
+  return bytes;
+}
+
+int64_t attentionSliceSize(const AttentionOptions& options, int64_t total, int64_t heads, int64_t n, int64_t m,
+                           int64_t bytesPerScore) {
+  int64_t slice = options.sliceSize;
+  if (slice == AttentionOptions::kSliceAuto) return std::max<int64_t>(1, heads / 2);
+  if (slice == AttentionOptions::kSliceMax) return 1;
+  if (slice > 0 || options.budgetBytes <= 0) return slice;
+  // unsliced unless one call's scores exceed the budget; then diffusers' 'auto', else 'max'
+  const double perRow = static_cast<double>(n) * static_cast<double>(m) * static_cast<double>(bytesPerScore);
+  const double budget = static_cast<double>(options.budgetBytes);
+  if (static_cast<double>(total) * perRow <= budget) return 0;
+  slice = std::max<int64_t>(1, heads / 2);
+  if (static_cast<double>(slice) * perRow <= budget) return slice;
+  return 1;
 }
 
 namespace {
@@ -42,10 +92,13 @@ at::Tensor batchToHead(const at::Tensor& x, int64_t heads) {
 }
 
 // Scores, softmax and weighted sum for q [S, N, D], k/v [S, M, D], mask broadcastable to [S, N, M].
+// As diffusers' Attention.get_attention_scores + bmm: baddbmm with beta 0 (no mask) or 1 (mask),
+// alpha = scale; the upcasts `upcast` asks for (attention.h, Upcast); probabilities in v's dtype.
 at::Tensor mathAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                         const at::Tensor& mask, bool upcast) {
-  at::Tensor qq = upcast ? q.to(at::kFloat) : q;
-  at::Tensor kk = upcast ? k.to(at::kFloat) : k;
+                         const at::Tensor& mask, Upcast upcast) {
+  const bool upcastQk = upcast == Upcast::kAttention && q.scalar_type() != at::kFloat;
+  at::Tensor qq = upcastQk ? q.to(at::kFloat) : q;
+  at::Tensor kk = upcastQk ? k.to(at::kFloat) : k;
   at::Tensor scores;
   if (mask.defined()) {
     scores = at::baddbmm(mask.to(qq.scalar_type()).expand({q.size(0), q.size(1), k.size(1)}), qq, kk.transpose(1, 2),
@@ -54,15 +107,17 @@ at::Tensor mathAttention(const at::Tensor& q, const at::Tensor& k, const at::Ten
     scores = at::baddbmm(at::empty({q.size(0), q.size(1), k.size(1)}, qq.options()), qq, kk.transpose(1, 2),
                          /*beta=*/0, /*alpha=*/scale);
   }
-  // Softmax in float32 whatever the compute dtype: fp16 scores overflow on large models.
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(v.scalar_type());
+  // upcast_softmax (and upcast_attention, whose scores are already float32): softmax in float32;
+  // otherwise in the compute dtype, as diffusers (attention_scores.softmax(dim=-1)).
+  at::Tensor probs = upcast == Upcast::kNone ? at::softmax(scores, -1) : at::softmax(scores, -1, at::kFloat);
+  if (probs.scalar_type() != v.scalar_type()) probs = probs.to(v.scalar_type());
   return at::bmm(probs, v);
 }
 
 }  // namespace
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
-                     const AttentionOptions& options, const std::optional<at::Tensor>& mask, bool upcast) {
+                     const AttentionOptions& options, const std::optional<at::Tensor>& mask, Upcast upcast) {
   const int64_t b = q.size(0), n = q.size(1), inner = q.size(2), m = k.size(1);
   if (inner % heads != 0)
     fail(codes::kBadConfig, "attention: inner dim " + std::to_string(inner) + " not divisible by " +
@@ -70,8 +125,9 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const int64_t d = inner / heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
 
+  const AttentionKernel kernel = chooseAttentionKernel(options, q.device(), q.scalar_type(), n, m, d);
 #ifdef SD_HAVE_SDPA
-  if (usesSdpa(options, q.device(), q.scalar_type())) {
+  if (kernel == AttentionKernel::kSdpa) {
     auto split = [&](const at::Tensor& x, int64_t len) {
       return x.reshape({b, len, heads, d}).transpose(1, 2);  // [B, H, len, D]
     };
@@ -81,6 +137,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     return out.transpose(1, 2).reshape({b, n, inner});
   }
 #endif
+  if (kernel == AttentionKernel::kFlash && !mask && flashAttentionSupports(q.scalar_type()))
+    return flashAttentionCpu(q, k, v, heads, scale);  // [B, N, H·D]
 
   at::Tensor qb = headToBatch(q, heads);  // [B·H, N, D]
   at::Tensor kb = headToBatch(k, heads);  // [B·H, M, D]
@@ -92,10 +150,14 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     maskB = mk.expand({b, heads, n, m}).reshape({b * heads, n, m});
   }
 
-  int64_t slice = options.sliceSize;
-  if (slice == AttentionOptions::kSliceAuto) slice = std::max<int64_t>(1, heads / 2);
-  if (slice == AttentionOptions::kSliceMax) slice = 1;
   const int64_t total = b * heads;
+  // per score element over a call: the scores, the softmax (float32 unless Upcast::kNone), the probabilities
+  const at::ScalarType scoreType = upcast == Upcast::kAttention ? at::kFloat : q.scalar_type();
+  const size_t softmaxBytes = upcast == Upcast::kNone ? c10::elementSize(q.scalar_type()) : 4;
+  const int64_t bytesPerScore =
+      static_cast<int64_t>(c10::elementSize(scoreType) + softmaxBytes + c10::elementSize(v.scalar_type()));
+  // user slicing (AttentionKernel::kSliced) or, on the math path, the memory budget
+  const int64_t slice = attentionSliceSize(options, total, heads, n, m, bytesPerScore);
   if (slice <= 0 || slice >= total) {
     return batchToHead(mathAttention(qb, kb, vb, scale, maskB, upcast), heads);
   }

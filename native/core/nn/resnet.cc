@@ -40,11 +40,11 @@ at::Tensor Downsample2D::operator()(const at::Tensor& x) const {
 Upsample2D::Upsample2D(const Scope& s, int64_t channels) : conv(s.sub("conv"), channels, channels, 3, 1, 1) {}
 
 at::Tensor Upsample2D::operator()(const at::Tensor& x, at::IntArrayRef outputSize) const {
-  // diffusers upcasts bfloat16 for nearest interpolation (not implemented for bf16 in old torch).
-  at::Tensor in = x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x;
-  at::Tensor up = outputSize.empty() ? at::upsample_nearest2d(in, {in.size(2) * 2, in.size(3) * 2})
-                                     : at::upsample_nearest2d(in, outputSize);
-  if (up.scalar_type() != x.scalar_type()) up = up.to(x.scalar_type());
+  // diffusers casts bfloat16 to float32 around the interpolation (torch < 1.13 had no bfloat16
+  // nearest kernel). Nearest interpolation only copies elements, so the round trip gives the same
+  // bits; libtorch >= 1.13 has the bfloat16 kernel (CPU and CUDA), so sd-native skips the two copies.
+  at::Tensor up = outputSize.empty() ? at::upsample_nearest2d(x, {x.size(2) * 2, x.size(3) * 2})
+                                     : at::upsample_nearest2d(x, outputSize);
   return conv(up);  // [B, C, 2H, 2W]
 }
 

@@ -26,7 +26,8 @@ at::Tensor CrossAttention::operator()(const at::Tensor& x, const at::Tensor& con
   at::Tensor q = toQ(x);   // [B, N, H·D]
   at::Tensor k = toK(kv);  // [B, M, H·D]
   at::Tensor v = toV(kv);  // [B, M, H·D]
-  at::Tensor o = attention(q, k, v, heads, *options, std::nullopt, upcast);  // [B, N, H·D]
+  at::Tensor o = attention(q, k, v, heads, *options, std::nullopt,
+                           upcast ? Upcast::kAttention : Upcast::kNone);  // [B, N, H·D]
   return toOut(o);         // [B, N, queryDim]; to_out.1 is dropout (identity at inference)
 }
 

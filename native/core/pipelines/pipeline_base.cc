@@ -244,11 +244,12 @@ at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Sche
                                         const at::Tensor& latents, const at::Tensor& timesteps,
                                         const at::Tensor& encoderHiddenStates, const models::UNetAddedCond* added,
                                         double guidanceScale, const runtime::Generators& generator, double eta,
-                                        const StepCallback& onStep, const AbortCheck& aborted) {
+                                        const StepCallback& onStep, const AbortCheck& aborted,
+                                        const ControlHook* control) {
   runtime::DeviceTimer tDenoise(device_);  // the device's time (CUDA events), not the launches'
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, applied_.offload == "model");
   at::Tensor out = detail::denoise(*unet_, scheduler, latents, timesteps, encoderHiddenStates, added, guidanceScale,
-                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast);
+                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast, control);
   unetOnDevice.release();
   result.denoiseMs = tDenoise.stopMs();
   return out;

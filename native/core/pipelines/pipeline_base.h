@@ -33,12 +33,15 @@ class UNet2DConditionModel;
 class AutoencoderKL;
 class AutoencoderTiny;
 struct UNetAddedCond;
+struct UNetControlResiduals;
 }  // namespace sd::models
 namespace sd::schedulers {
 class Scheduler;
 }
 
 namespace sd::pipelines {
+
+struct GenerateRequest;  // stable_diffusion.h
 
 /// How to load a pipeline.
 struct LoadOptions {
@@ -118,6 +121,11 @@ struct GenerateResult {
 
 /// Called after every denoising step (on the computing thread).
 using StepCallback = std::function<void(const StepInfo&)>;
+/// The ControlNet hook of the denoising loop (pipelines/controlnet.h): called before the UNet at
+/// step `step` (0-based) of `numSteps` with the UNet's input (CFG-doubled, scale_model_input'ed) and
+/// timestep; fills the residuals the UNet adds.
+using ControlHook = std::function<void(int64_t step, int64_t numSteps, const at::Tensor& modelInput,
+                                       const at::Tensor& t, models::UNetControlResiduals& out)>;
 /// Polled before each denoising step and at the check points inside the UNet, VAE and text
 /// encoder forwards (runtime/cancellation.h); true aborts with E_ABORTED. Must be cheap.
 using AbortCheck = std::function<bool()>;
@@ -303,7 +311,8 @@ class PipelineBase {
   at::Tensor denoiseLatents(GenerateResult& result, schedulers::Scheduler& scheduler, const at::Tensor& latents,
                             const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                             const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator,
-                            double eta, const StepCallback& onStep, const AbortCheck& aborted);
+                            double eta, const StepCallback& onStep, const AbortCheck& aborted,
+                            const ControlHook* control = nullptr);
   /// The end of every generate(): the final latents (float32, CPU) into `result`, E_ABORTED when
   /// `aborted` says so, then — unless `outputLatent` — the VAE decode to uint8 [B, H, W, 3] images
   /// (with the applied channels-last and model-offload toggles), decodeMs and totalMs since `t0`.
@@ -323,6 +332,9 @@ class PipelineBase {
   std::shared_ptr<models::AutoencoderTiny> tinyVae_;  // when set, decodes and encodes instead of vae_
   std::shared_ptr<models::AutoencoderTiny> previewDecoder_;  // previewImages(kTaesd); under mutex_
   std::atomic<bool> hasPreviewDecoder_{false};               // previewDecoder_ set (read from any thread)
+  /// The ControlNet hook of a request (empty when it has no ControlNets): pipelines/controlnet.cc.
+  ControlHook controlHook(const GenerateRequest& req, bool cfg, int64_t batch, const at::Tensor& promptEmbeds,
+                          const models::UNetAddedCond* added) const;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;
   at::ScalarType vaeDtype_ = at::kFloat;

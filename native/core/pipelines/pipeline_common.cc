@@ -14,7 +14,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
-                   bool channelsLast) {
+                   bool channelsLast, const ControlHook* control) {
   const bool cfg = guidanceScale > 1.0;
   const int64_t numSteps = timesteps.size(0);
   // every step's noise drawn at the first draw, in the same order, and copied to the device once
@@ -26,7 +26,11 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
     at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B, C, h, w]
     modelInput = scheduler.scaleModelInput(modelInput, tValue);
     if (channelsLast) modelInput = modelInput.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added);  // [2B or B, C, h, w]
+    models::UNetControlResiduals residuals;
+    const bool controlled = control && *control;
+    if (controlled) (*control)(i, numSteps, modelInput, t, residuals);
+    at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added,
+                                        controlled ? &residuals : nullptr);  // [2B or B, C, h, w]
     if (channelsLast) noisePred = noisePred.contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);

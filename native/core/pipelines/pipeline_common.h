@@ -91,12 +91,13 @@ at::Tensor applyEmphasis(const at::Tensor& z, const at::Tensor& weights);
 /// latents [B, C, h, w]; encoderHiddenStates [2B or B, 77, D]; added (SDXL) rows as the batch.
 /// Appends each timestep run to `ran` and calls onStep after each step; `aborted` is polled
 /// before each step (E_ABORTED). `channelsLast` converts the UNet input to channels_last
-/// (enableChannelsLast). Returns the final latents.
+/// (enableChannelsLast). `control` (when set and non-empty) gives the ControlNet residuals of each
+/// UNet call. Returns the final latents.
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
-                   bool channelsLast = false);
+                   bool channelsLast = false, const ControlHook* control = nullptr);
 
 /// vae.decode(latents / scaling_factor) in `vaeDtype` → float32 [B, 3, H, W] on the VAE's device,
 /// as decoded (it may hold NaN/inf: check with allFinite). `channelsLast`: feed the models

@@ -175,9 +175,10 @@ GenerateResult StableDiffusionPipeline::generate(const GenerateRequest& req, con
   }
   result.initialLatents = latents.to(at::kFloat).cpu();
 
-  // 7. Denoising loop
+  // 7. Denoising loop (with the ControlNets of a ControlNet pipeline: pipelines/controlnet.cc)
+  const ControlHook control = controlHook(req, cfg, batch, promptEmbeds, nullptr);
   latents = denoiseLatents(result, *scheduler, latents, timesteps, promptEmbeds, nullptr, req.guidanceScale, generator,
-                           req.eta, onStep, aborted);
+                           req.eta, onStep, aborted, &control);
   // 8. Decode
   finishGeneration(result, latents, req.outputLatent, aborted, scope.t0);
   return result;

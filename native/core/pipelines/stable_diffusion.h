@@ -23,7 +23,22 @@
 #include "pipelines/pipeline_base.h"
 #include "util/json.h"
 
+namespace sd::models {
+class ControlNetModel;
+}
+
 namespace sd::pipelines {
+
+/// One ControlNet of a generation (diffusers' ControlNetModel, or one net of a MultiControlNetModel).
+struct ControlNetUnit {
+  std::shared_ptr<models::ControlNetModel> model;
+  /// The control image at the generation's height×width: uint8 [H, W, 3] RGB or [H, W] grayscale
+  /// (replicated to 3 channels, as PIL's convert("RGB") does); the pipeline scales it to [0, 1].
+  at::Tensor image;
+  double scale = std::numeric_limits<double>::quiet_NaN();  // controlnet_conditioning_scale (finite)
+  double start = std::numeric_limits<double>::quiet_NaN();  // control_guidance_start in [0, 1)
+  double end = std::numeric_limits<double>::quiet_NaN();    // control_guidance_end in (start, 1]
+};
 
 /// One generation. Shapes: P prompts, n images per prompt, B = P·n, latents [B, 4, H/f, W/f]
 /// with f the VAE scale factor. The numbers have no defaults here (the caller fills every field;
@@ -52,6 +67,10 @@ struct GenerateRequest {
   // encoded separately and concatenated) and these float32 [P, 77·k] token weights multiply the
   // hidden states of each chunk, whose mean is then restored (A1111 "Original" emphasis).
   at::Tensor promptWeights, negativePromptWeights;
+  /// ControlNets (diffusers StableDiffusion[XL]ControlNet{,Img2Img,Inpaint}Pipeline): none = the plain
+  /// pipeline; several = MultiControlNetModel (residuals summed in this order). pipelines/controlnet.h.
+  std::vector<ControlNetUnit> controlnets;
+  bool guessMode = false;  // guess_mode (forced on by a global_pool_conditions ControlNet)
 };
 
 /// SD 1.x / 2.x; the toggles, LoRA and textual-inversion methods come from PipelineBase.

@@ -95,7 +95,8 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   at::Tensor maskIn = cfg ? at::cat({maskLatent, maskLatent}, 0) : maskLatent;
   at::Tensor maskedIn = cfg ? at::cat({maskedImageLatents, maskedImageLatents}, 0) : maskedImageLatents;
 
-  // 9. Denoising loop
+  // 9. Denoising loop (ControlNets: the UNet's 4-channel input before the mask concat, pipelines/controlnet.cc)
+  const ControlHook control = controlHook(req, cfg, batch, promptEmbeds, nullptr);
   runtime::DeviceTimer tDenoise(device_);
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
   const int64_t numSteps = timesteps.size(0);
@@ -106,9 +107,11 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
     const double tValue = t.item<double>();
     at::Tensor modelInput = cfg ? at::cat({latents, latents}, 0) : latents;
     modelInput = scheduler->scaleModelInput(modelInput, tValue);
+    models::UNetControlResiduals residuals;
+    if (control) control(i, numSteps, modelInput, t, residuals);
     if (unetChannels == 9) modelInput = at::cat({modelInput, maskIn, maskedIn}, 1);  // [2B, 9, h, w]
     if (channelsLast) modelInput = modelInput.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr).contiguous();
+    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr, control ? &residuals : nullptr).contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);

@@ -349,9 +349,10 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
   }
   models::UNetAddedCond added{addTextEmbeds, addTimeIds.to(device_, dtype_)};
 
-  // 8. Denoising loop
+  // 8. Denoising loop (StableDiffusionXLControlNetPipeline: the ControlNets get the same added_cond_kwargs)
+  const ControlHook control = controlHook(req, cfg, batch, promptEmbeds, &added);
   latents = denoiseLatents(result, *scheduler, latents, timesteps, promptEmbeds, &added, req.guidanceScale, generator,
-                           req.eta, onStep, aborted);
+                           req.eta, onStep, aborted, &control);
   finishGeneration(result, latents, req.outputLatent, aborted, scope.t0);
   return result;
 }
