@@ -20,6 +20,7 @@ export type SdErrorCode =
   | 'E_NATIVE_LOAD'
   | 'E_UNAUTHORIZED'
   | 'E_IO'
+  | 'E_UNAVAILABLE'
   | 'E_INTERNAL';
 
 /** Base class of every error sd-native throws. */
@@ -91,6 +92,13 @@ export class UnauthorizedError extends SdError {
 export class IoError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_IO', message, options); }
 }
+/**
+ * A server cannot take the request now (`E_UNAVAILABLE`): it is draining or closed, or its job
+ * queue (Redis) cannot be reached; the same request later may succeed.
+ */
+export class UnavailableError extends SdError {
+  constructor(message: string, options?: { cause?: unknown }) { super('E_UNAVAILABLE', message, options); }
+}
 /** An unexpected native failure (`E_INTERNAL`). */
 export class InternalError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_INTERNAL', message, options); }
@@ -110,6 +118,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   E_NATIVE_LOAD: NativeLoadError,
   E_UNAUTHORIZED: UnauthorizedError,
   E_IO: IoError,
+  E_UNAVAILABLE: UnavailableError,
   E_INTERNAL: InternalError,
 };
 

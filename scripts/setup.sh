@@ -9,6 +9,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+# `sd-native serve --redis` scale-out: test/server-redis.test.ts starts a real redis-server
+command -v redis-server >/dev/null || need+=(redis-server)
 # the web page test of `sd-native serve` drives Debian's headless Chromium (test/server-web.test.ts)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "${SD_CHROMIUM:-}" ] || need+=(chromium)
 # Debian's libtorch calls libblas for float32 GEMMs; without OpenBLAS that is the unoptimised
