@@ -30,7 +30,7 @@ async function pixels(file: string): Promise<{ data: Buffer; width: number; heig
 }
 
 const args = ['generate', '--model', model, '--prompt', 'a red sports car', '--steps', '3', '--seed', '5',
-  '--width', '32', '--height', '32', '--scheduler', 'EulerDiscreteScheduler', '--no-progress', '--threads', '2'];
+  '--width', '64', '--height', '64', '--scheduler', 'EulerDiscreteScheduler', '--no-progress', '--threads', '2'];
 
 describe('sd-native generate --vae / --preview', () => {
   it('--vae <AutoencoderTiny folder> decodes with TAESD: the same pixels as the library with { vae }', async () => {
@@ -40,9 +40,9 @@ describe('sd-native generate --vae / --preview', () => {
     const pipe = await StableDiffusionPipeline.fromPretrained(model, { vae: await AutoencoderTiny.fromPretrained(taesdDir) });
     try {
       pipe.setScheduler('EulerDiscreteScheduler');
-      const ref = (await pipe.generate({ prompt: 'a red sports car', numInferenceSteps: 3, seed: 5, width: 32, height: 32 })).images[0];
+      const ref = (await pipe.generate({ prompt: 'a red sports car', numInferenceSteps: 3, seed: 5, width: 64, height: 64 })).images[0];
       const got = await pixels(out);
-      expect([got.width, got.height]).toEqual([32, 32]);
+      expect([got.width, got.height]).toEqual([64, 64]);
       expect(Buffer.compare(got.data, ref.data)).toBe(0);
     } finally {
       pipe.dispose();
@@ -50,7 +50,7 @@ describe('sd-native generate --vae / --preview', () => {
   });
 
   it('--preview latent2rgb and taesd:<dir> leave preview.png (latest preview) next to the output, no temporary file', async () => {
-    for (const [spec, size] of [['latent2rgb', 16], [`taesd:${taesdDir}`, 128]] as const) {
+    for (const [spec, size] of [['latent2rgb', 32], [`taesd:${taesdDir}`, 256]] as const) {
       const dir = path.join(tmp, spec.split(':')[0]);
       const r = await cli(...args, '--preview', spec, '--out', path.join(dir, 'out.png'));
       expect(r.code, r.stderr).toBe(0);

@@ -77,7 +77,9 @@ describe('goldens/tiny-taesd pipeline cases: tiny-sd15 with vae = AutoencoderTin
 
 describe('swapping the VAE (pipe.vae = …)', () => {
   let pipe: StableDiffusionPipeline;
-  const opts = { prompt: 'a red sports car', negativePrompt: 'blurry', numInferenceSteps: 4, seed: 7, height: 32, width: 32 };
+  // 64×64: TAESD latents 8×8 (at 4×4 latents the tiny UNet intermittently gives NaN on this branch's
+  // base — an open issue reported separately, not TAESD's)
+  const opts = { prompt: 'a red sports car', negativePrompt: 'blurry', numInferenceSteps: 4, seed: 7, height: 64, width: 64 };
   beforeAll(async () => { pipe = await StableDiffusionPipeline.fromPretrained(sd15); });
   afterAll(() => pipe?.dispose());
 
@@ -89,11 +91,11 @@ describe('swapping the VAE (pipe.vae = …)', () => {
 
     pipe.vae = taesd;
     expect(pipe.vae).toBe(taesd);
-    expect(pipe.info.vaeScaleFactor).toBe(8); // follows the VAE: 32×32 → 4×4 latents
+    expect(pipe.info.vaeScaleFactor).toBe(8); // follows the VAE: 64×64 → 8×8 latents
     const lat = await pipe.generate({ ...opts, outputType: 'latent' });
-    expect(lat.latents!.shape).toEqual([1, 4, 4, 4]);
+    expect(lat.latents!.shape).toEqual([1, 4, 8, 8]);
     const viaTaesd = (await pipe.generate(opts)).images[0];
-    expect([viaTaesd.width, viaTaesd.height]).toEqual([32, 32]);
+    expect([viaTaesd.width, viaTaesd.height]).toEqual([64, 64]);
     const byHand = postprocess(await taesd.decode(lat.latents!))[0]; // scaling_factor 1.0: decode(latents / 1)
     expect(maxByteDiff(viaTaesd.data, byHand)).toBe(0);
 
@@ -159,7 +161,7 @@ describe('swapping the VAE (pipe.vae = …)', () => {
     const img2img = StableDiffusionImg2ImgPipeline.fromPipeline(pipe);
     await img2img.setVae(taesd);
     try {
-      const image = { data: new Uint8Array(32 * 32 * 3).map((_, i) => (i * 37) % 256), width: 32, height: 32, channels: 3 as const };
+      const image = { data: new Uint8Array(64 * 64 * 3).map((_, i) => (i * 37) % 256), width: 64, height: 64, channels: 3 as const };
       const a = await img2img.generate({ ...opts, image, strength: 0.75 });
       const b = await img2img.generate({ ...opts, image, strength: 0.75 });
       expect(Buffer.compare(a.images[0].data, b.images[0].data)).toBe(0);
@@ -213,7 +215,7 @@ describe('swapping the VAE (pipe.vae = …)', () => {
     gone.dispose();
     expect(() => { pipe.vae = gone; }).toThrow(/disposed/);
     expect(pipe.vae).toBeInstanceOf(AutoencoderKL);
-    expect((await pipe.generate(opts)).images[0].width).toBe(32);
+    expect((await pipe.generate(opts)).images[0].width).toBe(64);
   });
 });
 
@@ -221,7 +223,7 @@ describe('SDXL with TAESD as its VAE', () => {
   it('tiny-sdxl (4 latent channels) decodes through AutoencoderTiny; swapping back restores the image', async () => {
     const pipe = await StableDiffusionXLPipeline.fromPretrained(sdxl);
     try {
-      const opts = { prompt: 'a lighthouse', numInferenceSteps: 3, seed: 3, height: 32, width: 32 };
+      const opts = { prompt: 'a lighthouse', numInferenceSteps: 3, seed: 3, height: 64, width: 64 };
       const original = (await pipe.generate(opts)).images[0];
       await pipe.setVae(taesd);
       const lat = await pipe.generate({ ...opts, outputType: 'latent' });
