@@ -6,12 +6,12 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { addon } from './native.js';
-import { native, nativeSync, DisposedError } from './errors.js';
+import { native, nativeSync, BadCheckpointError, DisposedError, InvalidArgumentError } from './errors.js';
 import { downloadComponent, hubOptionsOf, parseHubId } from './loaders/hub.js';
 import { parseVaeHubOptions } from './options.js';
 import type { HubLoadOptions } from './option_types.js';
 import type {
-  VaeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
+  PipelineDtype, VaeHandle, NativeVaeEncodeResult, NativeVaeInfo, NativeVaeLoadOptions, NativeVaeOptions, TensorData,
 } from '../types/native.js';
 
 /** Options of {@link AutoencoderKL.fromPretrained}: the native ones plus diffusers' `subfolder` and the Hub options. */
@@ -61,6 +61,39 @@ export class AutoencoderKL {
     }
     const h = await native(() => addon().loadVae(location, nativeOptions));
     return new AutoencoderKL(h);
+  }
+
+  /**
+   * Loads a standalone original-layout VAE `.safetensors` (the VAE files shared for civitai checkpoints,
+   * e.g. `vae-ft-mse-840000-ema-pruned.safetensors`; keys `encoder.*`, `decoder.*`, `quant_conv.*`,
+   * optionally under `first_stage_model.`), mapped to diffusers names as diffusers'
+   * `AutoencoderKL.from_single_file` does (convert_ldm_vae_checkpoint). The file has no config:
+   * `configDir` is a diffusers VAE folder of the same family (e.g. `<model>/vae`).
+   * @param options - `configDir` (required), `dtype` ('float32' default), `device` ('cpu' default)
+   * @throws ModelNotFoundError for a missing file or config; BadCheckpointError for a pickle, an
+   *   invalid file, unmapped keys (listed) or missing/mis-shaped weights; InvalidArgumentError without configDir.
+   * @example const vae = await AutoencoderKL.fromSingleFile('./vae-ft-mse-840000-ema-pruned.safetensors', { configDir: './sd15/vae' });
+   */
+  static async fromSingleFile(file: string, options: { configDir: string; dtype?: PipelineDtype; device?: string }): Promise<AutoencoderKL> {
+    const { configDir, ...rest } = options ?? ({} as never);
+    if (typeof configDir !== 'string' || configDir.length === 0) {
+      throw new InvalidArgumentError('AutoencoderKL.fromSingleFile: options.configDir (a diffusers VAE folder with config.json) is required');
+    }
+    if (/\.(ckpt|pt|pth|bin|pkl)$/i.test(file)) {
+      throw new BadCheckpointError(`${file}: pickle checkpoints are refused because loading them can run code; convert it to .safetensors`);
+    }
+    const h = await native(() => addon().loadVaeSingleFile(file, configDir, rest));
+    return new AutoencoderKL(h);
+  }
+
+  /** @internal wraps a native handle (a pipeline's own VAE: `pipe.vae`). */
+  static fromNativeHandle(handle: VaeHandle): AutoencoderKL {
+    return new AutoencoderKL(handle);
+  }
+
+  /** @internal the native handle (for pipelines that take this VAE). */
+  nativeHandle(): VaeHandle {
+    return this.h();
   }
 
   private h(): VaeHandle {

@@ -8,7 +8,8 @@
  * Errors print `error [E_CODE]: message` on stderr and exit with status 1.
  */
 import { readFileSync, realpathSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { rename, stat, unlink } from 'node:fs/promises';
+import sharp from 'sharp';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -106,6 +107,40 @@ function controlnetOption(value: string, previous: Array<{ path: string; scale?:
   return [...previous, { path: p, ...(scale !== undefined ? { scale } : {}) }];
 }
 
+/** `--preview taesd:<dir>` | `--preview latent2rgb`. */
+export function previewOption(value: string): { kind: 'taesd' | 'latent2rgb'; dir?: string } {
+  if (value === 'latent2rgb') return { kind: 'latent2rgb' };
+  if (value.startsWith('taesd:') && value.length > 'taesd:'.length) return { kind: 'taesd', dir: value.slice('taesd:'.length) };
+  throw new InvalidArgumentError(`--preview must be taesd:<AutoencoderTiny folder> or latent2rgb; received ${JSON.stringify(value)}`);
+}
+
+/**
+ * `preview.png` next to the output, rewritten as previews arrive: each one is written to a
+ * temporary file in the same folder and renamed over it (atomic: a viewer never reads half a PNG).
+ * A preview arriving while the previous one is still being written is skipped.
+ */
+export function previewWriter(out: string): { write: (img: { data: Buffer; width: number; height: number }) => void; done: () => Promise<void>; file: string } {
+  const folder = out.endsWith('/') || out.endsWith(path.sep) ? path.resolve(out) : path.dirname(path.resolve(out));
+  const file = path.join(folder, 'preview.png');
+  const tmp = path.join(folder, `.preview.png.${process.pid}.tmp`);
+  let busy: Promise<void> | undefined;
+  let failed: unknown;
+  return {
+    file,
+    write(img) {
+      if (busy || failed) return;
+      busy = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toFile(tmp)
+        .then(() => rename(tmp, file))
+        .catch((e: unknown) => { failed = e; return unlink(tmp).catch(() => undefined); })
+        .finally(() => { busy = undefined; });
+    },
+    async done() {
+      await busy;
+      if (failed) log(`preview: could not write ${file}: ${(failed as Error).message}`);
+    },
+  };
+}
+
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
@@ -158,10 +193,16 @@ function progressBar(format: string): cliProgress.SingleBar {
   }, cliProgress.Presets.shades_classic);
 }
 
-function loadOptionsOf(o: { device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string }): LoadOptions {
-  return {
+function loadOptionsOf(o: {
+  device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string; vae?: string;
+  preview?: { kind: 'taesd' | 'latent2rgb'; dir?: string };
+}): LoadOptions {
+  const l: LoadOptions = {
     device: o.device, dtype: o.dtype as PipelineDtype | undefined, variant: o.variant, threads: o.threads, configDir: o.configDir,
   };
+  if (o.vae !== undefined) l.vae = o.vae;
+  if (o.preview?.dir !== undefined) l.previewDecoder = o.preview.dir;
+  return l;
 }
 
 /**
@@ -212,6 +253,7 @@ interface GenerateCliOptions {
   n?: number; clipSkip?: number; image?: string; initImage?: string; strength?: number;
   mask?: string; promptWeighting?: 'none' | 'a1111'; lora?: Array<{ file: string; weight: number }>; loraScale?: number; loraDir?: string; embedding?: string[];
   device?: string; dtype?: string; variant?: string; threads?: number; configDir?: string; revision?: string;
+  vae?: string; preview?: { kind: 'taesd' | 'latent2rgb'; dir?: string }; previewEvery?: number;
   out: string; progress: boolean;
   controlnet?: Array<{ path: string; scale?: number }>; controlImage?: string[]; controlStart?: number; controlEnd?: number;
   guessMode?: boolean; controlnetConfig?: string;
@@ -303,8 +345,11 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
       // an A1111 sampler name brings its overrides (e.g. use_karras_sigmas); --scheduler-option wins
       pipe.setScheduler(o.scheduler?.scheduler ?? pipe.scheduler.name, { ...o.scheduler?.config, ...o.schedulerOption });
     }
+    if (o.previewEvery !== undefined && o.preview === undefined) throw new InvalidArgumentError('--preview-every needs --preview');
+    const preview = o.preview ? previewWriter(o.out) : undefined;
     const onStep = (p: StepProgress) => {
       lastStep = p.step;
+      if (preview && p.previewImages?.[0]) preview.write(p.previewImages[0]);
       if (!o.progress) return;
       if (!bar) {
         bar = progressBar('{percentage}%|{bar}| {value}/{total} [{elapsedText}<{etaText}, {rate}]');
@@ -319,6 +364,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
       prompt: o.prompt, negativePrompt: o.negativePrompt, numInferenceSteps: o.steps, guidanceScale: o.guidance,
       width: o.width, height: o.height, seed: o.seed, numImagesPerPrompt: o.n, clipSkip: o.clipSkip,
       loraScale: o.loraScale, loraDir: o.loraDir, promptWeighting: o.promptWeighting, onStep, signal: ac.signal,
+      previews: o.preview?.kind, previewEvery: o.preview ? o.previewEvery : undefined,
     };
     // Drop undefined fields so that defaults apply.
     const clean = <T extends object>(x: T): T => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
@@ -335,6 +381,7 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     }
     bar?.stop();
     bar = undefined;
+    await preview?.done();
 
     const files = await outputPaths(o.out, result.images.length, result.seed);
     for (let i = 0; i < files.length; i++) {
@@ -504,6 +551,9 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads', numberArg('--threads'))
     .option('--config-dir <dir>', 'single files: a diffusers folder with configs and tokenizers')
     .option('--revision <rev>', 'Hub ids: branch, tag or commit (default main)')
+    .option('--vae <dir|file>', 'decode with this VAE: a diffusers AutoencoderKL or AutoencoderTiny (TAESD) folder, or an original-layout VAE .safetensors (e.g. vae-ft-mse-840000-ema-pruned.safetensors)')
+    .option('--preview <taesd:dir|latent2rgb>', 'write preview.png next to the output while denoising: TAESD decodes (taesd:<AutoencoderTiny folder>) or the weightless latent2rgb approximation', previewOption)
+    .option('--preview-every <n>', 'with --preview: every n-th step (default 1)', numberArg('--preview-every'))
     .option('-o, --out <file>', 'output file (.png/.jpg/.webp) or folder; several images get -1, -2 … suffixes', 'output.png')
     .option('--no-progress', 'no progress bar')
     .action(async (opts: GenerateCliOptions) => { await runGenerate(opts); });

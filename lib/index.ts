@@ -13,6 +13,8 @@ export { CLIPTokenizer } from './tokenizer.js';
 export type { TokenizeOptions, DecodeOptions } from './tokenizer.js';
 export { AutoencoderKL } from './autoencoder_kl.js';
 export type { VaeLoadOptions, VaeInfo, VaeEncodeResult } from './autoencoder_kl.js';
+export { AutoencoderTiny } from './autoencoder_tiny.js';
+export type { AutoencoderTinyLoadOptions, AutoencoderTinyInfo, AutoencoderTinyForwardResult } from './autoencoder_tiny.js';
 export { DiffusionPipeline } from './pipelines/pipeline_utils.js';
 export { StableDiffusionPipeline } from './pipelines/stable_diffusion.js';
 export { StableDiffusionImg2ImgPipeline } from './pipelines/stable_diffusion_img2img.js';
@@ -45,6 +47,8 @@ export {
 } from './image.js';
 export type { GenerationParameters, ControlNetUnitParameters, DecodedImage, PngOptions, LossyOptions } from './image.js';
 export type { ModelFamily, PipelineDtype, NativeComponentInfo as ComponentInfo, NativeOptimizations as PipelineOptimizations } from '../types/native.js';
+export { canny } from './canny.js';
+export type { CannyOptions } from './canny.js';
 export { createModel } from './create-model.js';
 export type { CreateModelOptions, CreatedModel, ModelPreset, ModelScale } from './create-model.js';
 export { createScheduler, Generator, SCHEDULER_NAMES, A1111_SAMPLERS, resolveSchedulerName } from './schedulers.js';

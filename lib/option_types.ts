@@ -3,6 +3,9 @@
  * camelCased). Their zod schemas, defaults and checks are in lib/options.ts, the one validation layer.
  */
 import type { PipelineDtype } from '../types/native.js';
+import type { AutoencoderKL } from './autoencoder_kl.js';
+import type { AutoencoderTiny } from './autoencoder_tiny.js';
+import type { DecodedImage } from './image.js';
 
 /** One prompt, or one prompt per batch entry. */
 export type PromptInput = string | string[];
@@ -34,6 +37,13 @@ export interface StepProgress {
   timestep: number;
   /** Milliseconds since this call started running (after any wait in the pipeline's queue), measured in JS. */
   elapsedMs: number;
+  /**
+   * With `previews` set, on steps that are multiples of `previewEvery`: one RGB preview per image
+   * of the batch, of the latents after this step (diffusers' callback_on_step_end `latents`),
+   * made on the native generating thread. 'taesd': the preview decoder's decode, `8·h × 8·w` for
+   * TAESD (the final size with real SD models); 'latent2rgb': the latent size `h × w`.
+   */
+  previewImages?: DecodedImage[];
 }
 
 /**
@@ -100,6 +110,16 @@ export interface GenerateOptions {
   outputType?: 'image' | 'latent';
   /** Called on the JS thread after every denoising step. */
   onStep?: (progress: StepProgress) => void;
+  /**
+   * Live previews handed to `onStep` as `previewImages` (needs `onStep`): 'taesd' decodes the
+   * step's latents with the pipeline's preview decoder (an AutoencoderTiny: load option
+   * `previewDecoder` or `setPreviewDecoder`); 'latent2rgb' is AUTOMATIC1111's weightless
+   * "Approx cheap" linear map (4×3 coefficients per family, at the latent size). Off by default;
+   * the final images are identical with and without previews.
+   */
+  previews?: 'taesd' | 'latent2rgb';
+  /** With `previews`: a preview on every `previewEvery`-th step (1-based: steps k·previewEvery), integer 1–1000, default 1. */
+  previewEvery?: number;
   /** Cancels the call; it then rejects with `AbortError` (`E_ABORTED`). Checked at least once per step. */
   signal?: AbortSignal;
 }
@@ -199,6 +219,18 @@ export interface LoadOptions extends HubLoadOptions {
   threads?: number;
   /** Single files only: a diffusers folder with the config.json files and tokenizers of the model's family. */
   configDir?: string;
+  /**
+   * Decode (and encode) with this VAE instead of the model's own (diffusers' `vae=` component,
+   * e.g. a fine-tuned VAE for a civitai checkpoint, or TAESD for fast decoding): a loaded
+   * AutoencoderKL / AutoencoderTiny (on the pipeline's device), a diffusers VAE folder (its
+   * config.json `_class_name` picks the class), or a standalone original-layout VAE `.safetensors`
+   * (civitai-style, read with the model's own `vae/config.json`); paths are loaded on the
+   * pipeline's device and dtype (float32 for an AutoencoderKL with force_upcast when the dtype is
+   * float16). Its latent channels must match the model's. Same as setting `pipe.vae` after loading.
+   */
+  vae?: AutoencoderKL | AutoencoderTiny | string;
+  /** The AutoencoderTiny that `previews: 'taesd'` decodes with: loaded, or a folder (as {@link setPreviewDecoder}). */
+  previewDecoder?: AutoencoderTiny | string;
 }
 
 /** What `onProgress` of a Hub load receives. */

@@ -19,6 +19,17 @@ import type {
   StepProgress, XLGenerateOptions, XLImg2ImgOptions,
 } from './option_types.js';
 import type { ModelFamily, PipelineDtype } from '../types/native.js';
+import type { AutoencoderKL } from './autoencoder_kl.js';
+import type { AutoencoderTiny } from './autoencoder_tiny.js';
+
+/** A loaded AutoencoderKL or AutoencoderTiny (duck-typed: options.ts does not import the classes). */
+function isVaeObject(v: unknown): boolean {
+  return v !== null && typeof v === 'object' && typeof (v as { nativeHandle?: unknown }).nativeHandle === 'function'
+    && typeof (v as { decode?: unknown }).decode === 'function';
+}
+function isTinyObject(v: unknown): boolean {
+  return isVaeObject(v) && typeof (v as { scaleLatents?: unknown }).scaleLatents === 'function';
+}
 import { SCHEDULER_NAMES, type SchedulerName } from './schedulers.js';
 
 // =============================================================================================
@@ -155,6 +166,8 @@ const generateShape = {
   promptWeighting: z.enum(['none', 'a1111'], { errorMap: () => ({ message: "must be 'none' or 'a1111'" }) }).optional(),
   outputType: z.enum(['image', 'latent'], { errorMap: () => ({ message: "must be 'image' or 'latent'" }) }).default('image'),
   onStep: z.custom<(p: StepProgress) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),
+  previews: z.enum(['taesd', 'latent2rgb'], { errorMap: () => ({ message: "must be 'taesd' or 'latent2rgb'" }) }).optional(),
+  previewEvery: intIn(1, 1000).optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' }).optional(),
 };
 
@@ -307,6 +320,12 @@ export const loadOptionsSchema = z.object({
   variant: z.string(msg('must be a non-empty string such as "fp16"')).regex(/^[A-Za-z0-9_-]+$/, 'must be a non-empty string such as "fp16"').optional(),
   threads: intIn(1, 1024).optional(),
   configDir: z.string(msg('must be a non-empty path')).min(1, 'must be a non-empty path').optional(),
+  vae: z.custom<AutoencoderKL | AutoencoderTiny | string>(
+    (v) => (typeof v === 'string' && v.length > 0) || isVaeObject(v),
+    { message: 'must be an AutoencoderKL, an AutoencoderTiny or a VAE folder path' }).optional(),
+  previewDecoder: z.custom<AutoencoderTiny | string>(
+    (v) => (typeof v === 'string' && v.length > 0) || isTinyObject(v),
+    { message: 'must be an AutoencoderTiny or a folder path' }).optional(),
   revision: z.string(msg('must be a branch, tag or commit hash')).regex(/^[^\s]+$/, 'must be a branch, tag or commit hash').optional(),
   token: z.string(msg('must be a Hub access token ("hf_...")')).regex(/^hf_\S+$/, 'must be a Hub access token ("hf_...")').optional(),
   localFilesOnly: z.boolean(msg('must be true or false')).optional(),
@@ -387,6 +406,10 @@ export interface ResolvedGenerateOptions {
   promptWeighting?: 'none' | 'a1111';
   outputType: 'image' | 'latent';
   onStep?: (p: StepProgress) => void;
+  /** Previews handed to onStep (with onStep only). */
+  previews?: 'taesd' | 'latent2rgb';
+  /** With previews: every previewEvery-th step (default 1). */
+  previewEvery?: number;
   signal?: AbortSignal;
   /** img2img / inpainting: the input image (SDXL img2img: maybe latents, then in `imageLatents`). */
   image?: ImageInput;
@@ -555,6 +578,14 @@ export function finishGenerateOptions(
       `received strength ${strength}`);
   }
 
+  // 5. previews are handed to onStep: they need it, and previewEvery needs previews
+  if (o.previews !== undefined && o.onStep === undefined) {
+    throw new InvalidArgumentError(`previews ${describeValue(o.previews)} are handed to onStep; pass onStep too`);
+  }
+  if (o.previewEvery !== undefined && o.previews === undefined) {
+    throw new InvalidArgumentError(`previewEvery needs previews ('taesd' or 'latent2rgb'); received previewEvery ${o.previewEvery}`);
+  }
+
   const xl = mode === 'xl' || mode === 'xl-img2img';
   return {
     prompts, negativePrompts, prompts2, negativePrompts2,
@@ -572,6 +603,8 @@ export function finishGenerateOptions(
     promptWeighting: o.promptWeighting,
     outputType: o.outputType,
     onStep: o.onStep,
+    previews: o.previews,
+    previewEvery: o.previews ? o.previewEvery ?? 1 : undefined,
     signal: o.signal,
     image: imageLatents ? undefined : o.image as ImageInput | undefined,
     strength,

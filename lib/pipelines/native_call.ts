@@ -7,12 +7,12 @@ import { addon } from '../native.js';
 import { AbortError, native, nativeSync } from '../errors.js';
 import { withLoraTags } from '../loaders/lora.js';
 import type { DecodedImage } from '../image.js';
-import type { ResolvedGenerateOptions } from '../options.js';
+import type { ResolvedGenerateOptions, StepProgress } from '../options.js';
 import { encodePromptInputs } from './prompt_encoding.js';
 import { toResult, type GenerateResult } from './pipeline_output.js';
 import type { NativeModel } from './native_model.js';
 import type {
-  NativeControlNetUnit, NativeGenerateRequest, NativeGenerateResult, NativeXLGenerateRequest, TensorData,
+  NativeControlNetUnit, NativeGenerateRequest, NativeGenerateResult, NativeStepInfo, NativeXLGenerateRequest, TensorData,
 } from '../../types/native.js';
 
 /** What a call needs once its inputs are ready: the resolved options and decoded images. */
@@ -59,6 +59,8 @@ export function nativeRequest(
     strength: o.strength,
     mask,
     ...(control ? { controlnets: control.controlnets, guessMode: control.guessMode } : {}),
+    previews: o.previews,
+    previewEvery: o.previewEvery,
   };
   if (!model.xl) return req;
   const { mask: _mask, ...common } = req;
@@ -119,6 +121,15 @@ export function runCall(
   });
 }
 
+/** uint8 [B, H, W, 3] previews → one DecodedImage per image (copies: the native buffer is not kept). */
+function previewImages(t: TensorData<Uint8Array>): DecodedImage[] {
+  const [b, height, width] = t.shape;
+  const n = height * width * 3;
+  const out: DecodedImage[] = [];
+  for (let i = 0; i < b; i++) out.push({ data: Buffer.from(t.data.subarray(i * n, (i + 1) * n)), width, height, channels: 3 });
+  return out;
+}
+
 /** One native generate call with progress and cancellation plumbing. */
 async function invoke(
   model: NativeModel, req: NativeGenerateRequest | NativeXLGenerateRequest, o: ResolvedGenerateOptions,
@@ -132,10 +143,12 @@ async function invoke(
   let callbackError: { e: unknown } | undefined;
   const userOnStep = o.onStep;
   const onStep = userOnStep
-    ? (s: { step: number; numSteps: number; timestep: number }) => {
+    ? (s: NativeStepInfo) => {
       if (callbackError) return;
       try {
-        userOnStep({ step: s.step, numSteps: s.numSteps, timestep: s.timestep, elapsedMs: performance.now() - startedAt });
+        const progress: StepProgress = { step: s.step, numSteps: s.numSteps, timestep: s.timestep, elapsedMs: performance.now() - startedAt };
+        if (s.preview) progress.previewImages = previewImages(s.preview);
+        userOnStep(progress);
       } catch (e) {
         // A throwing callback stops the call; its error is what the caller gets.
         callbackError = { e };

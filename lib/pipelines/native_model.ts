@@ -13,6 +13,9 @@ import {
 import { describeValue, parseLoadOptions, type LoadOptions } from '../options.js';
 import { CLIPTokenizer } from '../tokenizer.js';
 import { hubOptionsOf, parseHubId, resolveConfigDir, resolveFileLocation, resolvePipelineLocation } from '../loaders/hub.js';
+import { AutoencoderKL } from '../autoencoder_kl.js';
+import { AutoencoderTiny } from '../autoencoder_tiny.js';
+import { resolveVae, resolvePreviewDecoder, swapVae, swapPreviewDecoder } from './pipeline_vae.js';
 import type { NativeOptimizations, NativePipelineInfo, PipelineHandle } from '../../types/native.js';
 
 /** What a loaded pipeline is made of (from the native loader). */
@@ -37,6 +40,12 @@ export class NativeModel {
   pending = 0;
   /** The speed/memory toggles (shared by pipelines sharing this model); snapshotted per call. */
   optimizations: NativeOptimizations = { ...DEFAULT_OPTIMIZATIONS };
+  /** The VAE set with `pipe.vae = …` (undefined: the model's own), as the native side will have it once queued work ran. */
+  vae: AutoencoderKL | AutoencoderTiny | undefined;
+  /** The model's own AutoencoderKL, wrapped on first use of `pipe.vae`. */
+  ownVae: AutoencoderKL | undefined;
+  /** The AutoencoderTiny 'taesd' previews decode with. */
+  previewDecoder: AutoencoderTiny | undefined;
 
   constructor(
     readonly handle: PipelineHandle,
@@ -134,7 +143,11 @@ export async function loadModel(
       throw new BadConfigError(`${location}: the model has no tokenizer folder${singleFile ? ' (pass configDir: a diffusers folder of the same family)' : ''}`);
     }
     const tokenizers = await Promise.all(info.tokenizerDirs.map((d) => CLIPTokenizer.fromPretrained(d)));
-    return new NativeModel(handle, info, tokenizers, xl);
+    const model = new NativeModel(handle, info, tokenizers, xl);
+    // 5. components given at load (diffusers' from_pretrained(..., vae=...)): the VAE, the preview decoder
+    if (o.vae !== undefined) await swapVae(model, await resolveVae(o.vae, info, 'vae'));
+    if (o.previewDecoder !== undefined) await swapPreviewDecoder(model, await resolvePreviewDecoder(o.previewDecoder, info));
+    return model;
   } catch (e) {
     try { a.disposePipeline(handle); } catch { /* already failing */ }
     throw toSdError(e);

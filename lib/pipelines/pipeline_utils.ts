@@ -16,6 +16,9 @@ import { loadInputImage, samplerName } from '../image.js';
 import { NativeModel, loadModel, type PipelineInfo } from './native_model.js';
 import { abortError, runCall, type CallInputs } from './native_call.js';
 import type { GenerateResult } from './pipeline_output.js';
+import { ownVae, resolvePreviewDecoder, swapPreviewDecoder, swapVae } from './pipeline_vae.js';
+import type { AutoencoderKL } from '../autoencoder_kl.js';
+import type { AutoencoderTiny } from '../autoencoder_tiny.js';
 import type { NativeOptimizations } from '../../types/native.js';
 
 export type { PipelineInfo } from './native_model.js';
@@ -421,6 +424,61 @@ export abstract class DiffusionPipeline {
   }
 
   /**
+   * The VAE this pipeline decodes (and, for img2img/inpainting, encodes) with — diffusers' `pipe.vae`:
+   * the model's own AutoencoderKL unless another was set. Shared by pipelines made with `fromPipeline`.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}.
+   */
+  get vae(): AutoencoderKL | AutoencoderTiny {
+    this.checkAlive('vae');
+    return this.model.vae ?? ownVae(this.model);
+  }
+
+  /**
+   * diffusers' `pipe.vae = vae`: decode with `vae` (an AutoencoderKL, e.g. a fine-tuned VAE, or an
+   * AutoencoderTiny: TAESD, decoding `vae.decode(latents / 1.0)` in [-1, 1], and encoding
+   * deterministically — img2img then draws nothing from the generator for the encode) from the
+   * next call on; `null` or the object `pipe.vae` returned first restores the model's own VAE
+   * (bit-identical images again). Calls already made keep the VAE they were made with. Unlike
+   * diffusers, the pipeline's `vaeScaleFactor` (and default size) follow the new VAE (diffusers
+   * computes it once at construction; with real SD/SDXL VAEs and TAESD/TAESDXL both are 8).
+   * The pipeline's enableVaeSlicing/Tiling apply to an AutoencoderKL in use (not to TAESD).
+   * Use {@link setVae} to await the swap.
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for a VAE on another device, with other
+   *   latent channels than the model's (e.g. an SD3/Flux 16-channel VAE), or while CPU offload is on.
+   * @throws DisposedError (`E_DISPOSED`) after {@link dispose}, or for a disposed VAE.
+   * @example pipe.vae = await AutoencoderTiny.fromPretrained('./taesd'); // fast decode
+   */
+  set vae(vae: AutoencoderKL | AutoencoderTiny | null) {
+    this.checkAlive('vae');
+    swapVae(this.model, vae).catch((e: unknown) => {
+      process.emitWarning(`the VAE swap failed natively: ${(e as Error).message}`, { code: 'SD_VAE_SWAP' });
+    });
+  }
+
+  /**
+   * As `pipe.vae = vae`, returning when the swap has happened (after the calls queued before it).
+   * @throws as the `vae` setter.
+   */
+  async setVae(vae: AutoencoderKL | AutoencoderTiny | null): Promise<void> {
+    this.checkAlive('setVae');
+    await swapVae(this.model, vae);
+  }
+
+  /**
+   * The AutoencoderTiny that `generate({ previews: 'taesd', onStep })` decodes each preview with
+   * (madebyollin/taesd for SD 1.x/2.x, madebyollin/taesdxl for SDXL); `null` removes it. It only
+   * makes previews: the final image is decoded by `vae`. Applies to calls made after it.
+   * @param decoder - a loaded AutoencoderTiny (on the pipeline's device) or its folder
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another class, device or latent channel count.
+   * @example await pipe.setPreviewDecoder(await AutoencoderTiny.fromPretrained('./taesd'));
+   */
+  async setPreviewDecoder(decoder: AutoencoderTiny | string | null): Promise<void> {
+    this.checkAlive('setPreviewDecoder');
+    const d = typeof decoder === 'string' ? await resolvePreviewDecoder(decoder, this.model.info) : decoder;
+    await swapPreviewDecoder(this.model, d);
+  }
+
+  /**
    * Disposes the pipeline: its calls still waiting in the queue reject at once with DisposedError
    * (`E_DISPOSED`), its running call is aborted at the next check inside the UNet, VAE or text
    * encoder and rejects with DisposedError too, and the native model is freed once that call has
@@ -466,6 +524,10 @@ export abstract class DiffusionPipeline {
     const calledAt = performance.now();
     this.checkAlive('generate');
     const parsed = parseGenerateOptions(options as never, mode);
+    if (parsed.previews === 'taesd' && !this.model.previewDecoder) {
+      throw new InvalidArgumentError(
+        "previews 'taesd' need a preview decoder: load with { previewDecoder } or call setPreviewDecoder(await AutoencoderTiny.fromPretrained(dir)) first");
+    }
     const info = this.model.info;
     let prepare: Promise<CallInputs>;
     if (parsed.image === undefined || isLatentsInput(parsed.image)) {

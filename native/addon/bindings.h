@@ -15,4 +15,7 @@ void InitModels(Napi::Env env, Napi::Object exports);      // models.cc: random 
 void InitBackends(Napi::Env env, Napi::Object exports);    // backends.cc: torch.backends flags
 void InitLora(Napi::Env env, Napi::Object exports);        // lora.cc: LoRA adapters, textual inversion
 void InitControlNet(Napi::Env env, Napi::Object exports);  // controlnet.cc: ControlNetModel
+void InitAutoencoderTiny(Napi::Env env, Napi::Object exports);  // autoencoder_tiny.cc: AutoencoderTiny (TAESD)
+void InitPipelineVae(Napi::Env env, Napi::Object exports);  // pipeline_vae.cc: pipe.vae swapping, preview decoder
+void InitCanny(Napi::Env env, Napi::Object exports);  // canny.cc: the canny control-image preprocessor
 }  // namespace sd::addon

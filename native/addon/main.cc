@@ -23,6 +23,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sd::addon::InitBackends(env, exports);
   sd::addon::InitLora(env, exports);
   sd::addon::InitControlNet(env, exports);
+  sd::addon::InitAutoencoderTiny(env, exports);
+  sd::addon::InitPipelineVae(env, exports);
+  sd::addon::InitCanny(env, exports);
   return exports;
 }
 }  // namespace

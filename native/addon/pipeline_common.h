@@ -8,6 +8,8 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -146,12 +148,15 @@ template <class Pipeline, class Request>
 class GenerateWorker : public Napi::AsyncWorker {
  public:
   GenerateWorker(Napi::Env env, std::shared_ptr<Pipeline> pipe, Request req,
-                 std::shared_ptr<AbortFlag> abort, Napi::Value onStep)
+                 std::shared_ptr<AbortFlag> abort, Napi::Value onStep, std::optional<pipelines::PreviewKind> previews = {},
+                 int64_t previewEvery = 1)
       : Napi::AsyncWorker(env, "sd-native:generate"),
         deferred_(Napi::Promise::Deferred::New(env)),
         pipe_(std::move(pipe)),
         req_(std::move(req)),
-        abort_(std::move(abort)) {
+        abort_(std::move(abort)),
+        previews_(previews),
+        previewEvery_(previewEvery < 1 ? 1 : previewEvery) {
     if (onStep.IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(env, onStep.As<Napi::Function>(), "sd-native:onStep", 0, 1);
       hasTsfn_ = true;
@@ -163,12 +168,16 @@ class GenerateWorker : public Napi::AsyncWorker {
   void Execute() override {
     auto onStep = [this](const pipelines::StepInfo& s) {
       if (!hasTsfn_) return;
-      auto* copy = new pipelines::StepInfo(s);
+      // The step's numbers, and its preview made here on the generating thread (none when off).
+      auto* copy = new pipelines::StepInfo(s.step, s.numSteps, s.timestep);
+      if (previews_ && s.latents.defined() && s.step % previewEvery_ == 0)
+        copy->latents = pipe_->previewImages(s.latents, *previews_);  // uint8 [B, H, W, 3], CPU
       tsfn_.NonBlockingCall(copy, [](Napi::Env env, Napi::Function cb, pipelines::StepInfo* d) {
         Napi::Object o = Napi::Object::New(env);
         o.Set("step", Napi::Number::New(env, static_cast<double>(d->step)));
         o.Set("numSteps", Napi::Number::New(env, static_cast<double>(d->numSteps)));
         o.Set("timestep", Napi::Number::New(env, d->timestep));
+        if (d->latents.defined()) o.Set("preview", fromTensor(env, d->latents));
         delete d;
         try {
           cb.Call({o});
@@ -227,6 +236,8 @@ class GenerateWorker : public Napi::AsyncWorker {
   std::shared_ptr<Pipeline> pipe_;
   Request req_;
   std::shared_ptr<AbortFlag> abort_;
+  std::optional<pipelines::PreviewKind> previews_;  // previews handed to onStep, or none
+  int64_t previewEvery_ = 1;
   Napi::ThreadSafeFunction tsfn_;
   bool hasTsfn_ = false;
   pipelines::GenerateResult result_;
@@ -271,8 +282,24 @@ Napi::Value queueGenerate(const Napi::CallbackInfo& info, std::shared_ptr<Pipeli
   Napi::Env env = info.Env();
   std::shared_ptr<AbortFlag> abort;
   if (info.Length() > 3 && info[3].IsExternal()) abort = unwrapHandle<AbortFlag>(env, info[3], "abort token");
+  // request.previews: '' | 'taesd' | 'latent2rgb', request.previewEvery (lib/ validated both)
+  std::optional<pipelines::PreviewKind> previews;
+  int64_t previewEvery = 1;
+  Napi::Object r = info[1].As<Napi::Object>();
+  const std::string kind = getString(r, "previews", "");
+  if (kind == "taesd") previews = pipelines::PreviewKind::kTaesd;
+  else if (kind == "latent2rgb") previews = pipelines::PreviewKind::kLatent2Rgb;
+  else if (!kind.empty()) throwInvalid(env, "request.previews must be 'taesd' or 'latent2rgb', got '" + kind + "'");
+  if (previews) {
+    const double every = getNumber(r, "previewEvery", 1);
+    if (!(every >= 1 && every <= 1e6) || every != std::floor(every))
+      throwInvalid(env, "request.previewEvery must be a positive integer, got " + std::to_string(every));
+    previewEvery = static_cast<int64_t>(every);
+    if (*previews == pipelines::PreviewKind::kTaesd && !pipe->hasPreviewDecoder())
+      throwInvalid(env, "previews 'taesd' need a preview decoder (an AutoencoderTiny given at load or with setPreviewDecoder)");
+  }
   auto* w = new GenerateWorker<Pipeline, Request>(env, std::move(pipe), std::move(req), abort,
-                                                  info.Length() > 2 ? info[2] : env.Undefined());
+                                                  info.Length() > 2 ? info[2] : env.Undefined(), previews, previewEvery);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -8,6 +8,7 @@
 
 #include "addon/bindings.h"
 #include "addon/util.h"
+#include "loaders/single_file_vae.h"
 #include "models/autoencoder_kl.h"
 
 namespace sd::addon {
@@ -81,6 +82,22 @@ Napi::Value LoadVae(const Napi::CallbackInfo& info) {
   const std::string variant = getString(o, "variant", "");
   return runAsync<std::shared_ptr<AutoencoderKL>>(
       env, [dir, device, dtype, variant] { return AutoencoderKL::fromPretrained(dir, device, dtype, variant); },
+      [](Napi::Env env, std::shared_ptr<AutoencoderKL>& m) -> Napi::Value { return wrapHandle(env, m); });
+}
+
+// loadVaeSingleFile(file, configDir, {dtype?, device?}) → Promise<handle>: a standalone original-layout
+// VAE file with the config of the diffusers VAE folder configDir (loaders/single_file_vae.h)
+Napi::Value LoadVaeSingleFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
+    throwInvalid(env, "loadVaeSingleFile(file, configDir, options?): file and configDir must be strings");
+  const std::string file = info[0].As<Napi::String>().Utf8Value();
+  const std::string configDir = info[1].As<Napi::String>().Utf8Value();
+  Napi::Object o = optionsObject(info, 2, "loadVaeSingleFile");
+  const at::ScalarType dtype = parseDtype(env, getString(o, "dtype", "float32"));
+  const at::Device device = parseDevice(env, getString(o, "device", "cpu"));
+  return runAsync<std::shared_ptr<AutoencoderKL>>(
+      env, [file, configDir, device, dtype] { return loaders::loadSingleFileVae(file, configDir, device, dtype); },
       [](Napi::Env env, std::shared_ptr<AutoencoderKL>& m) -> Napi::Value { return wrapHandle(env, m); });
 }
 
@@ -187,6 +204,7 @@ Napi::Value DisposeVae(const Napi::CallbackInfo& info) {
 
 void InitVae(Napi::Env env, Napi::Object exports) {
   exports.Set("loadVae", Napi::Function::New(env, LoadVae));
+  exports.Set("loadVaeSingleFile", Napi::Function::New(env, LoadVaeSingleFile));
   exports.Set("vaeInfo", Napi::Function::New(env, VaeInfo));
   exports.Set("vaeDecode", Napi::Function::New(env, VaeDecode));
   exports.Set("vaeEncode", Napi::Function::New(env, VaeEncode));

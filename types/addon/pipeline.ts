@@ -79,6 +79,8 @@ export interface NativeStepInfo {
   numSteps: number;
   /** Scheduler timestep of that step. */
   timestep: number;
+  /** With `previews` on a step that is a multiple of `previewEvery`: uint8 `[batch, H, W, 3]` RGB, made on the generating thread. */
+  preview?: TensorData<Uint8Array>;
 }
 
 /**
@@ -127,6 +129,10 @@ export interface NativeGenerateRequest {
   controlnets?: NativeControlNetUnit[];
   /** guess_mode (required with controlnets). */
   guessMode?: boolean;
+  /** Preview images handed to `onStep`: 'taesd' (the pipeline's preview decoder) or 'latent2rgb'; absent or '' = none. */
+  previews?: '' | 'taesd' | 'latent2rgb';
+  /** With `previews`: on steps that are multiples of it (1-based; default 1). */
+  previewEvery?: number;
 }
 
 /** The request of `generate` for a StableDiffusionXLPipeline handle: the common fields plus SDXL's. */

@@ -58,6 +58,8 @@ export interface NativeVaeEncodeResult {
 
 export interface VaeAddon {
   loadVae(dir: string, options?: NativeVaeLoadOptions): Promise<VaeHandle>;
+  /** A standalone original-layout (LDM) VAE `.safetensors` with the config of the diffusers VAE folder `configDir`. */
+  loadVaeSingleFile(file: string, configDir: string, options?: Omit<NativeVaeLoadOptions, 'variant'>): Promise<VaeHandle>;
   vaeInfo(handle: VaeHandle): NativeVaeInfo;
   vaeDecode(handle: VaeHandle, latents: TensorData): Promise<TensorData>;
   vaeEncode(handle: VaeHandle, image: TensorData, seed?: number): Promise<NativeVaeEncodeResult>;

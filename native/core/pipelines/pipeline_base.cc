@@ -17,6 +17,7 @@
 #include "loaders/lora.h"
 #include "loaders/single_file.h"
 #include "models/autoencoder_kl.h"
+#include "models/autoencoder_tiny.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/lora.h"
@@ -123,6 +124,7 @@ void PipelineBase::finishLoad(PipelineInfo& info, const std::string& configRoot,
   // decode there, as diffusers' upcast_vae does; otherwise the VAE computes in the pipeline dtype.
   vaeDtype_ = (dtype_ == at::kHalf && vae_->forceUpcast()) ? at::kFloat : dtype_;
   vae_->to(device_, vaeDtype_);
+  ownVae_ = vae_;
 
   info.modelPath = path;
   info.vaeScaleFactor = vae_->vaeScaleFactor();
@@ -163,7 +165,7 @@ std::vector<double*> PipelineBase::loraScaleSlots() const {
 }
 
 void PipelineBase::checkSize(int64_t height, int64_t width) const {
-  const int64_t f = vae_->vaeScaleFactor();
+  const int64_t f = vaeScaleFactor();
   if (height <= 0 || width <= 0 || height % f != 0 || width % f != 0)
     invalid("height and width must be positive multiples of " + std::to_string(f) + "; received " +
             std::to_string(width) + "x" + std::to_string(height));
@@ -205,6 +207,8 @@ at::Tensor PipelineBase::imageToPixels(const at::Tensor& image) {
 at::Tensor PipelineBase::encodeImageLatents(const at::Tensor& pixels, at::Generator* generator) {
   at::Tensor x = pixels.to(device_, vaeDtype_);
   if (applied_.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  if (tinyVae_)  // retrieve_latents: AutoencoderTinyOutput.latents, no distribution and no draw
+    return tinyVae_->encode(x).to(dtype_) * tinyVae_->scalingFactor();  // [1, C, h, w]
   detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
   return vae_->encode(x).sample(generator).to(dtype_) * vae_->scalingFactor();  // [1, C, h, w]
 }
@@ -259,7 +263,8 @@ void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& la
     runtime::DeviceTimer tDecode(device_);
     detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
     auto decode = [&] {  // [B, 3, H, W]; the test hook turns the next n decodes into NaN
-      at::Tensor out = detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);
+      at::Tensor out = tinyVae_ ? detail::decodeLatents(*tinyVae_, latents)
+                                : detail::decodeLatents(*vae_, latents, vaeDtype_, applied_.channelsLast);
       if (testNonFiniteDecodes_ > 0) {
         --testNonFiniteDecodes_;
         out = at::full_like(out, std::numeric_limits<float>::quiet_NaN());
@@ -268,7 +273,7 @@ void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& la
     };
     at::Tensor image = decode();
     bool finite = detail::allFinite(image);
-    if (!finite && vaeDtype_ != at::kFloat) {
+    if (!finite && vaeDtype_ != at::kFloat && vae_ == ownVae_ && !tinyVae_) {  // a VAE set with setVae stays as given
       // diffusers' force_upcast: the SDXL VAE (and others) overflow in float16; decode in float32
       upcastVae();
       result.vaeUpcast = true;
@@ -328,6 +333,8 @@ void PipelineBase::setOptimizations(const Optimizations& next) {
                " (load it with device \"cuda\")");
   }
   std::lock_guard<std::mutex> lock(optMutex_);
+  if (!next.offload.empty() && (tinyVae_ || vae_ != ownVae_))  // setVae/ swaps under optMutex_ too
+    invalid("CPU offload moves the pipeline's own models; put the pipeline's own VAE back (vae = null) before enabling it");
   pending_ = next;
 }
 

@@ -31,6 +31,7 @@ namespace sd::models {
 class CLIPTextModel;
 class UNet2DConditionModel;
 class AutoencoderKL;
+class AutoencoderTiny;
 struct UNetAddedCond;
 struct UNetControlResiduals;
 }  // namespace sd::models
@@ -93,6 +94,18 @@ struct StepInfo {
   int64_t step;       // 1-based
   int64_t numSteps;
   double timestep;
+  /// The latents after this step [B, C, h, w] in the pipeline's dtype and device (diffusers'
+  /// callback_on_step_end `latents`; what previews are made from). Undefined where a loop does not
+  /// pass them.
+  at::Tensor latents;
+  StepInfo(int64_t step_, int64_t numSteps_, double timestep_, at::Tensor latents_ = at::Tensor())
+      : step(step_), numSteps(numSteps_), timestep(timestep_), latents(std::move(latents_)) {}
+};
+
+/// What previewImages() makes from a step's latents.
+enum class PreviewKind {
+  kTaesd,       // the preview decoder (an AutoencoderTiny): decode(latents) → [B, H·u, W·u, 3]
+  kLatent2Rgb,  // AUTOMATIC1111's "Approx cheap": a fixed 4×3 linear map per pixel → [B, h, w, 3]
 };
 
 struct GenerateResult {
@@ -172,6 +185,39 @@ class PipelineBase {
   /// re-decode of finishGeneration can be tested on a CPU. 0 (the default) = off.
   void setTestNonFiniteDecodes(int n) { testNonFiniteDecodes_ = n < 0 ? 0 : n; }
 
+  // ---- swapping the VAE, previews (pipeline_vae.cc) ----
+  /// diffusers `pipe.vae = vae`: decode (and img2img/inpaint encode) with `vae` from the next
+  /// generate() on; nullptr puts the pipeline's own VAE back. The pipeline's VAE toggles (slicing,
+  /// tiling, attention, channels-last) apply to the VAE in use; it computes in its own dtype. Waits
+  /// for a generation in flight. Unlike diffusers' attribute assignment, the pipeline's VAE scale
+  /// factor follows the VAE (diffusers computes it once in __init__; with real SD VAEs both are 8).
+  /// E_INVALID_ARGUMENT when the VAE is on another device than the pipeline, when its
+  /// latent_channels differ from the pipeline's own VAE's (the UNet's latent space), or while CPU
+  /// offload is enabled (applied, or pending for the next call). With channels-last on, the VAE's
+  /// 4-d weights are converted to channels_last (the VAE object is shared, not copied).
+  void setVae(std::shared_ptr<models::AutoencoderKL> vae);
+  /// As setVae, with an AutoencoderTiny (TAESD): decode `tiny.decode(latents / scaling_factor)`,
+  /// encode `tiny.encode(x) · scaling_factor` (deterministic: draws nothing from the generator).
+  void setVae(std::shared_ptr<models::AutoencoderTiny> vae);
+  /// The pipeline's own (loaded) VAE, whichever VAE is in use.
+  std::shared_ptr<models::AutoencoderKL> ownVae() const { return ownVae_; }
+  /// "own" | "AutoencoderKL" (another AutoencoderKL) | "AutoencoderTiny": the VAE in use.
+  std::string vaeInUse() const;
+  /// The VAE scale factor of the VAE in use (height and width must be multiples of it).
+  int64_t vaeScaleFactor() const;
+  /// The AutoencoderTiny that previewImages(kTaesd) decodes with; nullptr removes it. Waits for a
+  /// generation in flight. E_INVALID_ARGUMENT for a decoder on another device or with other
+  /// latent_channels than the pipeline's VAE.
+  void setPreviewDecoder(std::shared_ptr<models::AutoencoderTiny> decoder);
+  bool hasPreviewDecoder() const;
+  /// A preview of latents [B, C, h, w] as uint8 [B, H, W, 3] images on the CPU (called on the
+  /// generating thread from the step callback; adds no work when not called). kTaesd: the preview
+  /// decoder's decode(latents) (TAESD's scaling_factor 1.0), postprocessed as the final image;
+  /// kLatent2Rgb: rgb = Σ_c latents_c · M[c] with AUTOMATIC1111's SD 1.x/2.x or SDXL 4×3 matrix,
+  /// then (x / 2 + 0.5).clamp(0, 1)·255, at the latent size. E_INVALID_ARGUMENT for kTaesd
+  /// without a preview decoder or for latents with other than 4 channels (kLatent2Rgb).
+  at::Tensor previewImages(const at::Tensor& latents, PreviewKind kind);
+
  protected:
   /// `live` counts the pipelines of the derived class alive in this process (liveCount()): +1 here,
   /// −1 in the destructor.
@@ -191,6 +237,8 @@ class PipelineBase {
   /// The folder whose configs describe the model: `path`, or options.configDir for a single file.
   /// E_INVALID_ARGUMENT for a single file without configDir (the message says it must be
   /// `configDirNeeds`); E_MODEL_NOT_FOUND when `path` or the folder is missing.
+  /// The info of the derived pipeline (its vaeScaleFactor follows setVae); nullptr when it keeps none.
+  virtual PipelineInfo* mutableInfo() { return nullptr; }
   static std::string configFolder(const std::string& path, const LoadOptions& options,
                                   const std::string& configDirNeeds);
   /// The end of every load, once the models are built: the UNet and text encoders to device_ /
@@ -279,7 +327,11 @@ class PipelineBase {
   std::shared_ptr<models::CLIPTextModel> textEncoder_;   // null for an SDXL refiner
   std::shared_ptr<models::CLIPTextModel> textEncoder2_;  // SDXL only
   std::shared_ptr<models::UNet2DConditionModel> unet_;
-  std::shared_ptr<models::AutoencoderKL> vae_;
+  std::shared_ptr<models::AutoencoderKL> vae_;      // the AutoencoderKL in use (the own one, or one set with setVae)
+  std::shared_ptr<models::AutoencoderKL> ownVae_;   // the one loaded with the pipeline (finishLoad)
+  std::shared_ptr<models::AutoencoderTiny> tinyVae_;  // when set, decodes and encodes instead of vae_
+  std::shared_ptr<models::AutoencoderTiny> previewDecoder_;  // previewImages(kTaesd); under mutex_
+  std::atomic<bool> hasPreviewDecoder_{false};               // previewDecoder_ set (read from any thread)
   /// The ControlNet hook of a request (empty when it has no ControlNets): pipelines/controlnet.cc.
   ControlHook controlHook(const GenerateRequest& req, bool cfg, int64_t batch, const at::Tensor& promptEmbeds,
                           const models::UNetAddedCond* added) const;

@@ -3,6 +3,7 @@
 #include "pipelines/pipeline_common.h"
 
 #include "models/autoencoder_kl.h"
+#include "models/autoencoder_tiny.h"
 #include "models/unet_2d_condition.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
@@ -37,7 +38,7 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
     }
     latents = scheduler.step(noisePred, tValue, latents, generator, eta);
     ran.push_back(tValue);
-    if (onStep) onStep({i + 1, numSteps, ran.back()});
+    if (onStep) onStep({i + 1, numSteps, ran.back(), latents});
   }
   return latents;
 }
@@ -47,6 +48,11 @@ at::Tensor decodeLatents(models::AutoencoderKL& vae, const at::Tensor& latents, 
   at::Tensor z = (latents / vae.scalingFactor()).to(vaeDtype);
   if (channelsLast) z = z.contiguous(at::MemoryFormat::ChannelsLast);
   return vae.decode(z).to(at::kFloat).contiguous();  // [B, 3, H, W]
+}
+
+at::Tensor decodeLatents(models::AutoencoderTiny& vae, const at::Tensor& latents) {
+  at::Tensor z = (latents / vae.scalingFactor()).to(vae.dtype());  // [B, C, h, w]
+  return vae.decode(z).to(at::kFloat).contiguous();                 // [B, 3, H, W]
 }
 
 bool allFinite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }

@@ -17,6 +17,7 @@
 
 namespace sd::models {
 struct UNetAddedCond;
+class AutoencoderTiny;
 }
 namespace sd::schedulers {
 class Scheduler;
@@ -103,6 +104,10 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
 /// NHWC-strided activations (enableChannelsLast).
 at::Tensor decodeLatents(models::AutoencoderKL& vae, const at::Tensor& latents, at::ScalarType vaeDtype,
                          bool channelsLast = false);
+
+/// tiny.decode(latents / scaling_factor) in the tiny VAE's dtype → float32 [B, 3, H, W] (diffusers'
+/// decode with an AutoencoderTiny as the pipeline's vae).
+at::Tensor decodeLatents(models::AutoencoderTiny& vae, const at::Tensor& latents);
 
 /// True when every element of `t` is finite (one host sync on a device tensor).
 bool allFinite(const at::Tensor& t);

@@ -116,6 +116,7 @@ class StableDiffusionPipeline : public PipelineBase {
   at::Tensor encodePromptWeighted(const at::Tensor& ids, const at::Tensor& weights, int64_t clipSkip,
                                   int64_t numImagesPerPrompt) const;
 
+  PipelineInfo* mutableInfo() override { return &info_; }
   PipelineInfo info_;
 };
 

@@ -124,7 +124,7 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
       latents = (1 - maskLatent) * proper + maskLatent * latents;
     }
     result.timesteps.push_back(tValue);
-    if (onStep) onStep({i + 1, numSteps, tValue});
+    if (onStep) onStep({i + 1, numSteps, tValue, latents});
   }
   unetOnDevice.release();
   result.denoiseMs = tDenoise.stopMs();

@@ -92,6 +92,7 @@ class StableDiffusionXLPipeline : public PipelineBase {
   Encoded encodePrompt(const at::Tensor& ids1, const at::Tensor& ids2, const at::Tensor& weights1,
                        const at::Tensor& weights2, int64_t clipSkip, int64_t n) const;
 
+  PipelineInfo* mutableInfo() override { return &info_; }
   XLPipelineInfo info_;
 };
 
