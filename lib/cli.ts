@@ -22,6 +22,7 @@ import { StableDiffusionXLImg2ImgPipeline } from './pipelines/stable_diffusion_x
 import type { GenerateResult } from './pipelines/pipeline_output.js';
 import type { DiffusionPipeline } from './pipelines/pipeline_utils.js';
 import { ControlNetModel } from './controlnet_model.js';
+import { canny } from './canny.js';
 import { StableDiffusionControlNetPipeline } from './pipelines/controlnet/pipeline_controlnet.js';
 import { StableDiffusionControlNetImg2ImgPipeline } from './pipelines/controlnet/pipeline_controlnet_img2img.js';
 import { StableDiffusionControlNetInpaintPipeline } from './pipelines/controlnet/pipeline_controlnet_inpaint.js';
@@ -256,7 +257,7 @@ interface GenerateCliOptions {
   vae?: string; preview?: { kind: 'taesd' | 'latent2rgb'; dir?: string }; previewEvery?: number;
   out: string; progress: boolean;
   controlnet?: Array<{ path: string; scale?: number }>; controlImage?: string[]; controlStart?: number; controlEnd?: number;
-  guessMode?: boolean; controlnetConfig?: string;
+  guessMode?: boolean; controlnetConfig?: string; controlPreprocess?: 'canny'; cannyLow?: number; cannyHigh?: number;
 }
 
 /**
@@ -268,11 +269,16 @@ async function generateControlled(
   pipe: DiffusionPipeline, o: GenerateCliOptions, common: Record<string, unknown>, clean: <T extends object>(x: T) => T,
 ): Promise<GenerateResult> {
   const nets = o.controlnet ?? [];
-  const images = o.controlImage ?? [];
+  const files = o.controlImage ?? [];
   if (nets.length === 0) throw new InvalidArgumentError('--control-image needs --controlnet');
-  if (images.length !== nets.length) {
-    throw new InvalidArgumentError(`each --controlnet needs its --control-image (paired in order): ${nets.length} --controlnet, ${images.length} --control-image`);
+  if (files.length !== nets.length) {
+    throw new InvalidArgumentError(`each --controlnet needs its --control-image (paired in order): ${nets.length} --controlnet, ${files.length} --control-image`);
   }
+  // --control-preprocess canny: the control images are photos, turned into edge maps first
+  // (controlnet_aux's CannyDetector, lib/canny.ts), as A1111's "canny" module does
+  const images: Array<string | Awaited<ReturnType<typeof canny>>> = o.controlPreprocess === 'canny'
+    ? await Promise.all(files.map((f) => canny(f, { lowThreshold: o.cannyLow ?? 100, highThreshold: o.cannyHigh ?? 200 })))
+    : files;
   const info = pipe.info;
   const mode = o.mask !== undefined ? 'inpaint' : o.image !== undefined ? 'img2img' : info.family === 'sdxl' ? 'xl' : 'txt2img';
   if (info.family === 'sdxl' && mode !== 'xl') throw new UnsupportedModelError('ControlNet img2img / inpainting runs SD 1.x/2.x models only (SDXL: text-to-image)');
@@ -295,10 +301,15 @@ async function generateControlled(
         guessMode: o.guessMode,
       });
       const imageArg = images.length === 1 ? images[0] : images;
-      if (mode === 'inpaint') return await cn.generate(clean({ ...common, ...control, image: o.image!, maskImage: o.mask!, strength: o.strength, controlImage: imageArg }) as never);
-      if (mode === 'img2img') return await cn.generate(clean({ ...common, ...control, image: o.image!, strength: o.strength, controlImage: imageArg }) as never);
+      // the images' parameters name the preprocessor of each unit (A1111's "Module")
+      const withModule = (r: GenerateResult): GenerateResult => {
+        if (o.controlPreprocess) for (const im of r.images) for (const u of im.parameters.controlnets ?? []) u.module = o.controlPreprocess;
+        return r;
+      };
+      if (mode === 'inpaint') return withModule(await cn.generate(clean({ ...common, ...control, image: o.image!, maskImage: o.mask!, strength: o.strength, controlImage: imageArg }) as never));
+      if (mode === 'img2img') return withModule(await cn.generate(clean({ ...common, ...control, image: o.image!, strength: o.strength, controlImage: imageArg }) as never));
       if (o.strength !== undefined) throw new InvalidArgumentError('--strength needs --image (img2img)');
-      return await cn.generate({ ...common, ...control, image: imageArg } as never);
+      return withModule(await cn.generate({ ...common, ...control, image: imageArg } as never));
     } finally {
       cn.dispose();
     }
@@ -314,6 +325,10 @@ async function runGenerate(o: GenerateCliOptions): Promise<void> {
     o.image = o.initImage;
   }
   if (o.mask !== undefined && o.image === undefined) throw new InvalidArgumentError('--mask needs --image (inpainting)');
+  if (o.controlPreprocess !== undefined && o.controlnet === undefined) throw new InvalidArgumentError('--control-preprocess needs --controlnet and --control-image');
+  if ((o.cannyLow !== undefined || o.cannyHigh !== undefined) && o.controlPreprocess !== 'canny') {
+    throw new InvalidArgumentError('--canny-low / --canny-high need --control-preprocess canny');
+  }
   // the task picks the AutoPipeline; the model's model_index.json (a single file: --config-dir's) picks SD or SDXL
   const Auto = o.mask !== undefined ? AutoPipelineForInpainting : o.image !== undefined ? AutoPipelineForImage2Image : AutoPipelineForText2Image;
   // the output folder is checked (created, writable) before the model loads: an unwritable --out
@@ -539,6 +554,9 @@ export function buildProgram(): Command {
     .option('--control-start <f>', 'fraction of the steps where every ControlNet starts acting (default 0)', numberArg('--control-start'))
     .option('--control-end <f>', 'fraction of the steps where every ControlNet stops acting (default 1)', numberArg('--control-end'))
     .option('--guess-mode', 'ControlNet guess mode (diffusers guess_mode: the ControlNet sees the conditional half only)')
+    .addOption(new Option('--control-preprocess <module>', 'turn each --control-image into a control map first: canny (OpenCV\'s Canny, as controlnet_aux\'s CannyDetector)').choices(['canny']))
+    .option('--canny-low <t>', 'with --control-preprocess canny: the low hysteresis threshold (default 100)', numberArg('--canny-low'))
+    .option('--canny-high <t>', 'with --control-preprocess canny: the high hysteresis threshold (default 200)', numberArg('--canny-high'))
     .option('--controlnet-config <file|dir>', 'single-file ControlNets: their diffusers config.json (or its folder)')
     .option('--lora <file[:weight]>', 'LoRA .safetensors (kohya/A1111 or diffusers; a path or a Hub file org/name/file.safetensors), repeatable', loraOption)
     .option('--lora-scale <s>', 'scale of all LoRAs for this run (default 1)', numberArg('--lora-scale'))
