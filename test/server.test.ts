@@ -419,10 +419,16 @@ describe('health, metrics, errors', () => {
     const base2 = await app2.listen({ host: '127.0.0.1', port: 0 });
     try {
       const running = fetch(base2 + '/v1/images/generations', {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'last', steps: 8, size: '32x32', response_format: 'b64_json' }),
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'last', steps: 400, size: '32x32', response_format: 'b64_json' }),
       });
       const queued = await (await fetch(base2 + '/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ params: { prompt: 'queued', numInferenceSteps: 2, ...small } }) })).json() as { id: string };
-      await new Promise((r) => setTimeout(r, 200));
+      // drain while the long job runs (400 steps: seconds even on a quiet machine, so the requests
+      // below reach a server that is still draining, not one that has already closed)
+      for (let i = 0; i < 200; i++) {
+        const p = await (await fetch(base2 + '/sdapi/v1/progress')).json() as { state?: { sampling_step?: number } };
+        if ((p.state?.sampling_step ?? 0) > 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
       const drained = app2.drain();
       const refused = await fetch(base2 + '/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ params: { prompt: 'late' } }) });
       expectError({ status: refused.status, body: await refused.json() }, 503, 'E_UNAVAILABLE');
