@@ -154,13 +154,15 @@ describe('sd-native serve (CLI)', () => {
         void exited.then((code) => { clearInterval(t); reject(new Error(`serve exited ${code}: ${stderr}`)); });
       });
       const running = fetch(`${base}/sdapi/v1/txt2img`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'last one', steps: 25, width: 32, height: 32, seed: 3 }),
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'last one', steps: 400, width: 32, height: 32, seed: 3 }),
       });
       for (let i = 0; i < 400; i++) {
         const p = await (await fetch(`${base}/sdapi/v1/progress`)).json() as { state: { sampling_step: number } };
         if (p.state.sampling_step >= 1) break;
         await new Promise((r) => setTimeout(r, 50));
       }
+      // 400 steps: seconds even on a fast machine, so the request below meets a draining server
+      // (with 25 steps, libtorch 2.6 finished the job before it, and the server had exited)
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));
       const refused = await fetch(`${base}/v1/images/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":"late"}' });
