@@ -32,6 +32,22 @@ function controlnetList(v: unknown, what: string): ControlNetModel[] {
   return list as ControlNetModel[];
 }
 
+/** `fromPretrained` / `fromSingleFile` of a ControlNet pipeline: the plain load, then `options.controlnet` attached (the model freed if that fails). */
+async function loadWithControlNets<T>(
+  cls: PipelineClass<T>, source: string, options: ControlNetPipelineOptions | undefined, singleFile: boolean, method: string,
+): Promise<T> {
+  const { controlnet, ...load } = (options ?? {}) as Partial<ControlNetPipelineOptions>;
+  const nets = controlnetList(controlnet, `${cls.name}.${method}`);
+  const pipe = new cls(await loadModel(source, load, singleFile, cls.xl)) as unknown as ControlNetPipelineBase;
+  try {
+    pipe.setControlNets(nets);
+  } catch (e) {
+    pipe.dispose();
+    throw e;
+  }
+  return pipe as unknown as T;
+}
+
 /** What the ControlNet pipeline classes share. Not constructed directly. */
 export abstract class ControlNetPipelineBase extends LoaderPipeline {
   /** The ControlNets, in order (a list of one for a single ControlNet). */
@@ -46,16 +62,7 @@ export abstract class ControlNetPipelineBase extends LoaderPipeline {
    * @throws the errors of DiffusionPipeline.fromPretrained.
    */
   static override async fromPretrained<T>(this: PipelineClass<T>, dir: string, options?: ControlNetPipelineOptions): Promise<T> {
-    const { controlnet, ...load } = (options ?? {}) as Partial<ControlNetPipelineOptions>;
-    const nets = controlnetList(controlnet, `${this.name}.fromPretrained`);
-    const pipe = new this(await loadModel(dir, load, false, this.xl)) as unknown as ControlNetPipelineBase;
-    try {
-      pipe.setControlNets(nets);
-    } catch (e) {
-      pipe.dispose();
-      throw e;
-    }
-    return pipe as unknown as T;
+    return loadWithControlNets(this, dir, options, false, 'fromPretrained');
   }
 
   /**
@@ -63,16 +70,7 @@ export abstract class ControlNetPipelineBase extends LoaderPipeline {
    * @throws the errors of {@link fromPretrained} and DiffusionPipeline.fromSingleFile.
    */
   static override async fromSingleFile<T>(this: PipelineClass<T>, file: string, options?: ControlNetPipelineOptions): Promise<T> {
-    const { controlnet, ...load } = (options ?? {}) as Partial<ControlNetPipelineOptions>;
-    const nets = controlnetList(controlnet, `${this.name}.fromSingleFile`);
-    const pipe = new this(await loadModel(file, load, true, this.xl)) as unknown as ControlNetPipelineBase;
-    try {
-      pipe.setControlNets(nets);
-    } catch (e) {
-      pipe.dispose();
-      throw e;
-    }
-    return pipe as unknown as T;
+    return loadWithControlNets(this, file, options, true, 'fromSingleFile');
   }
 
   /**

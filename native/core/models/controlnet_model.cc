@@ -101,47 +101,21 @@ ControlNetModel::ControlNetModel(ControlNetConfig config, nn::StateDict tensors,
   }
 
   const nn::ResnetParams resnet{tembDim, c.normNumGroups, c.normEps};
-  auto attnParams = [&](size_t i, std::vector<int64_t> layers) {
-    nn::CrossAttnParams p;
-    p.heads = c.numAttentionHeads[i];
-    p.crossAttentionDim = c.crossAttentionDim[i];
-    p.transformerLayers = std::move(layers);
-    p.useLinearProjection = c.useLinearProjection;
-    p.upcastAttention = c.upcastAttention;
-    p.options = attentionOptions_;
-    return p;
-  };
   const std::string& where = weights_->component();
 
-  // down blocks, and one zero conv per skip they produce (conv_in's first)
+  // the UNet's down blocks and mid block (the same names, so a UNet's weights load here), and one
+  // zero conv per skip they produce: conv_in's, each resnet's, each downsampler's
+  downBlocks_ = buildDownBlocks(root, c, resnet, attentionOptions_, where);
+  midBlock_ = buildMidBlock(root, c, resnet, attentionOptions_, where);
   int64_t zero = 0;
   auto addZeroConv = [&](int64_t channels) {
     controlnetDownBlocks_.emplace_back(root.sub("controlnet_down_blocks", zero++), channels, channels, 1);
   };
   addZeroConv(ch[0]);
-  int64_t outCh = ch[0];
   for (size_t i = 0; i < n; ++i) {
-    const int64_t inCh = outCh;
-    outCh = ch[i];
-    const bool isFinal = i == n - 1;
-    nn::Scope s = root.sub("down_blocks", static_cast<int64_t>(i));
-    const int64_t layers = c.layersPerBlock[i];
-    if (c.downBlockTypes[i] == "CrossAttnDownBlock2D") {
-      auto tl = c.transformerLayersPerBlock[i].expand(
-          layers, where + ": transformer_layers_per_block[" + std::to_string(i) + "]");
-      downBlocks_.push_back(std::make_unique<nn::CrossAttnDownBlock2D>(s, inCh, outCh, layers, resnet, attnParams(i, tl),
-                                                                       !isFinal, c.downsamplePadding));
-    } else {
-      downBlocks_.push_back(
-          std::make_unique<nn::DownBlock2D>(s, inCh, outCh, layers, resnet, !isFinal, c.downsamplePadding));
-    }
-    for (int64_t l = 0; l < layers; ++l) addZeroConv(outCh);
-    if (!isFinal) addZeroConv(outCh);
+    for (int64_t l = 0; l < c.layersPerBlock[i]; ++l) addZeroConv(ch[i]);
+    if (i != n - 1) addZeroConv(ch[i]);
   }
-
-  auto tl = c.transformerLayersPerBlock[n - 1].expand(1, where + ": transformer_layers_per_block[-1]");
-  midBlock_ = std::make_unique<nn::UNetMidBlock2DCrossAttn>(root.sub("mid_block"), ch[n - 1], resnet,
-                                                            attnParams(n - 1, tl), 1);
   controlnetMidBlock_ = nn::Conv2d(root.sub("controlnet_mid_block"), ch[n - 1], ch[n - 1], 1);
 
   weights_->finish();

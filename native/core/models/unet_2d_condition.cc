@@ -245,6 +245,55 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
 
 // ==== model ===================================================================================
 
+nn::CrossAttnParams crossAttnParams(const UNet2DConditionConfig& c, size_t i, std::vector<int64_t> transformerLayers,
+                                    const std::shared_ptr<nn::AttentionOptions>& options) {
+  nn::CrossAttnParams p;
+  p.heads = c.numAttentionHeads[i];
+  p.crossAttentionDim = c.crossAttentionDim[i];
+  p.transformerLayers = std::move(transformerLayers);
+  p.useLinearProjection = c.useLinearProjection;
+  p.upcastAttention = c.upcastAttention;
+  p.options = options;
+  return p;
+}
+
+std::vector<std::unique_ptr<nn::UNetDownBlock>> buildDownBlocks(const nn::Scope& root, const UNet2DConditionConfig& c,
+                                                                const nn::ResnetParams& resnet,
+                                                                const std::shared_ptr<nn::AttentionOptions>& options,
+                                                                const std::string& where) {
+  const std::vector<int64_t>& ch = c.blockOutChannels;
+  const size_t n = ch.size();
+  std::vector<std::unique_ptr<nn::UNetDownBlock>> blocks;
+  int64_t outCh = ch[0];
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t inCh = outCh;
+    outCh = ch[i];
+    const bool isFinal = i == n - 1;
+    nn::Scope s = root.sub("down_blocks", static_cast<int64_t>(i));
+    const int64_t layers = c.layersPerBlock[i];
+    if (c.downBlockTypes[i] == "CrossAttnDownBlock2D") {
+      auto tl = c.transformerLayersPerBlock[i].expand(layers, where + ": transformer_layers_per_block[" +
+                                                                  std::to_string(i) + "]");
+      blocks.push_back(std::make_unique<nn::CrossAttnDownBlock2D>(s, inCh, outCh, layers, resnet,
+                                                                  crossAttnParams(c, i, tl, options), !isFinal,
+                                                                  c.downsamplePadding));
+    } else {
+      blocks.push_back(std::make_unique<nn::DownBlock2D>(s, inCh, outCh, layers, resnet, !isFinal, c.downsamplePadding));
+    }
+  }
+  return blocks;
+}
+
+std::unique_ptr<nn::UNetMidBlock2DCrossAttn> buildMidBlock(const nn::Scope& root, const UNet2DConditionConfig& c,
+                                                           const nn::ResnetParams& resnet,
+                                                           const std::shared_ptr<nn::AttentionOptions>& options,
+                                                           const std::string& where) {
+  const size_t n = c.blockOutChannels.size();
+  auto tl = c.transformerLayersPerBlock[n - 1].expand(1, where + ": transformer_layers_per_block[-1]");
+  return std::make_unique<nn::UNetMidBlock2DCrossAttn>(root.sub("mid_block"), c.blockOutChannels[n - 1], resnet,
+                                                       crossAttnParams(c, n - 1, tl, options), 1);
+}
+
 UNet2DConditionModel::UNet2DConditionModel(UNet2DConditionConfig config, nn::StateDict tensors, std::string component)
     : config_(std::move(config)),
       weights_(std::make_unique<nn::Weights>(std::move(tensors), std::move(component))),
@@ -268,47 +317,16 @@ UNet2DConditionModel::UNet2DConditionModel(UNet2DConditionConfig config, nn::Sta
   }
 
   const nn::ResnetParams resnet{tembDim, c.normNumGroups, c.normEps};
-  auto attnParams = [&](size_t i, std::vector<int64_t> layers) {
-    nn::CrossAttnParams p;
-    p.heads = c.numAttentionHeads[i];
-    p.crossAttentionDim = c.crossAttentionDim[i];
-    p.transformerLayers = std::move(layers);
-    p.useLinearProjection = c.useLinearProjection;
-    p.upcastAttention = c.upcastAttention;
-    p.options = attentionOptions_;
-    return p;
-  };
   const std::string& where = weights_->component();
+  auto attnParams = [&](size_t i, std::vector<int64_t> layers) {
+    return crossAttnParams(c, i, std::move(layers), attentionOptions_);
+  };
 
-  // down
-  int64_t outCh = ch[0];
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t inCh = outCh;
-    outCh = ch[i];
-    const bool isFinal = i == n - 1;
-    nn::Scope s = root.sub("down_blocks", static_cast<int64_t>(i));
-    const int64_t layers = c.layersPerBlock[i];
-    if (c.downBlockTypes[i] == "CrossAttnDownBlock2D") {
-      auto tl = c.transformerLayersPerBlock[i].expand(layers, where + ": transformer_layers_per_block[" +
-                                                                  std::to_string(i) + "]");
-      downBlocks_.push_back(std::make_unique<nn::CrossAttnDownBlock2D>(s, inCh, outCh, layers, resnet,
-                                                                       attnParams(i, tl), !isFinal,
-                                                                       c.downsamplePadding));
-    } else {
-      downBlocks_.push_back(
-          std::make_unique<nn::DownBlock2D>(s, inCh, outCh, layers, resnet, !isFinal, c.downsamplePadding));
-    }
-  }
-
-  // mid (transformer_layers_per_block[-1], heads and cross_attention_dim of the last down block)
-  if (!c.midBlockType.empty()) {
-    auto tl = c.transformerLayersPerBlock[n - 1].expand(1, where + ": transformer_layers_per_block[-1]");
-    midBlock_ = std::make_unique<nn::UNetMidBlock2DCrossAttn>(root.sub("mid_block"), ch[n - 1], resnet,
-                                                              attnParams(n - 1, tl), 1);
-  }
+  downBlocks_ = buildDownBlocks(root, c, resnet, attentionOptions_, where);
+  if (!c.midBlockType.empty()) midBlock_ = buildMidBlock(root, c, resnet, attentionOptions_, where);
 
   // up: reversed channels, heads, layers (+1), cross dims, transformer layers
-  outCh = ch[n - 1];
+  int64_t outCh = ch[n - 1];
   for (size_t i = 0; i < n; ++i) {
     const size_t r = n - 1 - i;  // index into the down-block lists
     const bool isFinal = i == n - 1;

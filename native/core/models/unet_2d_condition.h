@@ -93,6 +93,26 @@ struct UNetControlResiduals {
   at::Tensor mid;                // [B, block_out_channels[-1], h/f, w/f]
 };
 
+/// The attention parameters of block `i` of UNet2DConditionModel.__init__ (its heads and
+/// cross_attention_dim, `transformerLayers` per resnet/attention pair), reading `options`.
+nn::CrossAttnParams crossAttnParams(const UNet2DConditionConfig& c, size_t i, std::vector<int64_t> transformerLayers,
+                                    const std::shared_ptr<nn::AttentionOptions>& options);
+
+/// The `down_blocks.*` of UNet2DConditionModel.__init__ under `root` (CrossAttnDownBlock2D /
+/// DownBlock2D per down_block_types, a downsampler on all but the last). ControlNetModel builds its
+/// encoder copy with it: the same layers under the same names. `where` names the config in errors.
+std::vector<std::unique_ptr<nn::UNetDownBlock>> buildDownBlocks(const nn::Scope& root, const UNet2DConditionConfig& c,
+                                                                const nn::ResnetParams& resnet,
+                                                                const std::shared_ptr<nn::AttentionOptions>& options,
+                                                                const std::string& where);
+
+/// The `mid_block` (UNetMidBlock2DCrossAttn with the last block's heads and cross_attention_dim and
+/// transformer_layers_per_block[-1]) of UNet2DConditionModel.__init__.
+std::unique_ptr<nn::UNetMidBlock2DCrossAttn> buildMidBlock(const nn::Scope& root, const UNet2DConditionConfig& c,
+                                                           const nn::ResnetParams& resnet,
+                                                           const std::shared_ptr<nn::AttentionOptions>& options,
+                                                           const std::string& where);
+
 /// UNet2DConditionModel: predicts noise (or v) from a noisy latent, a timestep and text embeddings.
 ///
 /// Weights are the diffusers parameter names (conv_in, time_embedding.linear_1, down_blocks.0.resnets.0.conv1,
