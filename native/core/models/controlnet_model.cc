@@ -198,19 +198,8 @@ UNetControlResiduals ControlNetModel::forward(const at::Tensor& sampleIn, const 
   // 1. time (and 2. SDXL added embedding), as UNet2DConditionModel
   at::Tensor t = timestep.to(device_).reshape({-1}).expand({batch});
   at::Tensor emb = timeEmbedding_(timeProj_(t).to(dtype_));  // [B, temb]
-  if (hasAddEmbedding_) {
-    if (!added || !added->textEmbeds.defined() || !added->timeIds.defined())
-      invalid("this ControlNet has addition_embed_type \"text_time\" (SDXL) and needs text_embeds and time_ids");
-    const at::Tensor& te = added->textEmbeds;
-    const at::Tensor& ti = added->timeIds;
-    if (te.dim() != 2 || te.size(0) != batch || ti.dim() != 2 || ti.size(0) != batch ||
-        te.size(1) + ti.size(1) * c.additionTimeEmbedDim != c.projectionClassEmbeddingsInputDim)
-      invalid("text_embeds " + nn::shapeString(te.sizes()) + " and time_ids " + nn::shapeString(ti.sizes()) +
-              " do not fit projection_class_embeddings_input_dim " + std::to_string(c.projectionClassEmbeddingsInputDim));
-    at::Tensor timeEmbeds = addTimeProj_(ti.to(device_).flatten()).reshape({batch, -1});
-    at::Tensor addEmbeds = at::cat({te.to(device_, at::kFloat), timeEmbeds}, -1).to(dtype_);
-    emb = emb + addEmbedding_(addEmbeds);
-  }
+  if (hasAddEmbedding_)
+    emb = emb + addedTimeEmbedding(c, addTimeProj_, addEmbedding_, added, batch, device_, dtype_, "ControlNetModel");
   at::Tensor context = encoderHiddenStatesIn.to(device_, dtype_);
 
   // 3. pre-process: conv_in(sample) + controlnet_cond_embedding(cond)

@@ -245,6 +245,24 @@ UNet2DConditionConfig UNet2DConditionConfig::fromJson(const Json& json, const st
 
 // ==== model ===================================================================================
 
+at::Tensor addedTimeEmbedding(const UNet2DConditionConfig& c, const nn::Timesteps& addTimeProj,
+                              const nn::TimestepEmbedding& addEmbedding, const UNetAddedCond* added, int64_t batch,
+                              at::Device device, at::ScalarType dtype, const std::string& who) {
+  auto invalid = [&](const std::string& msg) { fail(codes::kInvalidArgument, who + ".forward: " + msg); };
+  if (!added || !added->textEmbeds.defined() || !added->timeIds.defined())
+    invalid("this model has addition_embed_type \"text_time\" (SDXL) and needs text_embeds and time_ids");
+  const at::Tensor& te = added->textEmbeds;
+  const at::Tensor& ti = added->timeIds;
+  if (te.dim() != 2 || te.size(0) != batch || ti.dim() != 2 || ti.size(0) != batch ||
+      te.size(1) + ti.size(1) * c.additionTimeEmbedDim != c.projectionClassEmbeddingsInputDim)
+    invalid("text_embeds " + nn::shapeString(te.sizes()) + " and time_ids " + nn::shapeString(ti.sizes()) +
+            " do not fit: need [B, k] and [B, n] with k + n·" + std::to_string(c.additionTimeEmbedDim) + " = " +
+            std::to_string(c.projectionClassEmbeddingsInputDim) + " (B = " + std::to_string(batch) + ")");
+  at::Tensor timeEmbeds = addTimeProj(ti.to(device).flatten()).reshape({batch, -1});  // [B, n·addDim] float32
+  at::Tensor addEmbeds = at::cat({te.to(device, at::kFloat), timeEmbeds}, -1).to(dtype);  // [B, proj_in]
+  return addEmbedding(addEmbeds);                                                      // [B, temb]
+}
+
 nn::CrossAttnParams crossAttnParams(const UNet2DConditionConfig& c, size_t i, std::vector<int64_t> transformerLayers,
                                     const std::shared_ptr<nn::AttentionOptions>& options) {
   nn::CrossAttnParams p;
@@ -430,21 +448,8 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
   at::Tensor emb = timeEmbedding_(tEmb);                                    // [B, temb]
 
   // 3. SDXL micro-conditioning: add_embedding([text_embeds | sinusoid(time_ids)])
-  if (hasAddEmbedding_) {
-    if (!added || !added->textEmbeds.defined() || !added->timeIds.defined())
-      invalid("this UNet has addition_embed_type \"text_time\" (SDXL) and needs text_embeds and time_ids");
-    const at::Tensor& te = added->textEmbeds;
-    const at::Tensor& ti = added->timeIds;
-    if (te.dim() != 2 || te.size(0) != batch || ti.dim() != 2 || ti.size(0) != batch ||
-        te.size(1) + ti.size(1) * c.additionTimeEmbedDim != c.projectionClassEmbeddingsInputDim)
-      invalid("text_embeds " + nn::shapeString(te.sizes()) + " and time_ids " + nn::shapeString(ti.sizes()) +
-              " do not fit: need [B, k] and [B, n] with k + n·" + std::to_string(c.additionTimeEmbedDim) + " = " +
-              std::to_string(c.projectionClassEmbeddingsInputDim) + " (B = " + std::to_string(batch) + ")");
-    at::Tensor timeEmbeds = addTimeProj_(ti.to(device_).flatten());         // [B·n, addDim] float32
-    timeEmbeds = timeEmbeds.reshape({batch, -1});                           // [B, n·addDim]
-    at::Tensor addEmbeds = at::cat({te.to(device_, at::kFloat), timeEmbeds}, -1).to(dtype_);  // [B, proj_in]
-    emb = emb + addEmbedding_(addEmbeds);                                   // [B, temb]
-  }
+  if (hasAddEmbedding_)
+    emb = emb + addedTimeEmbedding(c, addTimeProj_, addEmbedding_, added, batch, device_, dtype_, "UNet2DConditionModel");
   if (!c.timeEmbeddingActFn.empty()) emb = nn::activation(c.timeEmbeddingActFn, emb);
 
   // 4. pre-process

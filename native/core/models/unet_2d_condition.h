@@ -93,6 +93,14 @@ struct UNetControlResiduals {
   at::Tensor mid;                // [B, block_out_channels[-1], h/f, w/f]
 };
 
+/// SDXL's micro-conditioning of UNet2DConditionModel.forward (addition_embed_type "text_time"):
+/// add_embedding(cat([text_embeds, add_time_proj(time_ids).reshape(B, -1)])), [B, temb] in `dtype` on
+/// `device`; ControlNetModel adds it the same way. E_INVALID_ARGUMENT, prefixed by `who`, when
+/// `added` is missing or its shapes do not give projection_class_embeddings_input_dim.
+at::Tensor addedTimeEmbedding(const UNet2DConditionConfig& c, const nn::Timesteps& addTimeProj,
+                              const nn::TimestepEmbedding& addEmbedding, const UNetAddedCond* added, int64_t batch,
+                              at::Device device, at::ScalarType dtype, const std::string& who);
+
 /// The attention parameters of block `i` of UNet2DConditionModel.__init__ (its heads and
 /// cross_attention_dim, `transformerLayers` per resnet/attention pair), reading `options`.
 nn::CrossAttnParams crossAttnParams(const UNet2DConditionConfig& c, size_t i, std::vector<int64_t> transformerLayers,
