@@ -215,11 +215,18 @@ at::Tensor PipelineBase::encodeImageLatents(const at::Tensor& pixels, at::Genera
 
 at::Tensor PipelineBase::encodeImageLatentsForBatch(const at::Tensor& pixels, const runtime::Generators& generator,
                                                     int64_t batch) {
-  if (!generator.isList()) return repeatToBatch(encodeImageLatents(pixels, generator.forItem(0)), batch);
+  if (!generator.isList() || tinyVae_)  // TAESD draws nothing: one encode serves every row
+    return repeatToBatch(encodeImageLatents(pixels, generator.forItem(0)), batch);
   generator.checkBatch(batch);
+  // diffusers encodes the repeated image row by row; the encoder is deterministic, so one encode
+  // gives every row's latent distribution, and each row samples it with its own generator
+  at::Tensor x = pixels.to(device_, vaeDtype_);
+  if (applied_.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  detail::OnDevice vaeOnDevice(&vae_->weights(), device_, applied_.offload == "model");
+  const models::DiagonalGaussian dist = vae_->encode(x);
   std::vector<at::Tensor> rows;
   rows.reserve(static_cast<size_t>(batch));
-  for (int64_t i = 0; i < batch; ++i) rows.push_back(encodeImageLatents(pixels, generator.forItem(i)));
+  for (int64_t i = 0; i < batch; ++i) rows.push_back(dist.sample(generator.forItem(i)).to(dtype_) * vae_->scalingFactor());
   return at::cat(rows, 0);  // [B, C, h, w]
 }
 

@@ -296,8 +296,8 @@ class PipelineBase {
   at::Tensor encodeImageLatents(const at::Tensor& pixels, at::Generator* generator);
   /// img2img prepare_latents: the image's latents for a batch of `batch` rows. One generator: one
   /// encode, repeated (torch.cat([x] * k)). A list (diffusers' `isinstance(generator, list)`
-  /// branch): the image repeated to the batch and row i encoded and sampled with generator i, so
-  /// each row equals the same seed run alone.
+  /// branch): row i sampled with generator i — from one encode, since the encoder is deterministic
+  /// (diffusers encodes the repeated image row by row) — so each row equals the same seed run alone.
   at::Tensor encodeImageLatentsForBatch(const at::Tensor& pixels, const runtime::Generators& generator, int64_t batch);
   /// Init latents [1 or B, C, h, w] repeated to `batch` rows (torch.cat([x] * k));
   /// E_INVALID_ARGUMENT when the rows do not divide the batch.
