@@ -144,6 +144,15 @@ inline void readGenerateRequest(Napi::Env env, const Napi::Object& r, pipelines:
   }
 }
 
+/// One step as reported to JS: the numbers, and the step's preview images (uint8 [B, H, W, 3],
+/// undefined when previews are off or not due this step).
+struct StepReport {
+  int64_t step;
+  int64_t numSteps;
+  double timestep;
+  at::Tensor preview;
+};
+
 template <class Pipeline, class Request>
 class GenerateWorker : public Napi::AsyncWorker {
  public:
@@ -169,15 +178,15 @@ class GenerateWorker : public Napi::AsyncWorker {
     auto onStep = [this](const pipelines::StepInfo& s) {
       if (!hasTsfn_) return;
       // The step's numbers, and its preview made here on the generating thread (none when off).
-      auto* copy = new pipelines::StepInfo(s.step, s.numSteps, s.timestep);
+      auto* report = new StepReport{s.step, s.numSteps, s.timestep, {}};
       if (previews_ && s.latents.defined() && s.step % previewEvery_ == 0)
-        copy->latents = pipe_->previewImages(s.latents, *previews_);  // uint8 [B, H, W, 3], CPU
-      tsfn_.NonBlockingCall(copy, [](Napi::Env env, Napi::Function cb, pipelines::StepInfo* d) {
+        report->preview = pipe_->previewImages(s.latents, *previews_);  // uint8 [B, H, W, 3], CPU
+      const napi_status queued = tsfn_.NonBlockingCall(report, [](Napi::Env env, Napi::Function cb, StepReport* d) {
         Napi::Object o = Napi::Object::New(env);
         o.Set("step", Napi::Number::New(env, static_cast<double>(d->step)));
         o.Set("numSteps", Napi::Number::New(env, static_cast<double>(d->numSteps)));
         o.Set("timestep", Napi::Number::New(env, d->timestep));
-        if (d->latents.defined()) o.Set("preview", fromTensor(env, d->latents));
+        if (d->preview.defined()) o.Set("preview", fromTensor(env, d->preview));
         delete d;
         try {
           cb.Call({o});
@@ -185,6 +194,9 @@ class GenerateWorker : public Napi::AsyncWorker {
           // A throwing onStep must not take the process down; the generation continues.
         }
       });
+      // a full queue (the JS thread still busy with the previous step) or a closing function
+      // drops this report: the callback will never run, so free it here
+      if (queued != napi_ok) delete report;
     };
     auto aborted = [this] { return abort_ && abort_->load(); };
     try {
