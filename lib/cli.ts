@@ -587,6 +587,7 @@ export function buildProgram(): Command {
     .option('--max-batch <n>', 'dynamic batching: most compatible requests run as one call', numberArg('--max-batch'), 1)
     .option('--batch-wait-ms <ms>', 'dynamic batching: how long a request waits for compatible ones', numberArg('--batch-wait-ms'), 0)
     .option('--max-body-mb <mb>', 'largest request body (JSON or multipart), MiB; larger ones get 413', numberArg('--max-body-mb'), 16)
+    .option('--max-pixels <n>', 'largest width × height × images of one request (0: no cap); larger ones get 400', numberArg('--max-pixels'), 4 * 1024 * 1024)
     .option('--max-queue <n>', 'most jobs waiting; more get 503', numberArg('--max-queue'), 1000)
     .option('--preview-decoder <dir>', 'an AutoencoderTiny (TAESD) folder for live previews (default: AUTOMATIC1111\'s weightless latent2rgb)')
     .option('--preview-every <n>', 'a live preview every N steps', numberArg('--preview-every'), 1)

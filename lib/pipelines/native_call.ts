@@ -164,6 +164,12 @@ async function invoke(
       process.emitWarning('the float16/bfloat16 VAE decode gave NaN/inf; decoded again in float32 and the VAE stays in '
         + 'float32 for this pipeline (diffusers force_upcast)', { code: 'SD_VAE_UPCAST' });
     }
+    if (r.vaeAutoTiling && !model.warnedAutoTiling) {
+      model.warnedAutoTiling = true; // once per pipeline
+      process.emitWarning('the VAE decode at this size would not fit in the memory available, so it was decoded with VAE '
+        + 'tiling (slightly different pixels than an untiled decode); call enableVaeTiling() to make this explicit or '
+        + 'raise the memory limit', { code: 'SD_VAE_AUTO_TILING' });
+    }
     return r;
   } catch (e) {
     if (callbackError) throw callbackError.e;

@@ -20,6 +20,7 @@ import { ownVae, resolvePreviewDecoder, swapPreviewDecoder, swapVae } from './pi
 import type { AutoencoderKL } from '../autoencoder_kl.js';
 import type { AutoencoderTiny } from '../autoencoder_tiny.js';
 import type { NativeOptimizations } from '../../types/native.js';
+import { parseMemorySize } from '../internal/memory_size.js';
 
 export type { PipelineInfo } from './native_model.js';
 
@@ -408,6 +409,22 @@ export abstract class DiffusionPipeline {
   disableCpuOffload(): this {
     this.checkAlive('disableCpuOffload');
     return this.toggle({ offload: '' });
+  }
+
+  /**
+   * Caps the host memory one call may add (issue 19 memory guard, CPU pipelines): before a call
+   * runs, its peak is estimated from its shapes (batch with the CFG doubling, latent size, UNet
+   * widths and heads, the attention kernel chosen, the VAE decode at full resolution) and a call
+   * whose estimate does not fit the smallest of this limit, `SD_NATIVE_MEMORY_LIMIT`, the cgroup
+   * limit and MemAvailable is refused with `E_OUT_OF_MEMORY` (nothing runs; the next smaller call
+   * works). See docs/RELIABILITY.md for the estimate and its calibration.
+   * @param limit - bytes (a number), a string with a binary suffix (`'512MiB'`, `'6GiB'`, as
+   *   `SD_NATIVE_MEMORY_LIMIT`), or `null` for the environment's limits only (the default).
+   * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for a negative, non-finite or unreadable limit.
+   */
+  setMemoryLimit(limit: number | string | null): this {
+    this.checkAlive('setMemoryLimit');
+    return this.toggle({ memoryLimit: limit === null ? 0 : parseMemorySize(limit, 'memoryLimit') });
   }
 
   private checkCuda(what: string): void {

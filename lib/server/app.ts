@@ -54,7 +54,17 @@ export interface ServerOptions {
   maxBodyMb?: number;
   /** fastify's logger option (default false). */
   logger?: boolean | Record<string, unknown>;
+  /**
+   * Largest width × height × images of one request (default {@link DEFAULT_MAX_PIXELS}, 0 = no cap):
+   * a larger request is refused with 400 `E_INVALID_ARGUMENT` naming the size field before it is
+   * queued, so one request cannot take the server's memory. A request without width/height counts
+   * the model's default size.
+   */
+  maxPixels?: number;
 }
+
+/** The default {@link ServerOptions.maxPixels}: 4 MP, e.g. one 2048×2048 image or four 1024×1024 images. */
+export const DEFAULT_MAX_PIXELS = 4 * 1024 * 1024;
 
 const TERMINAL = new Set(['result', 'error', 'cancelled']);
 
@@ -148,6 +158,23 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
   const byName = new Map(models.map((m) => [m.name, m]));
   const defaultModel = models[0].name;
   const bodyLimit = Math.round((options.maxBodyMb ?? 16) * 1024 * 1024);
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(Number.isInteger(maxPixels) && maxPixels >= 0)) throw new InvalidArgumentError(`maxPixels must be an integer >= 0; received ${maxPixels}`);
+  /** 400 naming the size field when width × height × images passes maxPixels (issue 19: one request must not take the server down). */
+  const checkPixels = (request: JobRequest, names: Record<string, string>) => {
+    if (maxPixels === 0) return;
+    const p = request.params as { width?: unknown; height?: unknown; numImagesPerPrompt?: unknown };
+    const model = byName.get(request.model);
+    const width = typeof p.width === 'number' ? p.width : model?.defaultWidth ?? 0;
+    const height = typeof p.height === 'number' ? p.height : model?.defaultHeight ?? 0;
+    const images = typeof p.numImagesPerPrompt === 'number' ? p.numImagesPerPrompt : 1;
+    const pixels = width * height * images;
+    if (pixels > maxPixels) {
+      const field = (names.width ?? 'width').split(' ')[0];
+      throw new HttpError(400, 'E_INVALID_ARGUMENT', `${field}: ${width}x${height} × ${images} image(s) = ${pixels} pixels is more than this `
+        + `server's limit of ${maxPixels} pixels per request (--max-pixels); ask for a smaller size or fewer images`, field);
+    }
+  };
   let draining = false;
   const drain = async () => {
     draining = true;
@@ -239,6 +266,7 @@ export function sdNativeRoutes(options: ServerOptions): SdNativeRoutes {
         }
         throw e;
       }
+      checkPixels(request, names);
       const id = await backend.submit(request);
       track(id);
       return id;

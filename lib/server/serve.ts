@@ -23,6 +23,7 @@ export interface ServeOptions {
   maxBatch: number;
   batchWaitMs: number;
   maxBodyMb: number;
+  maxPixels?: number;
   maxQueue?: number;
   redis?: string;
   role?: 'api' | 'worker' | 'both';
@@ -90,6 +91,7 @@ export async function runServe(o: ServeOptions): Promise<void> {
   if (!Number.isInteger(o.maxBatch) || o.maxBatch < 1 || o.maxBatch > 64) throw new InvalidArgumentError(`--max-batch must be an integer in [1, 64]; received ${o.maxBatch}`);
   if (!(o.batchWaitMs >= 0)) throw new InvalidArgumentError(`--batch-wait-ms must be ≥ 0; received ${o.batchWaitMs}`);
   if (!(o.maxBodyMb > 0)) throw new InvalidArgumentError(`--max-body-mb must be > 0; received ${o.maxBodyMb}`);
+  if (o.maxPixels !== undefined && !(Number.isInteger(o.maxPixels) && o.maxPixels >= 0)) throw new InvalidArgumentError(`--max-pixels must be an integer >= 0; received ${o.maxPixels}`);
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new InvalidArgumentError(`--port must be an integer in [0, 65535]; received ${o.port}`);
   const load: LoadOptions = {};
   if (o.device) load.device = o.device;
@@ -122,7 +124,7 @@ export async function runServe(o: ServeOptions): Promise<void> {
     let app: Awaited<ReturnType<typeof createServer>> | undefined;
     if (backend) {
       const models = executor ? undefined : await Promise.all(o.model.map(describeUnloaded));
-      app = await createServer({ backend, executor, models, maxBodyMb: o.maxBodyMb, logger: o.log ?? false });
+      app = await createServer({ backend, executor, models, maxBodyMb: o.maxBodyMb, maxPixels: o.maxPixels, logger: o.log ?? false });
       const address = await app.listen({ host: o.host, port: o.port });
       log(`sd-native serve: listening on ${address} (web page at /, OpenAI /v1/images/*, A1111 /sdapi/v1/*, jobs /v1/jobs, /health, /metrics)`);
     }

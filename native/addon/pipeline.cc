@@ -175,6 +175,11 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
   next.channelsLast = requireBool(env, o, "channelsLast", kWhat);
   next.fp8Format = requireString(env, o, "fp8", kWhat);
   next.offload = requireString(env, o, "offload", kWhat);
+  if (Napi::Value limit = o.Get("memoryLimit"); !limit.IsUndefined()) {  // bytes; 0 = the environment's limits only
+    const double bytes = requireNumber(env, o, "memoryLimit", kWhat);
+    if (!(bytes >= 0 && bytes <= 9.0e18)) throwInvalid(env, "optimizations.memoryLimit must be a number of bytes >= 0");
+    next.memoryLimit = static_cast<int64_t>(bytes);
+  }
   guarded(env, [&] { p->setOptimizations(next); });
   return env.Undefined();
 }

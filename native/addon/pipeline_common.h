@@ -229,6 +229,7 @@ class GenerateWorker : public Napi::AsyncWorker {
     timings.Set("totalMs", result_.totalMs);
     o.Set("timings", timings);
     if (result_.vaeUpcast) o.Set("vaeUpcast", Napi::Boolean::New(env, true));
+    if (result_.vaeAutoTiling) o.Set("vaeAutoTiling", Napi::Boolean::New(env, true));
     result_ = {};
     deferred_.Resolve(o);
   }

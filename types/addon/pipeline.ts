@@ -181,6 +181,11 @@ export interface NativeGenerateResult {
    * again in float32 (diffusers' force_upcast); the pipeline's VAE stays in float32 from then on.
    */
   vaeUpcast?: true;
+  /**
+   * Present (true) when the untiled VAE decode would not have fit in the memory available, so this
+   * call decoded with VAE tiling (slightly different pixels; issue 19 memory guard).
+   */
+  vaeAutoTiling?: true;
 }
 
 /** The speed/memory toggles of a pipeline (`pipelineSetOptimizations`; applied at the next generate). */
@@ -201,6 +206,12 @@ export interface NativeOptimizations {
   fp8: '' | 'e4m3fn' | 'e5m2';
   /** '' off, 'model' or 'sequential' CPU offload (CUDA pipelines). */
   offload: '' | 'model' | 'sequential';
+  /**
+   * Host memory in bytes one call may add before it is refused up front with `E_OUT_OF_MEMORY`
+   * (CPU pipelines; the smallest of this, `SD_NATIVE_MEMORY_LIMIT`, the cgroup limit and
+   * MemAvailable applies). 0 or absent = the environment's limits only.
+   */
+  memoryLimit?: number;
 }
 
 

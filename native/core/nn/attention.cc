@@ -77,6 +77,39 @@ int64_t attentionSliceSize(const AttentionOptions& options, int64_t total, int64
   return 1;
 }
 
+int64_t attentionQueryChunk(const AttentionOptions& options, int64_t rows, int64_t n, int64_t m, int64_t bytesPerScore) {
+  if (options.budgetBytes <= 0) return n;
+  const double perQuery = static_cast<double>(rows) * static_cast<double>(m) * static_cast<double>(bytesPerScore);
+  const double budget = static_cast<double>(options.budgetBytes);
+  if (perQuery * static_cast<double>(n) <= budget) return n;
+  return std::max<int64_t>(1, std::min<int64_t>(n, static_cast<int64_t>(budget / perQuery)));
+}
+
+namespace {
+
+// Bytes per score element over a math-path call: the scores, the softmax (float32 unless
+// Upcast::kNone), the probabilities (in v's dtype = the compute dtype).
+int64_t scoreBytesPerElement(at::ScalarType dtype, Upcast upcast) {
+  const at::ScalarType scoreType = upcast == Upcast::kAttention ? at::kFloat : dtype;
+  const size_t softmaxBytes = upcast == Upcast::kNone ? c10::elementSize(dtype) : 4;
+  return static_cast<int64_t>(c10::elementSize(scoreType) + softmaxBytes + c10::elementSize(dtype));
+}
+
+}  // namespace
+
+double attentionScoreBytes(const AttentionOptions& options, at::Device device, at::ScalarType dtype, int64_t b,
+                           int64_t heads, int64_t n, int64_t m, int64_t headDim, Upcast upcast) {
+  const AttentionKernel kernel = chooseAttentionKernel(options, device, dtype, n, m, headDim);
+  if (kernel == AttentionKernel::kSdpa) return 0;
+  if (kernel == AttentionKernel::kFlash && flashAttentionSupports(dtype)) return 0;
+  const int64_t total = b * heads;
+  const int64_t bps = scoreBytesPerElement(dtype, upcast);
+  const int64_t slice = attentionSliceSize(options, total, heads, n, m, bps);
+  const int64_t rows = slice <= 0 || slice >= total ? total : slice;
+  const int64_t chunk = attentionQueryChunk(options, rows, n, m, bps);
+  return static_cast<double>(rows) * static_cast<double>(chunk) * static_cast<double>(m) * static_cast<double>(bps);
+}
+
 namespace {
 
 // [B, N, H·D] → [B·H, N, D] (diffusers head_to_batch_dim).
@@ -152,21 +185,25 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
   const int64_t total = b * heads;
   // per score element over a call: the scores, the softmax (float32 unless Upcast::kNone), the probabilities
-  const at::ScalarType scoreType = upcast == Upcast::kAttention ? at::kFloat : q.scalar_type();
-  const size_t softmaxBytes = upcast == Upcast::kNone ? c10::elementSize(q.scalar_type()) : 4;
-  const int64_t bytesPerScore =
-      static_cast<int64_t>(c10::elementSize(scoreType) + softmaxBytes + c10::elementSize(v.scalar_type()));
+  const int64_t bytesPerScore = scoreBytesPerElement(q.scalar_type(), upcast);
   // user slicing (AttentionKernel::kSliced) or, on the math path, the memory budget
-  const int64_t slice = attentionSliceSize(options, total, heads, n, m, bytesPerScore);
-  if (slice <= 0 || slice >= total) {
+  int64_t slice = attentionSliceSize(options, total, heads, n, m, bytesPerScore);
+  if (slice <= 0 || slice >= total) slice = total;
+  // past the budget even one slice at a time (the VAE's single head at a large size): query chunks
+  const int64_t chunk = attentionQueryChunk(options, slice, n, m, bytesPerScore);
+  if (slice == total && chunk >= n) {
     return batchToHead(mathAttention(qb, kb, vb, scale, maskB, upcast), heads);
   }
   at::Tensor out = at::empty({total, n, d}, q.options());
   for (int64_t s = 0; s < total; s += slice) {
-    runtime::throwIfAborted("a sliced attention");
     const int64_t e = std::min(total, s + slice);
-    at::Tensor ms = maskB.defined() ? maskB.slice(0, s, e) : at::Tensor();
-    out.slice(0, s, e).copy_(mathAttention(qb.slice(0, s, e), kb.slice(0, s, e), vb.slice(0, s, e), scale, ms, upcast));
+    for (int64_t q0 = 0; q0 < n; q0 += chunk) {
+      runtime::throwIfAborted("a sliced attention");
+      const int64_t q1 = std::min(n, q0 + chunk);
+      at::Tensor ms = maskB.defined() ? maskB.slice(0, s, e).slice(1, q0, q1) : at::Tensor();
+      out.slice(0, s, e).slice(1, q0, q1).copy_(
+          mathAttention(qb.slice(0, s, e).slice(1, q0, q1), kb.slice(0, s, e), vb.slice(0, s, e), scale, ms, upcast));
+    }
   }
   return batchToHead(out, heads);
 }

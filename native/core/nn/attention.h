@@ -47,6 +47,11 @@ struct AttentionOptions {
 /// score element over its lifetime, under `options` (sliceSize, then budgetBytes).
 int64_t attentionSliceSize(const AttentionOptions& options, int64_t total, int64_t heads, int64_t n, int64_t m,
                            int64_t bytesPerScore);
+/// Queries per chunk (issue 19: the VAE mid-block's single head at a large size) for a slice of
+/// `rows` batch·heads: `n` (no chunking) when rows·N·M·bytesPerScore fits options.budgetBytes or
+/// there is no budget, else the most queries whose scores fit (at least 1). Softmax is row-wise, so
+/// chunking over queries computes the same values.
+int64_t attentionQueryChunk(const AttentionOptions& options, int64_t rows, int64_t n, int64_t m, int64_t bytesPerScore);
 /// Which parts of attention run in float32 when the compute dtype is reduced (bfloat16/float16),
 /// as diffusers' Attention flags (models/attention_processor.py, get_attention_scores):
 /// - kNone: scores, softmax and probabilities in the compute dtype (UNet/SDXL default; CLIP);
@@ -66,6 +71,13 @@ enum class AttentionKernel { kMath, kSliced, kSdpa, kFlash };
 /// the crossovers measured in docs/BENCHMARKS.md).
 AttentionKernel chooseAttentionKernel(const AttentionOptions& options, at::Device device, at::ScalarType dtype,
                                       int64_t n, int64_t m, int64_t headDim);
+
+/// The peak bytes of the score tensors attention() holds for q [B, N, heads·D], k [B, M, heads·D] in
+/// `dtype` on `device` with `options` and `upcast` (the kernel chooseAttentionKernel picks; 0 for
+/// flash and SDPA, which hold no N×N scores; slicing and query chunking as attention() does them).
+/// What the peak-memory estimate (pipelines/memory_guard.h) uses.
+double attentionScoreBytes(const AttentionOptions& options, at::Device device, at::ScalarType dtype, int64_t b,
+                           int64_t heads, int64_t n, int64_t m, int64_t headDim, Upcast upcast);
 
 /// True when this build has at::scaled_dot_product_attention.
 bool sdpaAvailable();

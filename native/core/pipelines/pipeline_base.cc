@@ -329,6 +329,7 @@ void PipelineBase::setOptimizations(const Optimizations& next) {
          "enableMemoryEfficientAttention needs at::scaled_dot_product_attention (libtorch >= 2.0); this build uses "
          "libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
              ". Use enableAttentionSlicing() to bound attention memory instead");
+  if (next.memoryLimit < 0) invalid("memoryLimit must be a non-negative number of bytes; received " + std::to_string(next.memoryLimit));
   if (!next.fp8Format.empty()) nn::fp8StorageDtype(next.fp8Format);  // E_INVALID_ARGUMENT for other formats
   if (!next.offload.empty()) {
     if (next.offload != "model" && next.offload != "sequential")

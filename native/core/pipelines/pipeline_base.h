@@ -42,6 +42,7 @@ class Scheduler;
 namespace sd::pipelines {
 
 struct GenerateRequest;  // stable_diffusion.h
+struct MemoryCallShape;  // memory_guard.h
 
 /// How to load a pipeline.
 struct LoadOptions {
@@ -88,6 +89,9 @@ struct Optimizations {
   /// "sequential" (enable_sequential_cpu_offload: weights stay in pinned host memory and each
   /// layer's weights are copied to the GPU when it runs). CUDA pipelines only.
   std::string offload;
+  /// Host memory (bytes) a call may add before it is refused with E_OUT_OF_MEMORY; 0 = only the
+  /// limits found in the environment (SD_NATIVE_MEMORY_LIMIT, cgroup, MemAvailable). memory_guard.h.
+  int64_t memoryLimit = 0;
 };
 
 struct StepInfo {
@@ -117,6 +121,9 @@ struct GenerateResult {
   /// The reduced-precision VAE decode gave NaN/inf, so the images were decoded again in float32
   /// (and the VAE stays in float32 from now on; see PipelineBase::finishGeneration).
   bool vaeUpcast = false;
+  /// The untiled VAE decode would not have fit in the memory available, so this call decoded with
+  /// VAE tiling (which changes the image slightly); PipelineBase::guardMemory.
+  bool vaeAutoTiling = false;
 };
 
 /// Called after every denoising step (on the computing thread).
@@ -269,6 +276,14 @@ class PipelineBase {
     std::unique_ptr<at::InferenceMode> inference_;
     runtime::CancellationScope cancellation_;  // ended first, the lock last
   };
+  // ---- issue 19: memory guard (memory_guard.cc) ----
+  /// Before a call's work (CPU pipelines): its peak memory estimated from `shape` and the toggles in
+  /// effect, against runtime::availableMemory(memoryLimit). May turn on VAE slicing for this call
+  /// (a batch's decode past the attention budget; same images) or VAE tiling (only when the untiled
+  /// decode does not fit and the tiled one does; result.vaeAutoTiling). E_OUT_OF_MEMORY with the
+  /// estimate, the memory available and what to change when the call cannot fit. Call with mutex_
+  /// held (inside a GenerationScope).
+  void guardMemory(const MemoryCallShape& shape, GenerateResult& result);
   /// The LoRA scale slots of the UNet and the text encoders (diffusers' cross_attention_kwargs scale).
   std::vector<double*> loraScaleSlots() const;
   /// E_INVALID_ARGUMENT unless height and width are positive multiples of the VAE scale factor.

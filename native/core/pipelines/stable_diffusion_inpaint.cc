@@ -8,6 +8,7 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "pipelines/stable_diffusion.h"
+#include "pipelines/memory_guard.h"
 #include "pipelines/pipeline_common.h"
 #include "runtime/device_timer.h"
 #include "schedulers/scheduler.h"
@@ -48,6 +49,8 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   // With one seed per image, diffusers' _encode_vae_image encodes the (one-row) image and masked
   // image with generator[0] only; the noise and the scheduler draw row by row.
   const runtime::Generators generator = requestGenerators(req.seed, req.seeds, batch);
+  guardMemory({batch, cfg, req.height, req.width, req.inputIds.size(1), /*encodesImage=*/true,
+               static_cast<int64_t>(req.controlnets.size())}, result);  // issue 19: E_OUT_OF_MEMORY up front
 
   // 3. Encode input prompt
   auto tEncode = std::chrono::steady_clock::now();

@@ -15,6 +15,7 @@
 #include "models/autoencoder_kl.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
+#include "pipelines/memory_guard.h"
 #include "pipelines/pipeline_common.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
@@ -245,6 +246,8 @@ GenerateResult StableDiffusionXLPipeline::generate(const XLGenerateRequest& req,
   // 2. Define call parameters
   const int64_t batch = numPrompts * req.numImagesPerPrompt;
   const runtime::Generators generator = requestGenerators(req.seed, req.seeds, batch);
+  guardMemory({batch, cfg, height, width, req.inputIds.size(1), img2img && !fromLatents,
+               static_cast<int64_t>(req.controlnets.size())}, result);  // issue 19: E_OUT_OF_MEMORY up front
 
   // 3. Encode input prompt
   auto tEncode = std::chrono::steady_clock::now();
