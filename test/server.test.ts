@@ -2,7 +2,8 @@
  * `sd-native serve` (issue 15): every route and error code of lib/server/app.ts on the tiny
  * fixture model, over a real loopback socket — OpenAI images (generations, multipart edits), the
  * A1111 API, the jobs API with Server-Sent Events and cancellation, /health, /metrics; 400 with
- * the field and the allowed values, 404, 413, 503 on out-of-memory (the server keeps serving),
+ * the field and the allowed values, 404, 413, 503 on out-of-memory (the server keeps serving; also the
+ * memory guard's real up-front refusal), 400 past --max-pixels naming the size field,
  * 503 while draining; a disconnecting client cancels its job. Generations are 32×32, 2–3 steps.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -380,6 +381,41 @@ describe('health, metrics, errors', () => {
     const ok = await post('/v1/images/generations', { prompt: 'fine', size: '32x32', steps: 2, response_format: 'b64_json' });
     expect(ok.status).toBe(200);
     expect((await get('/health')).status).toBe(200);
+  });
+
+  it('the memory guard\'s up-front refusal (a real one: SD_NATIVE_MEMORY_LIMIT) is 503 E_OUT_OF_MEMORY with the estimate, and the server keeps serving', async () => {
+    process.env.SD_NATIVE_MEMORY_LIMIT = '1MiB'; // read by the native guard at every call
+    let r;
+    try {
+      r = await post('/v1/images/generations', { prompt: 'guarded', size: '64x64', steps: 2 });
+    } finally {
+      delete process.env.SD_NATIVE_MEMORY_LIMIT;
+    }
+    const e = expectError(r, 503, 'E_OUT_OF_MEMORY');
+    expect(e.message).toMatch(/needs an estimated .* but only 1.0 MiB is available \(SD_NATIVE_MEMORY_LIMIT\)/);
+    const ok = await post('/v1/images/generations', { prompt: 'fine', size: '32x32', steps: 2, response_format: 'b64_json' });
+    expect(ok.status).toBe(200);
+  });
+
+  it('--max-pixels (default 4 MP): a larger width × height × images is 400 naming the size field, before it is queued', async () => {
+    const before = await metric('sd_native_jobs_total{outcome="failed"}');
+    let e = expectError(await post('/v1/images/generations', { prompt: 'x', size: '4096x4096' }), 400, 'E_INVALID_ARGUMENT');
+    expect(e.param).toBe('size');
+    expect(e.message).toBe('size: 4096x4096 × 1 image(s) = 16777216 pixels is more than this server\'s limit of 4194304 pixels per request (--max-pixels); ask for a smaller size or fewer images');
+    e = expectError(await post('/sdapi/v1/txt2img', { prompt: 'x', width: 2048, height: 2048, batch_size: 2 }), 400, 'E_INVALID_ARGUMENT');
+    expect(e.param).toBe('width');
+    expect(e.message).toContain('2048x2048 × 2 image(s) = 8388608 pixels');
+    expect(await metric('sd_native_jobs_total{outcome="failed"}')).toBe(before); // refused before any job
+    // a server with its own cap, and 0 = no cap
+    const capped = await createServer({ backend: new LocalBackend(wrapped), models: executor.descriptors(), maxPixels: 32 * 32 });
+    try {
+      const res = await capped.inject({ method: 'POST', url: '/v1/images/generations', payload: { prompt: 'x', size: '32x64' } });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error).toMatchObject({ code: 'E_INVALID_ARGUMENT', param: 'size' });
+    } finally {
+      await capped.close();
+    }
+    await expect(createServer({ backend: new LocalBackend(wrapped), models: executor.descriptors(), maxPixels: -1 })).rejects.toThrow(/maxPixels must be an integer >= 0/);
   });
 
   it('GET /metrics: Prometheus text with queue depth, jobs by outcome, steps, generation seconds, memory', async () => {
