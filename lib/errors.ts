@@ -53,7 +53,12 @@ export class UnsupportedModelError extends SdError {
 export class InvalidArgumentError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_INVALID_ARGUMENT', message, options); }
 }
-/** The device ran out of memory; a smaller call afterwards works (`E_OUT_OF_MEMORY`). */
+/**
+ * The device ran out of memory, or (CPU pipelines) the call's estimated peak memory does not fit the
+ * memory available and it was refused before running (`setMemoryLimit`, `SD_NATIVE_MEMORY_LIMIT`,
+ * cgroup, MemAvailable; the message gives the estimate, the limit and what to change); a smaller
+ * call afterwards works (`E_OUT_OF_MEMORY`).
+ */
 export class OutOfMemoryError extends SdError {
   constructor(message: string, options?: { cause?: unknown }) { super('E_OUT_OF_MEMORY', message, options); }
 }

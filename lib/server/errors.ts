@@ -2,7 +2,9 @@
  * HTTP errors of `sd-native serve`: every error answer is `{ error: { code, message } }` (plus
  * `param`, the field at fault, where one is known, as OpenAI's error object has it). The status
  * follows the code: bad input 400, unknown model or route 404, body over the limit 413, out of
- * memory / shutting down / queue full 503, a cancelled job 409, anything else 500.
+ * memory (a device OOM or the memory guard's up-front refusal: the request cannot run now; a smaller
+ * one, or the same once memory frees up, can) / shutting down / queue full 503, a cancelled job 409,
+ * anything else 500. Past `--max-pixels` is a 400 (app.ts).
  */
 
 /** An error with an HTTP status and an error code. */

@@ -3,7 +3,7 @@
 // peak is the largest phase; a phase holds what stays alive across it (the UNet's skip tensors,
 // ControlNet residuals) plus the working set of its widest resolution (kUnetWorkFactor /
 // kVaeWorkFactor tensors of the widest activation there: a resnet's input, norm, activation and
-// conv outputs) plus its attention (q, k, v, output and the scores the chosen kernel holds).
+// conv outputs, oneDNN's blocked-layout copies) plus its attention (q, k, v, output and the scores the chosen kernel holds).
 #include "pipelines/memory_guard.h"
 
 #include <algorithm>
@@ -68,7 +68,7 @@ double estimateVaeDecodeMemory(const MemoryCallShape& shape, at::Device device, 
                        static_cast<double>(shape.width) * (es + 4.0 + 4.0 + 1.0);
   // tiles: every decoded tile is kept until blended (overlap: (1 / (1 − overlap))² of the image)
   const double tiles = tiled ? image / std::pow(1.0 - vae.tileOverlap, 2.0) : 0.0;
-  return std::max(work, attn + work / kVaeWorkFactor) + image + tiles;
+  return std::max(work, attn + 2.0 * work / kVaeWorkFactor) + image + tiles;
 }
 
 MemoryEstimate estimateCallMemory(const models::UNet2DConditionConfig& unet, const MemoryCallShape& shape,
@@ -110,7 +110,10 @@ MemoryEstimate estimateCallMemory(const models::UNet2DConditionConfig& unet, con
   }
   // ControlNets: each holds a copy of the down path's outputs (its residuals) while the UNet runs
   const double control = static_cast<double>(shape.controlNets) * skips;
-  e.unet = skips + control + std::max(work, attn);
+  // oneDNN reorders a convolution's weight into its blocked layout at every call: a copy of the
+  // largest kernel (an up block's first 3×3 conv: widest channels × twice them, concatenated skip)
+  const double weightCopy = levels > 0 ? 9.0 * es * 2.0 * static_cast<double>(ch.back()) * static_cast<double>(ch.back()) : 0;
+  e.unet = skips + control + std::max(work, attn) + weightCopy;
   e.vaeDecode = estimateVaeDecodeMemory(shape, device, attention, vae);
   if (shape.encodesImage) {
     MemoryCallShape one = shape;
@@ -176,7 +179,7 @@ void PipelineBase::guardMemory(const MemoryCallShape& shape, GenerateResult& res
            std::to_string(kSafetyFactor).substr(0, 4) + " margin) for " + std::to_string(shape.batch) + " image(s) of " +
            std::to_string(shape.width) + "x" + std::to_string(shape.height) + ", but only " + gib(static_cast<double>(available.bytes)) +
            " is available (" + available.source + "). Use a smaller width/height or batch" +
-           (decodeBound ? ", enableVaeTiling()/enableVaeSlicing()" : "") +
+           (decodeBound ? (shape.batch > 1 ? ", enableVaeTiling()/enableVaeSlicing()" : ", enableVaeTiling()") : "") +
            (e.unet > e.vaeDecode ? ", enableAttentionSlicing()" : "") +
            ", or raise the limit (SD_NATIVE_MEMORY_LIMIT / the pipeline's memoryLimit)");
 }

@@ -51,11 +51,13 @@ struct MemoryEstimate {
   double peak = 0;       // max of the phases · kSafetyFactor + kOverheadBytes
 };
 
-/// Calibration (docs/RELIABILITY.md): the live activation tensors of a resnet at one resolution,
-/// in units of the widest tensor there, measured on the tiny fixtures and a full-size SD 1.5 at
-/// 256² (libtorch 1.13, CPU, float32).
-inline constexpr double kUnetWorkFactor = 4.0;
-inline constexpr double kVaeWorkFactor = 4.0;
+/// Calibration (docs/RELIABILITY.md): the activation memory at one resolution, in units of the
+/// widest activation tensor there (a resnet's input, norm and activation outputs, conv outputs,
+/// oneDNN's blocked-layout copies), fitted to bound the peak RSS growth measured on the tiny
+/// fixtures (128²–384², batch 1–2) and a full-size SD 1.5 at 256² (libtorch 1.13, CPU, float32).
+/// The UNet's level holds a concatenated skip, counted in its width (2× the level's channels).
+inline constexpr double kUnetWorkFactor = 13.0;
+inline constexpr double kVaeWorkFactor = 8.0;
 /// Margin on the modelled peak (allocator fragmentation, oneDNN scratch, what the model omits).
 inline constexpr double kSafetyFactor = 1.25;
 /// Fixed extra per call (thread-local buffers, scheduler state, small tensors).
