@@ -15,7 +15,9 @@
 #   fixtures.tar.xz        ../shared/fixtures subset: models/tiny-sd15 + the goldens of its pipeline
 #                          cases (cases.json, pipe_*, img2img_*); fixtures do not travel otherwise
 #   diffusers.tar.xz       src/diffusers of huggingface/diffusers (the device has torch +
-#                          transformers + huggingface_hub but no diffusers), for the race
+#                          huggingface_hub but, per ../shared/GPU.md, no diffusers and no transformers:
+#                          scripts/gpu/diffusers_race.py then times diffusers' loop without the text
+#                          encoder), for the race
 #   MANIFEST.txt           versions, commit and sizes
 # The device tool sends tracked + untracked-not-ignored files + carried paths: 64 MiB in all.
 set -euo pipefail
