@@ -42,7 +42,7 @@ describe('enableCudaGraphs without a GPU', () => {
     const pipe = await StableDiffusionPipeline.fromPretrained(fixture('models', 'tiny-sd15'));
     try {
       expect(() => pipe.enableCudaGraphs()).toThrow(DeviceUnavailableError);
-      expect(() => pipe.enableCudaGraphs()).toThrow(/CUDA|cuda/);
+      expect(() => pipe.enableCudaGraphs()).toThrow(/enableCudaGraphs captures the UNet's CUDA kernels; this pipeline runs on cpu/);
       const out = await pipe.generate({ ...call, numInferenceSteps: 2 });
       expect(out.images[0].data.length).toBe(32 * 32 * 3);
       expect(stats(pipe)).toEqual({ captures: 0, replays: 0, invalidations: 0, graphs: 0 });

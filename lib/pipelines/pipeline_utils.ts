@@ -388,7 +388,7 @@ export abstract class DiffusionPipeline {
    */
   enableModelCpuOffload(): this {
     this.checkAlive('enableModelCpuOffload');
-    this.checkCuda('enableModelCpuOffload');
+    this.checkCuda('enableModelCpuOffload', 'moves weights between host memory and a CUDA GPU');
     this.checkNoCudaGraphs('enableModelCpuOffload');
     return this.toggle({ offload: 'model' });
   }
@@ -401,7 +401,7 @@ export abstract class DiffusionPipeline {
    */
   enableSequentialCpuOffload(): this {
     this.checkAlive('enableSequentialCpuOffload');
-    this.checkCuda('enableSequentialCpuOffload');
+    this.checkCuda('enableSequentialCpuOffload', 'moves weights between host memory and a CUDA GPU');
     this.checkNoCudaGraphs('enableSequentialCpuOffload');
     return this.toggle({ offload: 'sequential' });
   }
@@ -435,7 +435,7 @@ export abstract class DiffusionPipeline {
     this.checkAlive('enableCudaGraphs');
     // SD_NATIVE_CUDA_GRAPHS_EMULATE=1 (tests without a GPU): the native side replays by re-running
     // the UNet on a CPU pipeline, with the same bookkeeping (native/core/pipelines/unet_graphs.h)
-    if (process.env.SD_NATIVE_CUDA_GRAPHS_EMULATE !== '1') this.checkCuda('enableCudaGraphs');
+    if (process.env.SD_NATIVE_CUDA_GRAPHS_EMULATE !== '1') this.checkCuda('enableCudaGraphs', "captures the UNet's CUDA kernels");
     if (this.model.optimizations.offload) {
       throw new InvalidArgumentError('enableCudaGraphs: CUDA graphs replay the UNet with its weights at fixed GPU addresses, ' +
         'which CPU offload moves; call disableCpuOffload() first');
@@ -456,10 +456,10 @@ export abstract class DiffusionPipeline {
     }
   }
 
-  private checkCuda(what: string): void {
+  private checkCuda(what: string, why: string): void {
     const device = this.model.info.device;
     if (!device.startsWith('cuda')) {
-      throw new DeviceUnavailableError(`${what} moves weights between host memory and a CUDA GPU; this pipeline runs on ${device} ` +
+      throw new DeviceUnavailableError(`${what} ${why}; this pipeline runs on ${device} ` +
         `(load it with { device: 'cuda' })`);
     }
   }
