@@ -152,7 +152,7 @@ Napi::Value LivePipelines(const Napi::CallbackInfo& info) {
 }
 
 // pipelineSetOptimizations(h, {sliceSize: number|'auto'|'max', sdpa: boolean|'auto', vaeSlicing,
-// vaeTiling, channelsLast, fp8: ''|'e4m3fn'|'e5m2', offload: ''|'model'|'sequential'}): the full
+// vaeTiling, channelsLast, fp8: ''|'e4m3fn'|'e5m2', offload: ''|'model'|'sequential', cudaGraphs}): the full
 // set (lib/ validated it), recorded now and applied at the start of the next generate; the core
 // checks what only it can (libtorch has SDPA, the device is CUDA, known format and mode).
 Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
@@ -180,6 +180,7 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
     if (!(bytes >= 0 && bytes <= 9.0e18)) throwInvalid(env, "optimizations.memoryLimit must be a number of bytes >= 0");
     next.memoryLimit = static_cast<int64_t>(bytes);
   }
+  next.cudaGraphs = requireBool(env, o, "cudaGraphs", kWhat);
   guarded(env, [&] { p->setOptimizations(next); });
   return env.Undefined();
 }
@@ -201,6 +202,21 @@ Napi::Value PipelineTestFaults(const Napi::CallbackInfo& info) {
   if (!(n >= 0 && n <= 1000)) throwInvalid(env, "faults.nonFiniteDecodes must be an integer in [0, 1000]");
   p->setTestNonFiniteDecodes(static_cast<int>(n));
   return env.Undefined();
+}
+
+// pipelineCudaGraphStats(h) → {captures, replays, invalidations, graphs}: test-only; what
+// enableCudaGraphs did on this pipeline (PipelineBase::cudaGraphStats; zeros while it is off).
+Napi::Value PipelineCudaGraphStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto p = unwrapAnyPipeline(env, info[0], "pipeline");
+  pipelines::UNetGraphs::Stats s;
+  guarded(env, [&] { s = p->cudaGraphStats(); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("captures", Napi::Number::New(env, static_cast<double>(s.captures)));
+  o.Set("replays", Napi::Number::New(env, static_cast<double>(s.replays)));
+  o.Set("invalidations", Napi::Number::New(env, static_cast<double>(s.invalidations)));
+  o.Set("graphs", Napi::Number::New(env, static_cast<double>(s.graphs)));
+  return o;
 }
 
 // noiseBankStats() → {filled, served}: test-only; the process-wide noise-bank counters
@@ -229,6 +245,7 @@ void InitPipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("encodeText", Napi::Function::New(env, EncodeText));
   exports.Set("pipelineTestFaults", Napi::Function::New(env, PipelineTestFaults));
   exports.Set("noiseBankStats", Napi::Function::New(env, NoiseBankStatsFn));
+  exports.Set("pipelineCudaGraphStats", Napi::Function::New(env, PipelineCudaGraphStats));
 }
 
 }  // namespace sd::addon

@@ -212,6 +212,8 @@ export interface NativeOptimizations {
    * MemAvailable applies). 0 or absent = the environment's limits only.
    */
   memoryLimit?: number;
+  /** enableCudaGraphs: the UNet forward captured per input signature and replayed (CUDA pipelines, no offload). */
+  cudaGraphs: boolean;
 }
 
 
@@ -270,4 +272,10 @@ export interface PipelineTestingAddon {
    * scheduler draws noise) and draws `served` from them (one per such step).
    */
   noiseBankStats(): { filled: number; served: number };
+  /**
+   * What enableCudaGraphs did on this pipeline: graphs `captures`, forwards served by `replays`,
+   * `invalidations` (graphs dropped because weights, LoRA, attention or flags changed), `graphs`
+   * held now. Zeros while it is off. Waits for a generation in flight.
+   */
+  pipelineCudaGraphStats(h: PipelineHandle): { captures: number; replays: number; invalidations: number; graphs: number };
 }
