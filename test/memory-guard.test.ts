@@ -60,6 +60,13 @@ describe('memory guard: refusal up front', () => {
     }
   });
 
+  it('without any limit set, 8192² on the tiny model (estimate ≈ 260 GiB) is refused against the machine\'s own memory instead of being killed', async () => {
+    const e = await rejection(pipe.generate({ ...small, width: 8192, height: 8192 }));
+    expect(e.code).toBe('E_OUT_OF_MEMORY');
+    expect(e.message).toMatch(/is available \((MemAvailable|cgroup)/);
+    expect((await pipe.generate(small)).images).toHaveLength(1);
+  });
+
   it('the estimate grows with the batch (CFG doubling included) and the size', async () => {
     pipe.setMemoryLimit(1);
     try {
