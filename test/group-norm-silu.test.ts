@@ -66,6 +66,9 @@ function relErr(got: TensorData, ref: Float64Array): number {
   return d / m;
 }
 
+/** groupNormSilu's x, groups, gamma, beta. */
+type GnArgs = [TensorData, number, TensorData, TensorData];
+
 interface Case { shape: number[]; groups: number; mean?: number; std?: number; what: string }
 const CASES: Case[] = [
   { shape: [1, 64, 7, 9], groups: 32, what: 'a spatial size that is no multiple of the vector width' },
@@ -89,8 +92,8 @@ describe('fused GroupNorm + SiLU CPU kernel vs float64 and ATen', () => {
           if (dtype === 'bfloat16') [x, gamma, beta] = [roundBf16(x), roundBf16(gamma), roundBf16(beta)];
           const eps = 1e-6;
           const ref = reference(x, c.shape, c.groups, gamma, beta, eps, silu);
-          const args = [{ data: x, shape: c.shape }, c.groups, { data: gamma, shape: [channels] },
-            { data: beta, shape: [channels] }] as const;
+          const args: GnArgs = [{ data: x, shape: c.shape }, c.groups, { data: gamma, shape: [channels] },
+            { data: beta, shape: [channels] }];
           const fused = await native(() => addon().groupNormSilu(...args, { eps, dtype, silu, impl: 'fused' }));
           const aten = await native(() => addon().groupNormSilu(...args, { eps, dtype, silu, impl: 'aten' }));
           expect(fused.shape).toEqual(c.shape);
@@ -112,7 +115,7 @@ describe('fused GroupNorm + SiLU CPU kernel vs float64 and ATen', () => {
 
   it('takes a channels-last input only through ATen (the fused kernel rejects it with E_INVALID_ARGUMENT)', async () => {
     const shape = [1, 64, 4, 4], x = randn(64 * 16, 5), g = randn(64, 6, 0.1, 1), b = randn(64, 7, 0.1);
-    const args = [{ data: x, shape }, 32, { data: g, shape: [64] }, { data: b, shape: [64] }] as const;
+    const args: GnArgs = [{ data: x, shape }, 32, { data: g, shape: [64] }, { data: b, shape: [64] }];
     const err = await rejection<SdError>(native(() => addon().groupNormSilu(...args, { channelsLast: true, impl: 'fused' })));
     expect(err).toBeInstanceOf(SdError);
     expect(err.code).toBe('E_INVALID_ARGUMENT');
