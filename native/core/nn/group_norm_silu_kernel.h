@@ -94,20 +94,32 @@ inline Vf siluV(Vf y) { return y / (splat(1.0f) + expV(-y)); }
 // Mean and M2 (Σ(x − mean)²) of one chunk held in float32 (len ≤ kChunk): the corrected two-pass
 // algorithm (Chan, Golub & LeVeque 1983), the second pass reads the chunk from L1.
 inline void chunkMoments(const float* x, int64_t len, double& mean, double& m2) {
-  Vf s = splat(0.0f);
+  // two independent accumulators per sum: the adds of one vector do not wait for the previous one
+  Vf s0 = splat(0.0f), s1v = splat(0.0f);
   int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) s += loadF(x + i);
-  float sum = hsum(s);
+  for (; i + 2 * kLanes <= len; i += 2 * kLanes) {
+    s0 += loadF(x + i);
+    s1v += loadF(x + i + kLanes);
+  }
+  for (; i + kLanes <= len; i += kLanes) s0 += loadF(x + i);
+  float sum = hsum(s0 + s1v);
   for (; i < len; ++i) sum += x[i];
   const float m = sum / static_cast<float>(len);
-  Vf d1 = splat(0.0f), d2 = splat(0.0f);
+  Vf a1 = splat(0.0f), a2 = splat(0.0f), b1 = splat(0.0f), b2 = splat(0.0f);
   const Vf mv = splat(m);
-  for (i = 0; i + kLanes <= len; i += kLanes) {
-    const Vf d = loadF(x + i) - mv;
-    d1 += d;
-    d2 += d * d;
+  for (i = 0; i + 2 * kLanes <= len; i += 2 * kLanes) {
+    const Vf d = loadF(x + i) - mv, e = loadF(x + i + kLanes) - mv;
+    a1 += d;
+    a2 += d * d;
+    b1 += e;
+    b2 += e * e;
   }
-  double s1 = hsum(d1), s2 = hsum(d2);
+  for (; i + kLanes <= len; i += kLanes) {
+    const Vf d = loadF(x + i) - mv;
+    a1 += d;
+    a2 += d * d;
+  }
+  double s1 = hsum(a1 + b1), s2 = hsum(a2 + b2);
   for (; i < len; ++i) {
     const double d = static_cast<double>(x[i]) - m;
     s1 += d;
