@@ -2,8 +2,9 @@
  * The fused GroupNorm + SiLU CPU kernel (native/core/nn/group_norm_silu; torch.nn.GroupNorm then
  * torch.nn.SiLU as diffusers' ResnetBlock2D and conv_norm_out use them): against a float64
  * reference computed here and against ATen's at::group_norm + at::silu at several shapes, both
- * dtypes, with and without SiLU; its error paths; and the tiny-sd15 UNet golden with the fusion
- * off and on (the float32 goldens' atol = rtol = 1e-4, fixtures/README.md).
+ * dtypes, with and without SiLU; the GEGLU kernel likewise; their error paths; and the tiny-sd15 UNet
+ * golden (GroupNorm, SiLU and GEGLU inside) with the fusion off and on (the float32 goldens'
+ * atol = rtol = 1e-4, fixtures/README.md).
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import path from 'node:path';
@@ -137,6 +138,77 @@ describe('fused GroupNorm + SiLU CPU kernel vs float64 and ATen', () => {
     // the binding still works after the errors
     const ok = await native(() => addon().groupNormSilu(x, 3, six, six, { impl: 'fused' }));
     expect(ok.shape).toEqual(shape);
+  });
+});
+
+/**
+ * hidden · gelu(gate) of proj [rows, 2F] in float64 (exact erf GELU): erf by its Taylor series below 3
+ * and by erfc's continued fraction (Lentz) above, both to ~1e-15.
+ */
+function gegluReference(proj: Float32Array, rows: number, f: number): Float64Array {
+  const erf = (x: number): number => {
+    const ax = Math.abs(x);
+    if (ax < 3) {  // Taylor series, converges fast enough below 3 (terms shrink past n ≈ x²)
+      let term = ax, sum = ax;
+      for (let n = 1; n < 200; n++) {
+        term *= -ax * ax / n;
+        const add = term / (2 * n + 1);
+        sum += add;
+        if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+      }
+      return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
+    }
+    // continued fraction for erfc (Lentz), accurate for |x| ≥ 3
+    let fcf = ax, c = ax, d = 0;
+    for (let n = 1; n < 200; n++) {
+      const an = n / 2;
+      d = ax + an * d; d = 1 / d;
+      c = ax + an / c;
+      const delta = c * d;
+      fcf *= delta;
+      if (Math.abs(delta - 1) < 1e-16) break;
+    }
+    const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / fcf;
+    return Math.sign(x) * (1 - erfc);
+  };
+  const y = new Float64Array(rows * f);
+  for (let r = 0; r < rows; r++)
+    for (let i = 0; i < f; i++) {
+      const h = proj[r * 2 * f + i], g = proj[r * 2 * f + f + i];
+      y[r * f + i] = h * 0.5 * g * (1 + erf(g / Math.SQRT2));
+    }
+  return y;
+}
+
+describe('fused GEGLU CPU kernel vs float64 and ATen', () => {
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    for (const [rows, f] of [[6, 20], [3, 37], [2, 1280]] as const) {
+      it(`${dtype}: proj [${rows}, ${2 * f}]`, async () => {
+        let proj = randn(rows * 2 * f, rows * 1000 + f, 3);
+        if (dtype === 'bfloat16') proj = roundBf16(proj);
+        const ref = gegluReference(proj, rows, f);
+        const t = { data: proj, shape: [rows, 2 * f] };
+        const fused = await native(() => addon().geglu(t, { dtype, impl: 'fused' }));
+        const aten = await native(() => addon().geglu(t, { dtype, impl: 'aten' }));
+        expect(fused.shape).toEqual([rows, f]);
+        const ef = relErr(fused, ref), ea = relErr(aten, ref);
+        measured[`geglu ${dtype} ${rows}x${2 * f}`] = `${ef.toExponential(2)} | ${ea.toExponential(2)}`;
+        if (dtype === 'float32') expect(ef).toBeLessThan(Math.max(1e-6, 4 * ea));
+        else {
+          expect(ef).toBeLessThan(2 ** -8 + 1e-5);
+          expect(ef).toBeLessThanOrEqual(ea + 1e-5);
+        }
+      });
+    }
+  }
+
+  it('rejects an odd last dimension with E_INVALID_ARGUMENT, and works after', async () => {
+    const err = await rejection<SdError>(native(() => addon().geglu({ data: randn(6, 1), shape: [2, 3] }, {})));
+    expect(err).toBeInstanceOf(SdError);
+    expect(err.code).toBe('E_INVALID_ARGUMENT');
+    expect(err.message).toMatch(/even/);
+    const ok = await native(() => addon().geglu({ data: randn(8, 1), shape: [2, 4] }, {}));
+    expect(ok.shape).toEqual([2, 2]);
   });
 });
 

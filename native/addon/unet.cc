@@ -1,6 +1,6 @@
 // Bindings for native/core/models/unet_2d_condition (diffusers UNet2DConditionModel):
 // loadUNet, unetForward, unetSetAttention, disposeUNet; and, for the tests of the UNet's kernels,
-// groupNormSilu and setFusedGroupNorm (native/core/nn/group_norm_silu).
+// groupNormSilu, geglu and setFusedGroupNorm (native/core/nn/group_norm_silu).
 #include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
@@ -187,6 +187,35 @@ Napi::Value GroupNormSilu(const Napi::CallbackInfo& info) {
       [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
 }
 
+// geglu(proj, {dtype, impl}) → float32 result: proj [..., 2F] cast to dtype, then hidden · gelu(gate)
+// by impl 'fused' (nn::gegluCpu, errors included) or 'aten' (chunk, at::gelu, mul).
+Napi::Value Geglu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "geglu(proj, options)");
+  const at::Tensor proj = toTensor(env, info[0], "proj");
+  const Napi::Object o = info[1].As<Napi::Object>();
+  const std::string dtypeName = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
+  const std::string impl = o.Has("impl") ? o.Get("impl").As<Napi::String>().Utf8Value() : "fused";
+  if (dtypeName != "float32" && dtypeName != "bfloat16") throwInvalid(env, "dtype must be 'float32' or 'bfloat16'");
+  if (impl != "fused" && impl != "aten") throwInvalid(env, "impl must be 'fused' or 'aten'");
+  const at::ScalarType dtype = dtypeName == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  return runAsync<at::Tensor>(
+      env,
+      [=]() -> at::Tensor {
+        at::NoGradGuard noGrad;
+        const at::Tensor p = proj.to(dtype);
+        at::Tensor y;
+        if (impl == "fused") {
+          y = nn::gegluCpu(p);
+        } else {
+          auto parts = p.chunk(2, -1);
+          y = parts[0] * at::gelu(parts[1]);
+        }
+        return y.to(at::kFloat).contiguous();
+      },
+      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
+}
+
 // setFusedGroupNorm(on) → the previous setting: whether nn::GroupNorm::withSilu uses the fused
 // CPU kernel (process-wide; for A/B tests).
 Napi::Value SetFusedGroupNorm(const Napi::CallbackInfo& info) {
@@ -206,6 +235,7 @@ void InitUNet(Napi::Env env, Napi::Object exports) {
   exports.Set("disposeUNet", Napi::Function::New(env, DisposeUNet));
   exports.Set("groupNormSilu", Napi::Function::New(env, GroupNormSilu));
   exports.Set("setFusedGroupNorm", Napi::Function::New(env, SetFusedGroupNorm));
+  exports.Set("geglu", Napi::Function::New(env, Geglu));
 }
 
 }  // namespace sd::addon

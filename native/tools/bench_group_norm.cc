@@ -4,10 +4,11 @@
 // whole UNet step or VAE decode with the fusion off and on (nn::setFusedGroupNormEnabled):
 //
 //   cmake -S . -B build-tools -DSD_BUILD_TOOLS=ON && cmake --build build-tools --target bench_group_norm
-//   ./build-tools/bench_group_norm [--repeat 7] [--threads N]
+//   ./build-tools/bench_group_norm [--repeat 7] [--threads N] [--geglu-only 1]
 //   ./build-tools/bench_group_norm --model DIR --what unet|vae [--size 256] [--dtype float32] [--repeat 5]
 //
-// Each shape also times GroupNorm alone (the kernel without SiLU, used by nn::GroupNorm). Prints
+// Then GEGLU (nn::gegluCpu vs chunk + at::gelu + mul) at the transformer shapes. Each
+// GroupNorm shape also times GroupNorm alone (the kernel without SiLU, used by nn::GroupNorm). Prints
 // milliseconds per call (median), the ratio ATen / fused (> 1: the fusion is faster), each
 // side's max|err| against a float64 reference, and the load average before and after.
 #include <ATen/ATen.h>
@@ -109,6 +110,36 @@ void kernels(int repeat) {
   }
 }
 
+// GEGLU after the feed-forward projection at SD 1.5's 512² transformer shapes: ATen's
+// chunk + gelu + mul against nn::gegluCpu.
+void geglu(int repeat) {
+  struct Shape { int64_t n, f; const char* where; };
+  const std::vector<Shape> shapes = {{4096, 1280, "level 1 (dim 320)"}, {1024, 2560, "level 2 (dim 640)"},
+                                     {256, 5120, "level 3 (dim 1280)"}};
+  std::printf("\n%-9s %-20s %-18s %10s %10s %7s %12s %12s\n", "dtype", "GEGLU", "proj shape", "aten ms", "fused ms",
+              "ratio", "aten err", "fused err");
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    for (const Shape& s : shapes) {
+      at::manual_seed(0);
+      const at::Tensor proj = (at::randn({2, s.n, 2 * s.f}) * 2).to(dtype);  // [2, N, 2F]
+      at::Tensor ya, yb;
+      const auto [ma, mb] = abMs(
+          [&] {
+            auto parts = proj.chunk(2, -1);
+            ya = parts[0] * at::gelu(parts[1]);
+          },
+          [&] { yb = sd::nn::gegluCpu(proj); }, repeat);
+      const auto parts = proj.to(at::kDouble).chunk(2, -1);
+      const at::Tensor ref = parts[0] * at::gelu(parts[1]);
+      char shape[64];
+      std::snprintf(shape, sizeof shape, "[2,%lld,%lld]", static_cast<long long>(s.n), static_cast<long long>(2 * s.f));
+      std::printf("%-9s %-20s %-18s %10.1f %10.1f %6.2fx %12.2e %12.2e\n", dtype == at::kFloat ? "float32" : "bfloat16",
+                  s.where, shape, ma, mb, ma / mb, relErr(ya, ref), relErr(yb, ref));
+      std::fflush(stdout);
+    }
+  }
+}
+
 void model(const std::string& dir, const std::string& what, int64_t size, at::ScalarType dtype, int repeat) {
   std::function<at::Tensor()> call;
   std::unique_ptr<sd::models::UNet2DConditionModel> unet;
@@ -151,6 +182,7 @@ int main(int argc, char** argv) {
   std::string dir, what = "unet", dtypeName = "float32";
   int64_t size = 256;
   int repeat = 7;
+  bool gegluOnly = false;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -160,12 +192,16 @@ int main(int argc, char** argv) {
     else if (a == "--dtype") dtypeName = v;
     else if (a == "--repeat") repeat = std::max(1, std::atoi(v.c_str()));
     else if (a == "--threads") threads = std::atoi(v.c_str());
+    else if (a == "--geglu-only") gegluOnly = v == "1";
   }
   at::set_num_threads(threads);
   at::NoGradGuard noGrad;
   std::printf("libtorch %s, %d threads, group_norm_silu kernel %s; load average %s\n", TORCH_VERSION,
               at::get_num_threads(), sd::nn::groupNormSiluIsa(), loadAverage().c_str());
-  if (dir.empty()) kernels(repeat);
+  if (dir.empty()) {
+    if (!gegluOnly) kernels(repeat);
+    geglu(repeat);
+  }
   else model(dir, what, size, parseDtype(dtypeName), repeat);
   std::printf("load average at the end: %s\n", loadAverage().c_str());
   return 0;

@@ -32,6 +32,12 @@ export interface UNetTestingAddon {
    */
   groupNormSilu(x: TensorData, groups: number, gamma: TensorData, beta: TensorData,
     options: { eps?: number; dtype?: 'float32' | 'bfloat16'; impl?: 'fused' | 'aten'; silu?: boolean; channelsLast?: boolean }): Promise<TensorData>;
-  /** Whether models use the fused GroupNorm + SiLU CPU kernel (default true; process-wide); returns the previous setting. */
+  /**
+   * diffusers GEGLU after its projection: proj [..., 2F] → hidden · gelu(gate) [..., F] computed in `dtype`
+   * by sd-native's one-pass CPU kernel ('fused', default) or by chunk + at::gelu + mul ('aten'); the result
+   * as float32. Errors (fused): E_INVALID_ARGUMENT for an odd last dimension.
+   */
+  geglu(proj: TensorData, options: { dtype?: 'float32' | 'bfloat16'; impl?: 'fused' | 'aten' }): Promise<TensorData>;
+  /** Whether models use the fused GroupNorm (+ SiLU) and GEGLU CPU kernels (default true; process-wide); returns the previous setting. */
   setFusedGroupNorm(on: boolean): boolean;
 }

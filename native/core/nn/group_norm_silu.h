@@ -25,13 +25,24 @@ at::Tensor groupNormSiluCpu(const at::Tensor& x, int64_t groups, const at::Tenso
 /// contiguous (channels-last and strided inputs are left to ATen).
 bool groupNormSiluSupports(const at::Tensor& x);
 
-/// Whether nn::GroupNorm::withSilu uses the fused kernel where it supports the input (default on;
+/// Whether nn::GroupNorm (and withSilu) and the GEGLU feed-forward use these kernels where it supports the input (default on;
 /// the environment variable SD_FUSED_GROUP_NORM=0 turns it off at start-up). For A/B measurements
 /// and tests; process-wide.
 bool fusedGroupNormEnabled();
 void setFusedGroupNormEnabled(bool on);
 
-/// The instruction set the kernel dispatches to on this CPU: "avx2" or "baseline".
+/// diffusers GEGLU after its projection: hidden, gate = proj.chunk(2, -1); hidden · gelu(gate)
+/// (exact, erf, GELU), in one pass, on the CPU. proj [..., 2F] contiguous, float32 or bfloat16 → a
+/// new [..., F] tensor in proj's dtype (float32 arithmetic, rounded once). erf by Abramowitz & Stegun
+/// 7.1.26 (|error| ≤ 1.5e-7, as ATen's vectorised erf). Used by BasicTransformerBlock's feed-forward
+/// when fusedGroupNormEnabled (the same switch). Errors: E_INVALID_ARGUMENT for another device,
+/// dtype or layout, or an odd last dimension.
+at::Tensor gegluCpu(const at::Tensor& proj);
+
+/// True when gegluCpu computes proj as it is (CPU, float32/bfloat16, contiguous, even last dimension).
+bool gegluCpuSupports(const at::Tensor& proj);
+
+/// The instruction set the kernels dispatch to on this CPU: "avx2" or "baseline".
 const char* groupNormSiluIsa();
 
 }  // namespace sd::nn

@@ -1,4 +1,4 @@
-// nn/group_norm_silu's loop compiled for AVX2+FMA (torch.nn.GroupNorm + SiLU): the vector-extension
+// nn/group_norm_silu's loops (GroupNorm + SiLU, GEGLU) compiled for AVX2+FMA (torch.nn.GroupNorm + SiLU): the vector-extension
 // code of group_norm_silu_kernel.h as 256-bit FMA instructions; chosen at run time only on CPUs
 // that have both.
 #include "nn/group_norm_silu_problem.h"
@@ -27,12 +27,14 @@
 
 namespace sd::nn::detail {
 GroupNormFn groupNormAvx2() { return &sd_gn_avx2::groupNormGroups; }
+GegluFn gegluAvx2() { return &sd_gn_avx2::gegluRows; }
 }  // namespace sd::nn::detail
 
 #else
 
 namespace sd::nn::detail {
 GroupNormFn groupNormAvx2() { return nullptr; }
+GegluFn gegluAvx2() { return nullptr; }
 }  // namespace sd::nn::detail
 
 #endif

@@ -1,6 +1,6 @@
-// The loop of nn/group_norm_silu (torch.nn.GroupNorm followed by SiLU, as ATen's CPU
+// The loops of nn/group_norm_silu (torch.nn.GroupNorm followed by SiLU, as ATen's CPU
 // group_norm kernel computes the statistics: biased variance, rstd = 1/√(var + eps), then
-// y = x·(rstd·γ) + (β − mean·rstd·γ)). Included by one .cc file per instruction set
+// y = x·(rstd·γ) + (β − mean·rstd·γ); and GEGLU, hidden · gelu(gate)). Included by one .cc file per instruction set
 // (group_norm_silu.cc: baseline; group_norm_silu_avx2.cc: AVX2+FMA), each inside its own
 // namespace (no ODR clash between them). Not a public header: include nn/group_norm_silu.h.
 #pragma once
@@ -217,6 +217,61 @@ inline void groupNormGroups(const sd::nn::detail::GroupNormProblem& pr, int64_t 
     if (pr.silu) groupsTyped<false, true>(pr, begin, end);
     else groupsTyped<false, false>(pr, begin, end);
   }
+}
+
+// ---- GEGLU (diffusers models/activations.py GEGLU: hidden · gelu(gate), exact erf GELU) ----------
+
+// gelu(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7, the
+// polynomial ATen's vectorised erf uses): erf(a) = 1 − t·P(t)·e^(−a²), t = 1/(1 + p·a), a = |x|/√2.
+// For x < 0, 1 + erf(x/√2) = t·P(t)·e^(−a²) is taken directly (no cancellation against 1).
+inline Vf geluV(Vf x) {
+  const Vf a = vmax(x, -x) * splat(0.70710678118654752f);
+  const Vf t = splat(1.0f) / (splat(1.0f) + splat(0.3275911f) * a);
+  Vf p = splat(1.061405429f);
+  p = p * t + splat(-1.453152027f);
+  p = p * t + splat(1.421413741f);
+  p = p * t + splat(-0.284496736f);
+  p = p * t + splat(0.254829592f);
+  const Vf tail = p * t * expV(-(a * a));  // 1 − erf(a) = erfc(a)
+  const Vf onePlusErf = x < splat(0.0f) ? tail : splat(2.0f) - tail;
+  return splat(0.5f) * x * onePlusErf;
+}
+
+// out[r][0..F) = in[r][0..F) · gelu(in[r][F..2F)) for rows [begin, end); in rows of inStride elements.
+template <bool kBf16>
+void gegluTyped(const sd::nn::detail::GegluProblem& pr, int64_t begin, int64_t end) {
+  const int64_t f = pr.features;
+  for (int64_t r = begin; r < end; ++r) {
+    int64_t i = 0;
+    if constexpr (kBf16) {
+      const uint16_t* h = static_cast<const uint16_t*>(pr.in) + r * pr.inStride;
+      uint16_t* o = static_cast<uint16_t*>(pr.out) + r * f;
+      for (; i + kLanes <= f; i += kLanes) storeB(o + i, loadB(h + i) * geluV(loadB(h + f + i)));
+      if (i < f) {
+        uint16_t hv[kLanes] = {}, gv[kLanes] = {}, ov[kLanes];
+        std::memcpy(hv, h + i, (f - i) * sizeof(uint16_t));
+        std::memcpy(gv, h + f + i, (f - i) * sizeof(uint16_t));
+        storeB(ov, loadB(hv) * geluV(loadB(gv)));
+        std::memcpy(o + i, ov, (f - i) * sizeof(uint16_t));
+      }
+    } else {
+      const float* h = static_cast<const float*>(pr.in) + r * pr.inStride;
+      float* o = static_cast<float*>(pr.out) + r * f;
+      for (; i + kLanes <= f; i += kLanes) storeF(o + i, loadF(h + i) * geluV(loadF(h + f + i)));
+      if (i < f) {
+        float hv[kLanes] = {}, gv[kLanes] = {}, ov[kLanes];
+        std::memcpy(hv, h + i, (f - i) * sizeof(float));
+        std::memcpy(gv, h + f + i, (f - i) * sizeof(float));
+        storeF(ov, loadF(hv) * geluV(loadF(gv)));
+        std::memcpy(o + i, ov, (f - i) * sizeof(float));
+      }
+    }
+  }
+}
+
+inline void gegluRows(const sd::nn::detail::GegluProblem& pr, int64_t begin, int64_t end) {
+  if (pr.bfloat16) gegluTyped<true>(pr, begin, end);
+  else gegluTyped<false>(pr, begin, end);
 }
 
 }  // namespace SD_GN_NAMESPACE

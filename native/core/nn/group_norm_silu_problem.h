@@ -24,4 +24,18 @@ using GroupNormFn = void (*)(const GroupNormProblem&, int64_t groupBegin, int64_
 /// The AVX2+FMA loop, or nullptr where this build has none (not GCC/Clang on x86-64).
 GroupNormFn groupNormAvx2();
 
+struct GegluProblem {
+  const void* in = nullptr;  // [rows, ≥ 2F] float32 or bfloat16: row r at r·inStride, hidden then gate
+  int64_t inStride = 0;
+  void* out = nullptr;       // [rows, F] contiguous, in's dtype
+  int64_t features = 0;      // F
+  bool bfloat16 = false;
+};
+
+/// Runs the rows [begin, end) of a GEGLU problem: out = hidden · gelu(gate).
+using GegluFn = void (*)(const GegluProblem&, int64_t rowBegin, int64_t rowEnd);
+
+/// The AVX2+FMA GEGLU loop, or nullptr where this build has none.
+GegluFn gegluAvx2();
+
 }  // namespace sd::nn::detail
