@@ -28,7 +28,8 @@
 # $OUT (at most 8 files come back): gpu-check.log env.txt build.log parity.log parity.json
 #   race.log race.jsonl summary.md
 # Dry run without a GPU (checks this script and the carried files): SD_GPU_DRYRUN=1 with
-#   SD_NATIVE_ADDON=<a built sd_native.node>: no cmake, CPU, a tiny model, 64², 2 steps.
+#   SD_NATIVE_ADDON=<a built sd_native.node>: no cmake, CPU, a tiny model, 64², 2 steps; the
+#   diffusers side too with SD_GPU_PYTHON=<a python3 with torch> (e.g. Debian's /usr/bin/python3).
 # Knobs: SD_GPU_BUDGET_S (default 540: the device command limit is 600 s; 60 s left for the start
 #   of the command and what comes back), SD_GPU_SKIP="parity diffusers-compile ..." (phase names),
 #   SD_GPU_REPEATS (3), SD_DIFFUSERS_COMPILE_MODE.
@@ -49,7 +50,9 @@ DRY="${SD_GPU_DRYRUN:-0}"
 SCALE=full; RACE_ARGS=()
 SDXL_DIR=/tmp/sdxl; SDXL_ARGS=()
 MODEL_DEVICE=cuda
+PY="${SD_GPU_PYTHON:-python3}"; DIFF_ARGS=()
 if [[ "$DRY" == 1 ]]; then SCALE=tiny; MODEL_DIR=/tmp/sd15-dry; MODEL_DEVICE=cpu; RACE_ARGS=(--device cpu --dtype float32 --size 64 --steps 2); REPEATS=1;
+  DIFF_ARGS=(--device cpu --dtype float32 --size 64 --steps 2);
   SDXL_DIR=/tmp/sdxl-dry; SDXL_ARGS=(--device cpu --dtype float32 --size 64 --steps 2); fi
 BUILD_DIR="$ROOT/build-gpu"
 exec > >(tee -a "$OUT/gpu-check.log") 2>&1
@@ -228,17 +231,22 @@ p_race_sd() {
 }
 
 diffusers_py() {
-  if python3 -c 'import diffusers' 2>/dev/null; then echo "device diffusers"; else export PYTHONPATH="/tmp/diffusers-src/src${PYTHONPATH:+:$PYTHONPATH}"; echo "carried diffusers"; fi
+  if "$PY" -c 'import diffusers' 2>/dev/null; then echo "device diffusers"; else export PYTHONPATH="/tmp/diffusers-src/src${PYTHONPATH:+:$PYTHONPATH}"; echo "carried diffusers"; fi
+  # diffusers needs the safetensors package; the carried pure-python reader only where it is missing
+  if ! "$PY" -c 'import safetensors.torch' 2>/dev/null && [[ -d /tmp/diffusers-src/shim/safetensors ]]; then
+    export PYTHONPATH="$PYTHONPATH:/tmp/diffusers-src/shim"; echo "carried safetensors shim"; fi
+  "$PY" -c 'import transformers' 2>/dev/null && echo "device transformers" \
+    || echo "no transformers: diffusers_race.py times diffusers' loop over its UNet/scheduler/VAE (no text encoder)"
 }
 p_race_eager() {
   diffusers_py
-  with_smi diffusers-eager timeout "$(limit 20)" python3 scripts/gpu/diffusers_race.py --model "$MODEL_DIR" \
-    --mode eager --repeats "$REPEATS" --jsonl "$OUT/race.jsonl" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
+  with_smi diffusers-eager timeout "$(limit 20)" "$PY" scripts/gpu/diffusers_race.py --model "$MODEL_DIR" \
+    --mode eager --repeats "$REPEATS" --jsonl "$OUT/race.jsonl" "${DIFF_ARGS[@]}" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
 }
 p_race_compile() {
   diffusers_py
-  with_smi diffusers-compile timeout "$(limit 10)" python3 scripts/gpu/diffusers_race.py --model "$MODEL_DIR" \
-    --mode compile --repeats "$REPEATS" --jsonl "$OUT/race.jsonl" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
+  with_smi diffusers-compile timeout "$(limit 10)" "$PY" scripts/gpu/diffusers_race.py --model "$MODEL_DIR" \
+    --mode compile --repeats "$REPEATS" --jsonl "$OUT/race.jsonl" "${DIFF_ARGS[@]}" >> "$OUT/race.log" 2>&1 || { tail -8 "$OUT/race.log"; return 1; }
 }
 p_sdxl_model() {
   timeout "$(limit 120)" node --import tsx lib/cli.ts create-model --preset sdxl --scale "$SCALE" --device "$MODEL_DEVICE" \

@@ -15,7 +15,9 @@
 #   fixtures.tar.xz        ../shared/fixtures subset: models/tiny-sd15 + the goldens of its pipeline
 #                          cases (cases.json, pipe_*, img2img_*); fixtures do not travel otherwise
 #   diffusers.tar.xz       src/diffusers of huggingface/diffusers (the device has torch +
-#                          transformers + huggingface_hub but no diffusers), for the race
+#                          huggingface_hub but, per ../shared/GPU.md, no diffusers and no transformers:
+#                          scripts/gpu/diffusers_race.py then times diffusers' loop without the text
+#                          encoder), for the race
 #   MANIFEST.txt           versions, commit and sizes
 # The device tool sends tracked + untracked-not-ignored files + carried paths: 64 MiB in all.
 set -euo pipefail
@@ -106,7 +108,14 @@ log "fixtures: ${FIX_MODELS[*]} ($(( ${#fix_list[@]} )) entries)"
 # ---- 4. diffusers source (src/diffusers only) ----------------------------------------------------
 if [[ -d "$DIFFUSERS_GIT" ]]; then
   DIFFUSERS_COMMIT="$(git --git-dir="$DIFFUSERS_GIT" rev-parse HEAD)"
-  git --git-dir="$DIFFUSERS_GIT" archive --format=tar HEAD src/diffusers | $XZ > "$CARRY/diffusers.tar.xz"
+  # with ../shared/race/shim/safetensors (a pure-python safetensors reader, as shim/): diffusers
+  # needs the safetensors package, which the device may not have (gpu-check.sh uses it only then)
+  SHIM="$ROOT/../shared/race/shim"
+  STAGE="$(mktemp -d)"
+  git --git-dir="$DIFFUSERS_GIT" archive --format=tar HEAD src/diffusers | tar -xf - -C "$STAGE"
+  if [[ -d "$SHIM/safetensors" ]]; then mkdir -p "$STAGE/shim" && cp -r "$SHIM/safetensors" "$STAGE/shim/" && rm -rf "$STAGE/shim/safetensors/__pycache__"; fi
+  tar -C "$STAGE" -cf - . | $XZ > "$CARRY/diffusers.tar.xz"
+  rm -rf "$STAGE"
   DIFFUSERS_VERSION="$(git --git-dir="$DIFFUSERS_GIT" show HEAD:src/diffusers/__init__.py | sed -n 's/^__version__ = "\(.*\)"/\1/p')"
   log "diffusers $DIFFUSERS_VERSION ($DIFFUSERS_COMMIT)"
 else

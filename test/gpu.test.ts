@@ -143,9 +143,53 @@ describe.skipIf(!CUDA)(`GPU parity on ${DEVICE}${CUDA ? '' : ' (skipped: no CUDA
   }
 });
 
+/**
+ * enableCudaGraphs on the GPU (issue 13, item 3): every txt2img case of tiny-sd15, eager then with
+ * the UNet replayed from CUDA graphs, same pipeline and seed. A replay launches the kernels the
+ * eager warm-up chose, so the latents should be bit-equal; the asserted bound is the dtype's
+ * fixture bound against eager (BOUNDS.latents, relative to max|eager|), and whether each case was
+ * bit-equal goes to the report (`graphs` rows) so a GPU session can tighten it from data. The CPU
+ * bookkeeping (static inputs, signatures, invalidation) is test/cuda-graphs.test.ts.
+ */
+interface GraphRow { case: string; dtype: Dtype; bitEqual: boolean; latentsRelToEager: number; replays: number }
+const graphReport: GraphRow[] = [];
+describe.skipIf(!CUDA || !buildInfo().cudaGraphs)(`CUDA graphs vs eager on ${DEVICE}${CUDA ? '' : ' (skipped: no CUDA in this build)'}`, () => {
+  afterAll(() => {
+    if (process.env.SD_GPU_REPORT) fs.writeFileSync(process.env.SD_GPU_REPORT.replace(/\.json$/, '') + '-graphs.json', JSON.stringify({ device: DEVICE, rows: graphReport }, null, 2));
+  });
+  const { modelDir, cases } = loadCases('tiny-sd15');
+  const txt2img = cases.filter((c) => c.kind === 'pipeline' && c.params.pipeline === 'StableDiffusionPipeline');
+  for (const dtype of DTYPES.filter((d) => d !== 'bfloat16')) {
+    describe(`tiny-sd15 ${dtype}`, () => {
+      let pipe: StableDiffusionPipeline;
+      beforeAll(async () => { pipe = await StableDiffusionPipeline.fromPretrained(modelDir, { device: DEVICE, dtype }); });
+      afterAll(() => pipe?.dispose());
+      for (const c of txt2img) {
+        it(`${c.name}: graph replays give eager's latents (bit-equal expected; bound ${BOUNDS[dtype].latents.toExponential(1)} relative)`, async () => {
+          const g = await loadGolden('tiny-sd15', c.file);
+          const opts = { ...goldenGenerateOptions(c.params, g), outputType: 'latent' as const };
+          pipe.setScheduler(c.params.scheduler, c.params.scheduler_overrides ?? {});
+          pipe.disableCudaGraphs();
+          const eager = await pipe.generate(opts);
+          pipe.enableCudaGraphs();
+          const graphed = await pipe.generate(opts);
+          const replays = (await import('../lib/native.js')).testingAddon().pipelineCudaGraphStats((pipe as any).model.handle).replays;
+          const rel = maxAbsDiff(graphed.latents!, eager.latents!) / maxAbs(eager.latents!);
+          graphReport.push({ case: c.name, dtype, bitEqual: rel === 0, latentsRelToEager: rel, replays });
+          expect(replays, 'the UNet calls after the first were replays').toBeGreaterThan(0);
+          expect(rel).toBeLessThanOrEqual(BOUNDS[dtype].latents);
+        });
+      }
+    });
+  }
+});
+
 describe.skipIf(CUDA)('GPU parity (skipped: no CUDA in this build)', () => {
   it('device "cuda" is refused with E_DEVICE_UNAVAILABLE, naming the missing CUDA', async () => {
     await expect(StableDiffusionPipeline.fromPretrained(fixture('models', 'tiny-sd15'), { device: 'cuda' }))
       .rejects.toMatchObject({ code: 'E_DEVICE_UNAVAILABLE', message: expect.stringContaining('no CUDA') });
+  });
+  it('CUDA graphs: not in this build (buildInfo().cudaGraphs is false)', () => {
+    expect(buildInfo().cudaGraphs).toBe(false);
   });
 });

@@ -28,7 +28,7 @@ export interface PipelineInfo extends NativePipelineInfo {
 
 /** The toggles of a freshly loaded pipeline (diffusers' defaults; attention 'auto'). */
 export const DEFAULT_OPTIMIZATIONS: Readonly<NativeOptimizations> = Object.freeze({
-  sliceSize: 0, sdpa: 'auto', vaeSlicing: false, vaeTiling: false, channelsLast: false, fp8: '', offload: '',
+  sliceSize: 0, sdpa: 'auto', vaeSlicing: false, vaeTiling: false, channelsLast: false, fp8: '', offload: '', cudaGraphs: false,
 });
 
 /** @internal One native pipeline handle (SD or SDXL), its call queue and references. */

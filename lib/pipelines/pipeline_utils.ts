@@ -388,7 +388,8 @@ export abstract class DiffusionPipeline {
    */
   enableModelCpuOffload(): this {
     this.checkAlive('enableModelCpuOffload');
-    this.checkCuda('enableModelCpuOffload');
+    this.checkCuda('enableModelCpuOffload', 'moves weights between host memory and a CUDA GPU');
+    this.checkNoCudaGraphs('enableModelCpuOffload');
     return this.toggle({ offload: 'model' });
   }
 
@@ -400,7 +401,8 @@ export abstract class DiffusionPipeline {
    */
   enableSequentialCpuOffload(): this {
     this.checkAlive('enableSequentialCpuOffload');
-    this.checkCuda('enableSequentialCpuOffload');
+    this.checkCuda('enableSequentialCpuOffload', 'moves weights between host memory and a CUDA GPU');
+    this.checkNoCudaGraphs('enableSequentialCpuOffload');
     return this.toggle({ offload: 'sequential' });
   }
 
@@ -410,10 +412,54 @@ export abstract class DiffusionPipeline {
     return this.toggle({ offload: '' });
   }
 
-  private checkCuda(what: string): void {
+  /**
+   * CUDA graphs for the UNet (the native counterpart of `torch.compile(unet, mode="reduce-overhead")`
+   * and stable-fast's CUDA graphs): the first step of each input signature — batch (both CFG
+   * halves), height, width, dtype, memory format — runs once eagerly and is then captured as a CUDA
+   * graph in a private memory pool; every later step copies its inputs into the graph's static
+   * inputs and replays it with one launch, removing the per-kernel launch overhead that dominates
+   * small and medium images on fast GPUs. The scheduler and CFG run outside the graph, so every
+   * scheduler works. A graph is dropped and recaptured when what it baked in changes: weights
+   * (LoRA load/fuse/unfuse/adapters, fp8 storage), the call's LoRA scale, attention options,
+   * channels-last, cuDNN/TF32 flags. Up to 4 signatures are kept. Same kernels as eager, so the
+   * images match eager (bit-equal where the kernels are deterministic). ControlNet calls run the
+   * UNet eagerly. While a graph replays, an abort is seen between steps (not inside the UNet).
+   * Takes effect at the next call; costs one extra UNet forward per new signature, and the graph
+   * pool holds the activations of each signature kept.
+   * @throws DeviceUnavailableError (`E_DEVICE_UNAVAILABLE`) on a pipeline that is not on a CUDA device;
+   *   InvalidArgumentError (`E_INVALID_ARGUMENT`) while CPU offload is enabled (offload moves the
+   *   weights a graph reads at fixed addresses). At the next call: UnsupportedModelError
+   *   (`E_UNSUPPORTED_MODEL`) when this build has no CUDA graph support (`buildInfo().cudaGraphs`).
+   */
+  enableCudaGraphs(): this {
+    this.checkAlive('enableCudaGraphs');
+    // SD_NATIVE_CUDA_GRAPHS_EMULATE=1 (tests without a GPU): the native side replays by re-running
+    // the UNet on a CPU pipeline, with the same bookkeeping (native/core/pipelines/unet_graphs.h)
+    if (process.env.SD_NATIVE_CUDA_GRAPHS_EMULATE !== '1') this.checkCuda('enableCudaGraphs', "captures the UNet's CUDA kernels");
+    if (this.model.optimizations.offload) {
+      throw new InvalidArgumentError('enableCudaGraphs: CUDA graphs replay the UNet with its weights at fixed GPU addresses, ' +
+        'which CPU offload moves; call disableCpuOffload() first');
+    }
+    return this.toggle({ cudaGraphs: true });
+  }
+
+  /** Back to eager UNet calls; the captured graphs and their memory pool are freed at the next call. */
+  disableCudaGraphs(): this {
+    this.checkAlive('disableCudaGraphs');
+    return this.toggle({ cudaGraphs: false });
+  }
+
+  private checkNoCudaGraphs(what: string): void {
+    if (this.model.optimizations.cudaGraphs) {
+      throw new InvalidArgumentError(`${what}: CPU offload moves the weights that CUDA graphs read at fixed GPU addresses; ` +
+        'call disableCudaGraphs() first');
+    }
+  }
+
+  private checkCuda(what: string, why: string): void {
     const device = this.model.info.device;
     if (!device.startsWith('cuda')) {
-      throw new DeviceUnavailableError(`${what} moves weights between host memory and a CUDA GPU; this pipeline runs on ${device} ` +
+      throw new DeviceUnavailableError(`${what} ${why}; this pipeline runs on ${device} ` +
         `(load it with { device: 'cuda' })`);
     }
   }

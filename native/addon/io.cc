@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 #include "nn/attention.h"
 #include "nn/weight_storage.h"
+#include "runtime/device_graph.h"
 #include "runtime/kernel_quirks.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
@@ -122,6 +123,8 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   }
   o.Set("cpuKernelQuirks", quirks);
   o.Set("cuda", at::hasCUDA());
+  // enableCudaGraphs needs a build against a CUDA libtorch (runtime/device_graph.h)
+  o.Set("cudaGraphs", runtime::DeviceGraph::cudaGraphsBuilt());
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
   return o;
 }

@@ -152,7 +152,7 @@ Napi::Value LivePipelines(const Napi::CallbackInfo& info) {
 }
 
 // pipelineSetOptimizations(h, {sliceSize: number|'auto'|'max', sdpa: boolean|'auto', vaeSlicing,
-// vaeTiling, channelsLast, fp8: ''|'e4m3fn'|'e5m2', offload: ''|'model'|'sequential'}): the full
+// vaeTiling, channelsLast, fp8: ''|'e4m3fn'|'e5m2', offload: ''|'model'|'sequential', cudaGraphs}): the full
 // set (lib/ validated it), recorded now and applied at the start of the next generate; the core
 // checks what only it can (libtorch has SDPA, the device is CUDA, known format and mode).
 Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
@@ -175,6 +175,7 @@ Napi::Value PipelineSetOptimizations(const Napi::CallbackInfo& info) {
   next.channelsLast = requireBool(env, o, "channelsLast", kWhat);
   next.fp8Format = requireString(env, o, "fp8", kWhat);
   next.offload = requireString(env, o, "offload", kWhat);
+  next.cudaGraphs = requireBool(env, o, "cudaGraphs", kWhat);
   guarded(env, [&] { p->setOptimizations(next); });
   return env.Undefined();
 }
@@ -196,6 +197,21 @@ Napi::Value PipelineTestFaults(const Napi::CallbackInfo& info) {
   if (!(n >= 0 && n <= 1000)) throwInvalid(env, "faults.nonFiniteDecodes must be an integer in [0, 1000]");
   p->setTestNonFiniteDecodes(static_cast<int>(n));
   return env.Undefined();
+}
+
+// pipelineCudaGraphStats(h) → {captures, replays, invalidations, graphs}: test-only; what
+// enableCudaGraphs did on this pipeline (PipelineBase::cudaGraphStats; zeros while it is off).
+Napi::Value PipelineCudaGraphStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto p = unwrapAnyPipeline(env, info[0], "pipeline");
+  pipelines::UNetGraphs::Stats s;
+  guarded(env, [&] { s = p->cudaGraphStats(); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("captures", Napi::Number::New(env, static_cast<double>(s.captures)));
+  o.Set("replays", Napi::Number::New(env, static_cast<double>(s.replays)));
+  o.Set("invalidations", Napi::Number::New(env, static_cast<double>(s.invalidations)));
+  o.Set("graphs", Napi::Number::New(env, static_cast<double>(s.graphs)));
+  return o;
 }
 
 // noiseBankStats() → {filled, served}: test-only; the process-wide noise-bank counters
@@ -224,6 +240,7 @@ void InitPipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("encodeText", Napi::Function::New(env, EncodeText));
   exports.Set("pipelineTestFaults", Napi::Function::New(env, PipelineTestFaults));
   exports.Set("noiseBankStats", Napi::Function::New(env, NoiseBankStatsFn));
+  exports.Set("pipelineCudaGraphStats", Napi::Function::New(env, PipelineCudaGraphStats));
 }
 
 }  // namespace sd::addon

@@ -32,6 +32,8 @@ export interface BuildInfo {
    */
   cpuKernelQuirks: { bfloat16: Array<'conv2dNarrowOutput' | 'groupNormChannelsLast'>; float16: Array<'conv2dNarrowOutput' | 'groupNormChannelsLast'> };
   cuda: boolean;
+  /** enableCudaGraphs is available: this build was compiled against a CUDA libtorch (runtime/device_graph.h). */
+  cudaGraphs: boolean;
   threads: number;
 }
 

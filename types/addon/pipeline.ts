@@ -201,6 +201,8 @@ export interface NativeOptimizations {
   fp8: '' | 'e4m3fn' | 'e5m2';
   /** '' off, 'model' or 'sequential' CPU offload (CUDA pipelines). */
   offload: '' | 'model' | 'sequential';
+  /** enableCudaGraphs: the UNet forward captured per input signature and replayed (CUDA pipelines, no offload). */
+  cudaGraphs: boolean;
 }
 
 
@@ -259,4 +261,10 @@ export interface PipelineTestingAddon {
    * scheduler draws noise) and draws `served` from them (one per such step).
    */
   noiseBankStats(): { filled: number; served: number };
+  /**
+   * What enableCudaGraphs did on this pipeline: graphs `captures`, forwards served by `replays`,
+   * `invalidations` (graphs dropped because weights, LoRA, attention or flags changed), `graphs`
+   * held now. Zeros while it is off. Waits for a generation in flight.
+   */
+  pipelineCudaGraphStats(h: PipelineHandle): { captures: number; replays: number; invalidations: number; graphs: number };
 }

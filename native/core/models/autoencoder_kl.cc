@@ -1,6 +1,7 @@
 // diffusers v0.30.3 models/autoencoders/autoencoder_kl.py (AutoencoderKL, incl. slicing, tiled_encode/tiled_decode, blend_v/blend_h) and models/autoencoders/vae.py (Encoder, Decoder, DiagonalGaussianDistribution).
 #include "models/autoencoder_kl.h"
 
+#include "models/model_loading.h"
 #include "io/checkpoint.h"
 #include "runtime/dtype_support.h"
 
@@ -296,18 +297,7 @@ AutoencoderKL::AutoencoderKL(AutoencoderKLConfig config, nn::StateDict weights, 
 
 std::shared_ptr<AutoencoderKL> AutoencoderKL::fromPretrained(const std::string& componentDir, at::Device device,
                                                              at::ScalarType dtype, const std::string& variant) {
-  std::error_code ec;
-  if (!fs::is_directory(componentDir, ec))
-    fail(codes::kModelNotFound, "vae: folder not found: " + componentDir);
-  const fs::path dir(componentDir);
-  AutoencoderKLConfig config = AutoencoderKLConfig::fromFile((dir / "config.json").string());
-
-  runtime::checkDtypeSupported(device, dtype, "vae (" + componentDir + ")");
-  std::string source;
-  nn::StateDict tensors = io::loadComponentWeights(componentDir, "diffusion_pytorch_model", variant, &source);
-  auto model = std::make_shared<AutoencoderKL>(std::move(config), std::move(tensors), "vae (" + source + ")");
-  model->to(device, dtype);
-  return model;
+  return loadComponent<std::shared_ptr<AutoencoderKL>, AutoencoderKLConfig>(componentDir, "vae", "diffusion_pytorch_model", device, dtype, variant);
 }
 
 void AutoencoderKL::to(at::Device device, at::ScalarType dtype) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "models/model_loading.h"
 #include "config/config_reader.h"
 #include "io/checkpoint.h"
 #include "runtime/cancellation.h"
@@ -196,16 +197,7 @@ AutoencoderTiny::AutoencoderTiny(AutoencoderTinyConfig config, nn::StateDict wei
 
 std::shared_ptr<AutoencoderTiny> AutoencoderTiny::fromPretrained(const std::string& componentDir, at::Device device,
                                                                  at::ScalarType dtype, const std::string& variant) {
-  std::error_code ec;
-  if (!fs::is_directory(componentDir, ec)) fail(codes::kModelNotFound, "AutoencoderTiny: folder not found: " + componentDir);
-  const fs::path dir(componentDir);
-  AutoencoderTinyConfig config = AutoencoderTinyConfig::fromFile((dir / "config.json").string());
-  runtime::checkDtypeSupported(device, dtype, "AutoencoderTiny (" + componentDir + ")");
-  std::string source;
-  nn::StateDict tensors = io::loadComponentWeights(componentDir, "diffusion_pytorch_model", variant, &source);
-  auto model = std::make_shared<AutoencoderTiny>(std::move(config), std::move(tensors), "AutoencoderTiny (" + source + ")");
-  model->to(device, dtype);
-  return model;
+  return loadComponent<std::shared_ptr<AutoencoderTiny>, AutoencoderTinyConfig>(componentDir, "AutoencoderTiny", "diffusion_pytorch_model", device, dtype, variant);
 }
 
 void AutoencoderTiny::to(at::Device device, at::ScalarType dtype) {

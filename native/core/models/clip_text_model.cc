@@ -1,6 +1,7 @@
 // transformers v4.40 models/clip/modeling_clip.py: CLIPTextTransformer, CLIPTextModel, CLIPTextModelWithProjection.
 #include "models/clip_text_model.h"
 
+#include "models/model_loading.h"
 #include "io/checkpoint.h"
 #include "runtime/dtype_support.h"
 
@@ -248,14 +249,7 @@ void CLIPTextModel::setTokenEmbeddings(int64_t firstId, const at::Tensor& rows) 
 
 std::shared_ptr<CLIPTextModel> CLIPTextModel::fromPretrained(const std::string& componentDir, at::Device device,
                                                              at::ScalarType dtype, const std::string& variant) {
-  if (!fs::is_directory(componentDir)) fail(codes::kModelNotFound, "text encoder folder not found (or not a folder): " + componentDir);
-  runtime::checkDtypeSupported(device, dtype, "text encoder (" + componentDir + ")");  // before reading any weights
-  CLIPTextConfig config = CLIPTextConfig::fromFile((fs::path(componentDir) / "config.json").string());
-  std::string source;
-  nn::StateDict sd = io::loadComponentWeights(componentDir, "model", variant, &source);
-  auto model = std::make_shared<CLIPTextModel>(std::move(config), std::move(sd), "text_encoder (" + source + ")");
-  model->to(device, dtype);
-  return model;
+  return loadComponent<std::shared_ptr<CLIPTextModel>, CLIPTextConfig>(componentDir, "text_encoder", "model", device, dtype, variant);
 }
 
 }  // namespace sd::models

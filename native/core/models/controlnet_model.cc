@@ -7,6 +7,7 @@
 #include <map>
 #include <utility>
 
+#include "models/model_loading.h"
 #include "config/config_reader.h"
 #include "io/checkpoint.h"
 #include "runtime/cancellation.h"
@@ -132,14 +133,7 @@ void ControlNetModel::to(at::Device device, at::ScalarType dtype) {
 
 std::unique_ptr<ControlNetModel> ControlNetModel::fromPretrained(const std::string& dir, at::Device device,
                                                                  at::ScalarType dtype, const std::string& variant) {
-  if (!fs::is_directory(dir)) fail(codes::kModelNotFound, dir + ": ControlNet folder not found");
-  runtime::checkDtypeSupported(device, dtype, "controlnet (" + dir + ")");
-  ControlNetConfig config = ControlNetConfig::fromFile((fs::path(dir) / "config.json").string());
-  std::string source;
-  nn::StateDict tensors = io::loadComponentWeights(dir, "diffusion_pytorch_model", variant, &source);
-  auto model = std::make_unique<ControlNetModel>(std::move(config), std::move(tensors), "controlnet (" + source + ")");
-  model->to(device, dtype);
-  return model;
+  return loadComponent<std::unique_ptr<ControlNetModel>, ControlNetConfig>(dir, "controlnet", "diffusion_pytorch_model", device, dtype, variant);
 }
 
 void ControlNetModel::checkCompatible(const UNet2DConditionModel& unet, const std::string& what) const {

@@ -2,6 +2,7 @@
 // modules), forward (time embedding, SDXL add_embedding, down/mid/up with skips, output head).
 #include "models/unet_2d_condition.h"
 
+#include "models/model_loading.h"
 #include "io/checkpoint.h"
 #include "runtime/dtype_support.h"
 
@@ -387,15 +388,7 @@ void UNet2DConditionModel::to(at::Device device, at::ScalarType dtype) {
 std::unique_ptr<UNet2DConditionModel> UNet2DConditionModel::fromPretrained(const std::string& componentDir,
                                                                            at::Device device, at::ScalarType dtype,
                                                                            const std::string& variant) {
-  const fs::path dir(componentDir);
-  if (!fs::is_directory(dir)) fail(codes::kModelNotFound, componentDir + ": UNet folder not found");
-  runtime::checkDtypeSupported(device, dtype, "unet (" + componentDir + ")");
-  UNet2DConditionConfig config = UNet2DConditionConfig::fromFile((dir / "config.json").string());
-  std::string source;
-  nn::StateDict tensors = io::loadComponentWeights(componentDir, "diffusion_pytorch_model", variant, &source);
-  auto model = std::make_unique<UNet2DConditionModel>(std::move(config), std::move(tensors), "unet (" + source + ")");
-  model->to(device, dtype);
-  return model;
+  return loadComponent<std::unique_ptr<UNet2DConditionModel>, UNet2DConditionConfig>(componentDir, "unet", "diffusion_pytorch_model", device, dtype, variant);
 }
 
 // ---- forward ---------------------------------------------------------------------------------

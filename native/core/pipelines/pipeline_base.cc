@@ -256,7 +256,8 @@ at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Sche
   runtime::DeviceTimer tDenoise(device_);  // the device's time (CUDA events), not the launches'
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, applied_.offload == "model");
   at::Tensor out = detail::denoise(*unet_, scheduler, latents, timesteps, encoderHiddenStates, added, guidanceScale,
-                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast, control);
+                                   generator, eta, onStep, aborted, result.timesteps, applied_.channelsLast, control,
+                                   unetGraphs_.get());
   unetOnDevice.release();
   result.denoiseMs = tDenoise.stopMs();
   return out;
@@ -339,6 +340,18 @@ void PipelineBase::setOptimizations(const Optimizations& next) {
                " moves weights between host memory and a CUDA GPU; this pipeline runs on " + device_.str() +
                " (load it with device \"cuda\")");
   }
+  if (next.cudaGraphs) {
+    if (!device_.is_cuda() && !cudaGraphsEmulated())
+      fail(codes::kDeviceUnavailable, "enableCudaGraphs captures the UNet's CUDA kernels; this pipeline runs on " +
+                                          device_.str() + " (load it with device \"cuda\")");
+    if (!next.offload.empty())
+      invalid("CUDA graphs replay the UNet with its weights at fixed GPU addresses, which CPU offload moves; "
+              "disable one of them (disableCpuOffload or disableCudaGraphs)");
+    if (device_.is_cuda() && !runtime::DeviceGraph::cudaGraphsBuilt())
+      fail(codes::kUnsupportedModel,
+           "enableCudaGraphs: this build of sd-native has no CUDA graph support (it was not compiled against a "
+           "CUDA libtorch with CMake)");
+  }
   std::lock_guard<std::mutex> lock(optMutex_);
   if (!next.offload.empty() && (tinyVae_ || vae_ != ownVae_))  // setVae/ swaps under optMutex_ too
     invalid("CPU offload moves the pipeline's own models; put the pipeline's own VAE back (vae = null) before enabling it");
@@ -348,6 +361,11 @@ void PipelineBase::setOptimizations(const Optimizations& next) {
 Optimizations PipelineBase::optimizations() const {
   std::lock_guard<std::mutex> lock(optMutex_);
   return pending_;
+}
+
+UNetGraphs::Stats PipelineBase::cudaGraphStats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return unetGraphs_ ? unetGraphs_->stats() : UNetGraphs::Stats{};
 }
 
 std::vector<ComponentInfo> PipelineBase::components() const {
@@ -403,6 +421,20 @@ void PipelineBase::applyOptimizations() {
       else
         nn::offloadToPinnedCpu(*w);
     }
+  }
+  // CUDA graphs: a toggle that changes what the UNet runs drops the captured graphs (the graphs
+  // also check a fingerprint of the weights, LoRA and attention state at every forward)
+  const bool unetToggled = fp8Changed || want.channelsLast != have.channelsLast || want.offload != have.offload ||
+                           want.attention.sliceSize != have.attention.sliceSize ||
+                           want.attention.backend != have.attention.backend ||
+                           want.attention.budgetBytes != have.attention.budgetBytes;
+  if (!want.cudaGraphs) {
+    unetGraphs_.reset();
+  } else if (!unetGraphs_) {
+    unetGraphs_ = std::make_unique<UNetGraphs>(
+        device_.is_cuda() ? runtime::DeviceGraph::Kind::kCuda : runtime::DeviceGraph::Kind::kEmulated, device_);
+  } else if (unetToggled) {
+    unetGraphs_->clear();
   }
   have = want;
 

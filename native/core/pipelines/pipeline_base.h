@@ -23,6 +23,7 @@
 
 #include "nn/attention.h"
 #include "nn/weights.h"
+#include "pipelines/unet_graphs.h"
 #include "runtime/cancellation.h"
 #include "runtime/generators.h"
 #include "util/json.h"
@@ -88,6 +89,9 @@ struct Optimizations {
   /// "sequential" (enable_sequential_cpu_offload: weights stay in pinned host memory and each
   /// layer's weights are copied to the GPU when it runs). CUDA pipelines only.
   std::string offload;
+  /// enableCudaGraphs: the UNet forward captured as a CUDA graph per input signature and replayed
+  /// each step (pipelines/unet_graphs.h). CUDA pipelines without offload only.
+  bool cudaGraphs = false;
 };
 
 struct StepInfo {
@@ -180,6 +184,9 @@ class PipelineBase {
   void setTokenEmbeddings(const std::string& component, int64_t firstId, const at::Tensor& rows);
   /// Rows of the token embedding table of `component`.
   int64_t vocabSize(const std::string& component);
+  /// What enableCudaGraphs did so far (captures, replays, invalidations, graphs held); zeros while
+  /// it is off. For tests and diagnostics.
+  UNetGraphs::Stats cudaGraphStats();
   /// Test hook (the addon's test-only binding pipelineTestFaults): the next `n` VAE decodes of this
   /// pipeline return NaN images, as a float16 SDXL VAE that overflows does, so that the float32
   /// re-decode of finishGeneration can be tested on a CPU. 0 (the default) = off.
@@ -343,6 +350,8 @@ class PipelineBase {
   LoadOptions loadOptions_;
   std::mutex mutex_;  // one generation (or LoRA/TI change) at a time
   Optimizations applied_;  // in effect (generate thread, under mutex_)
+  /// The UNet's CUDA graphs while enableCudaGraphs is applied (under mutex_), else null.
+  std::unique_ptr<UNetGraphs> unetGraphs_;
 
  private:
   /// Records the components of the loaded models (finishLoad) and returns them for the info.

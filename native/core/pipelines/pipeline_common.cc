@@ -14,9 +14,11 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
-                   bool channelsLast, const ControlHook* control) {
+                   bool channelsLast, const ControlHook* control, UNetGraphs* graphs) {
   const bool cfg = guidanceScale > 1.0;
   const int64_t numSteps = timesteps.size(0);
+  // a graph reads its timestep from device memory: all of them copied there once
+  const at::Tensor graphTimesteps = graphs ? timesteps.to(unet.device()) : at::Tensor();
   // every step's noise drawn at the first draw, in the same order, and copied to the device once
   const runtime::NoiseBankScope noiseBank(generator, numSteps);
   for (int64_t i = 0; i < numSteps; ++i) {
@@ -29,8 +31,10 @@ at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Schedul
     models::UNetControlResiduals residuals;
     const bool controlled = control && *control;
     if (controlled) (*control)(i, numSteps, modelInput, t, residuals);
-    at::Tensor noisePred = unet.forward(modelInput, t, encoderHiddenStates, added,
-                                        controlled ? &residuals : nullptr);  // [2B or B, C, h, w]
+    at::Tensor noisePred = graphs && !controlled
+                               ? graphs->forward(unet, modelInput, graphTimesteps[i], encoderHiddenStates, added)
+                               : unet.forward(modelInput, t, encoderHiddenStates, added,
+                                              controlled ? &residuals : nullptr);  // [2B or B, C, h, w]
     if (channelsLast) noisePred = noisePred.contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);

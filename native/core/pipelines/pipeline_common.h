@@ -92,12 +92,14 @@ at::Tensor applyEmphasis(const at::Tensor& z, const at::Tensor& weights);
 /// Appends each timestep run to `ran` and calls onStep after each step; `aborted` is polled
 /// before each step (E_ABORTED). `channelsLast` converts the UNet input to channels_last
 /// (enableChannelsLast). `control` (when set and non-empty) gives the ControlNet residuals of each
-/// UNet call. Returns the final latents.
+/// UNet call. `graphs` (enableCudaGraphs), when set, runs the UNet calls without ControlNet
+/// residuals through its captured graphs, with the timesteps moved to the UNet's device once.
+/// Returns the final latents.
 at::Tensor denoise(const models::UNet2DConditionModel& unet, schedulers::Scheduler& scheduler, at::Tensor latents,
                    const at::Tensor& timesteps, const at::Tensor& encoderHiddenStates,
                    const models::UNetAddedCond* added, double guidanceScale, const runtime::Generators& generator, double eta,
                    const StepCallback& onStep, const AbortCheck& aborted, std::vector<double>& ran,
-                   bool channelsLast = false, const ControlHook* control = nullptr);
+                   bool channelsLast = false, const ControlHook* control = nullptr, UNetGraphs* graphs = nullptr);
 
 /// vae.decode(latents / scaling_factor) in `vaeDtype` → float32 [B, 3, H, W] on the VAE's device,
 /// as decoded (it may hold NaN/inf: check with allFinite). `channelsLast`: feed the models

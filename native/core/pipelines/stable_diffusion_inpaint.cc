@@ -101,6 +101,8 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
   detail::OnDevice unetOnDevice(&unet_->weights(), device_, modelOffload);
   const int64_t numSteps = timesteps.size(0);
   const runtime::NoiseBankScope noiseBank(generator, numSteps);  // the steps' noise drawn at once, same order
+  UNetGraphs* graphs = unetGraphs_.get();  // enableCudaGraphs: UNet calls without ControlNet residuals
+  const at::Tensor graphTimesteps = graphs ? timesteps.to(device_) : at::Tensor();
   for (int64_t i = 0; i < numSteps; ++i) {
     if (aborted && aborted()) fail(codes::kAborted, "generation aborted before step " + std::to_string(i + 1));
     at::Tensor t = timesteps[i];
@@ -111,7 +113,10 @@ GenerateResult StableDiffusionPipeline::inpaint(const GenerateRequest& req, cons
     if (control) control(i, numSteps, modelInput, t, residuals);
     if (unetChannels == 9) modelInput = at::cat({modelInput, maskIn, maskedIn}, 1);  // [2B, 9, h, w]
     if (channelsLast) modelInput = modelInput.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor noisePred = unet_->forward(modelInput, t, promptEmbeds, nullptr, control ? &residuals : nullptr).contiguous();
+    at::Tensor noisePred =
+        (graphs && !control ? graphs->forward(*unet_, modelInput, graphTimesteps[i], promptEmbeds, nullptr)
+                            : unet_->forward(modelInput, t, promptEmbeds, nullptr, control ? &residuals : nullptr))
+            .contiguous();
     if (cfg) {
       auto chunks = noisePred.chunk(2, 0);
       noisePred = chunks[0] + req.guidanceScale * (chunks[1] - chunks[0]);
