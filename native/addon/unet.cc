@@ -1,5 +1,6 @@
 // Bindings for native/core/models/unet_2d_condition (diffusers UNet2DConditionModel):
-// loadUNet, unetForward, unetSetAttention, disposeUNet.
+// loadUNet, unetForward, unetSetAttention, disposeUNet; and, for the tests of the UNet's kernels,
+// groupNormSilu, geglu and setFusedGroupNorm (native/core/nn/group_norm_silu).
 #include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
@@ -10,6 +11,7 @@
 #include "addon/bindings.h"
 #include "addon/util.h"
 #include "models/unet_2d_condition.h"
+#include "nn/group_norm_silu.h"
 
 namespace sd::addon {
 
@@ -151,6 +153,79 @@ Napi::Value DisposeUNet(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// groupNormSilu(x, groups, gamma, beta, {eps, dtype, impl, silu, channelsLast}) → float32 result:
+// x [N, C, *] cast to dtype ('float32' | 'bfloat16'; channelsLast: 4-D x in that layout), then
+// GroupNorm (+ SiLU unless silu false) by impl 'fused' (nn::groupNormSiluCpu, errors included) or
+// 'aten' (at::group_norm, at::silu); the output converted to float32.
+Napi::Value GroupNormSilu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[1].IsNumber() || !info[4].IsObject())
+    throwInvalid(env, "groupNormSilu(x, groups, gamma, beta, options)");
+  const at::Tensor x = toTensor(env, info[0], "x"), gamma = toTensor(env, info[2], "gamma"),
+                   beta = toTensor(env, info[3], "beta");
+  const int64_t groups = info[1].As<Napi::Number>().Int64Value();
+  const Napi::Object o = info[4].As<Napi::Object>();
+  const double eps = o.Has("eps") ? o.Get("eps").As<Napi::Number>().DoubleValue() : 1e-5;
+  const std::string dtypeName = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
+  const std::string impl = o.Has("impl") ? o.Get("impl").As<Napi::String>().Utf8Value() : "fused";
+  const bool silu = !o.Has("silu") || o.Get("silu").ToBoolean().Value();
+  const bool channelsLast = o.Has("channelsLast") && o.Get("channelsLast").ToBoolean().Value();
+  if (dtypeName != "float32" && dtypeName != "bfloat16") throwInvalid(env, "dtype must be 'float32' or 'bfloat16'");
+  if (impl != "fused" && impl != "aten") throwInvalid(env, "impl must be 'fused' or 'aten'");
+  const at::ScalarType dtype = dtypeName == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  return runAsync<at::Tensor>(
+      env,
+      [=]() -> at::Tensor {
+        at::NoGradGuard noGrad;
+        at::Tensor xd = x.to(dtype), g = gamma.to(dtype), b = beta.to(dtype);
+        if (channelsLast) xd = xd.contiguous(at::MemoryFormat::ChannelsLast);
+        at::Tensor y = impl == "fused" ? nn::groupNormSiluCpu(xd, groups, g, b, eps, silu)
+                                       : at::group_norm(xd, groups, g, b, eps);
+        if (impl == "aten" && silu) y = at::silu(y);
+        return y.to(at::kFloat).contiguous();
+      },
+      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
+}
+
+// geglu(proj, {dtype, impl}) → float32 result: proj [..., 2F] cast to dtype, then hidden · gelu(gate)
+// by impl 'fused' (nn::gegluCpu, errors included) or 'aten' (chunk, at::gelu, mul).
+Napi::Value Geglu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "geglu(proj, options)");
+  const at::Tensor proj = toTensor(env, info[0], "proj");
+  const Napi::Object o = info[1].As<Napi::Object>();
+  const std::string dtypeName = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
+  const std::string impl = o.Has("impl") ? o.Get("impl").As<Napi::String>().Utf8Value() : "fused";
+  if (dtypeName != "float32" && dtypeName != "bfloat16") throwInvalid(env, "dtype must be 'float32' or 'bfloat16'");
+  if (impl != "fused" && impl != "aten") throwInvalid(env, "impl must be 'fused' or 'aten'");
+  const at::ScalarType dtype = dtypeName == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  return runAsync<at::Tensor>(
+      env,
+      [=]() -> at::Tensor {
+        at::NoGradGuard noGrad;
+        const at::Tensor p = proj.to(dtype);
+        at::Tensor y;
+        if (impl == "fused") {
+          y = nn::gegluCpu(p);
+        } else {
+          auto parts = p.chunk(2, -1);
+          y = parts[0] * at::gelu(parts[1]);
+        }
+        return y.to(at::kFloat).contiguous();
+      },
+      [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
+}
+
+// setFusedGroupNorm(on) → the previous setting: whether nn::GroupNorm::withSilu uses the fused
+// CPU kernel (process-wide; for A/B tests).
+Napi::Value SetFusedGroupNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) throwInvalid(env, "setFusedGroupNorm(on: boolean)");
+  const bool before = nn::fusedGroupNormEnabled();
+  nn::setFusedGroupNormEnabled(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(env, before);
+}
+
 }  // namespace
 
 void InitUNet(Napi::Env env, Napi::Object exports) {
@@ -158,6 +233,9 @@ void InitUNet(Napi::Env env, Napi::Object exports) {
   exports.Set("unetForward", Napi::Function::New(env, UNetForward));
   exports.Set("unetSetAttention", Napi::Function::New(env, UNetSetAttention));
   exports.Set("disposeUNet", Napi::Function::New(env, DisposeUNet));
+  exports.Set("groupNormSilu", Napi::Function::New(env, GroupNormSilu));
+  exports.Set("setFusedGroupNorm", Napi::Function::New(env, SetFusedGroupNorm));
+  exports.Set("geglu", Napi::Function::New(env, Geglu));
 }
 
 }  // namespace sd::addon

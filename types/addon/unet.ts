@@ -24,4 +24,20 @@ export interface UNetTestingAddon {
   /** Applies from the next unetForward; returns the settings in effect (sdpa false where libtorch < 2.0 or slicing is on). */
   unetSetAttention(unet: UNetHandle, settings: AttentionSettings): { sliceSize: number | 'auto' | 'max'; sdpa: boolean };
   disposeUNet(unet: UNetHandle): void;
+  /**
+   * GroupNorm(groups, eps) of x [N, C, *] (then SiLU unless `silu` is false) computed in `dtype` (default
+   * 'float32'; channelsLast: a 4-D x in that layout) by sd-native's fused CPU kernel ('fused', default;
+   * native/core/nn/group_norm_silu.h) or by at::group_norm + at::silu ('aten'); the result as float32.
+   * gamma, beta [C]. Errors (fused): E_INVALID_ARGUMENT for a layout or group count it does not take.
+   */
+  groupNormSilu(x: TensorData, groups: number, gamma: TensorData, beta: TensorData,
+    options: { eps?: number; dtype?: 'float32' | 'bfloat16'; impl?: 'fused' | 'aten'; silu?: boolean; channelsLast?: boolean }): Promise<TensorData>;
+  /**
+   * diffusers GEGLU after its projection: proj [..., 2F] → hidden · gelu(gate) [..., F] computed in `dtype`
+   * by sd-native's one-pass CPU kernel ('fused', default) or by chunk + at::gelu + mul ('aten'); the result
+   * as float32. Errors (fused): E_INVALID_ARGUMENT for an odd last dimension.
+   */
+  geglu(proj: TensorData, options: { dtype?: 'float32' | 'bfloat16'; impl?: 'fused' | 'aten' }): Promise<TensorData>;
+  /** Whether models use the fused GroupNorm (+ SiLU) and GEGLU CPU kernels (default true; process-wide); returns the previous setting. */
+  setFusedGroupNorm(on: boolean): boolean;
 }

@@ -231,7 +231,7 @@ at::Tensor VaeEncoder::operator()(const at::Tensor& x, const nn::AttentionOption
   }
   h = midBlock(h, options);                              // [B, boc[-1], H/f, W/f]
   runtime::throwIfAborted("the VAE encoder");
-  h = nn::activation(actFn, convNormOut(h));             // conv_act, no weights
+  h = convNormOut.withSilu(h);                           // conv_act (act_fn silu/swish, checked), no weights
   return convOut(h);                                     // [B, 2·latent, H/f, W/f]
 }
 
@@ -266,7 +266,7 @@ at::Tensor VaeDecoder::operator()(const at::Tensor& z, const nn::AttentionOption
     if (block.upsampler) h = (*block.upsampler)(h);  // nearest ×2 + conv: [B, C, 2h, 2w]
   }
   runtime::throwIfAborted("the VAE decoder");
-  h = nn::activation(actFn, convNormOut(h));         // conv_act, no weights
+  h = convNormOut.withSilu(h);                       // conv_act (act_fn silu/swish, checked), no weights
   return convOut(h);                                 // [B, out_channels, h·f, w·f]
 }
 

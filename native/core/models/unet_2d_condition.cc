@@ -495,7 +495,7 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sampleIn, const at::T
   runtime::throwIfAborted("the UNet output head");
 
   // 8. post-process
-  sample = at::silu(convNormOut_(sample));                                  // conv_act (act_fn: silu)
+  sample = convNormOut_.withSilu(sample);                                    // conv_act (act_fn: silu)
   return convOut_(sample);                                                  // [B, out, h, w]
 }
 

@@ -1,6 +1,7 @@
 // torch.nn layer semantics over by-name weights (torch.nn.functional equivalents).
 #include "nn/layers.h"
 
+#include "nn/group_norm_silu.h"
 #include "nn/weight_storage.h"
 #include "runtime/kernel_quirks.h"
 #include "util/error.h"
@@ -87,12 +88,24 @@ GroupNorm::GroupNorm(const Scope& s, int64_t groups_, int64_t channels, double e
 }
 
 at::Tensor GroupNorm::operator()(const at::Tensor& x) const {
+  if (fusedGroupNormEnabled() && groupNormSiluSupports(x)) {
+    const at::Tensor probe = at::empty({0}, x.options().dtype(at::kFloat));  // γ, β in float32 on x's device
+    return groupNormSiluCpu(x, groups, castLike(*weight, probe), castLike(*bias, probe), eps, /*silu=*/false);
+  }
   // A channels-last input goes contiguous where this libtorch's kernel is wrong for it (kernel_quirks.h).
   if (x.device().is_cpu() && x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
       runtime::cpuKernelQuirks(x.scalar_type()).groupNormChannelsLast)
     return at::group_norm(x.contiguous(), groups, castLike(*weight, x), castLike(*bias, x), eps)
         .contiguous(at::MemoryFormat::ChannelsLast);
   return at::group_norm(x, groups, castLike(*weight, x), castLike(*bias, x), eps);
+}
+
+at::Tensor GroupNorm::withSilu(const at::Tensor& x) const {
+  if (fusedGroupNormEnabled() && groupNormSiluSupports(x)) {
+    const at::Tensor probe = at::empty({0}, x.options().dtype(at::kFloat));  // γ, β in float32 on x's device
+    return groupNormSiluCpu(x, groups, castLike(*weight, probe), castLike(*bias, probe), eps, /*silu=*/true);
+  }
+  return at::silu((*this)(x));
 }
 
 LayerNorm::LayerNorm(const Scope& s, int64_t dim_, double eps_)

@@ -39,7 +39,8 @@ struct Conv2d {
   at::Tensor operator()(const at::Tensor& x) const;
 };
 
-/// torch.nn.GroupNorm(groups, channels, eps, affine=True). x [B, C, ...].
+/// torch.nn.GroupNorm(groups, channels, eps, affine=True). x [B, C, ...]. On the CPU, a contiguous
+/// float32/bfloat16 x goes through sd-native's kernel (nn/group_norm_silu.h, fusedGroupNormEnabled).
 struct GroupNorm {
   at::Tensor* weight = nullptr;
   at::Tensor* bias = nullptr;
@@ -48,6 +49,10 @@ struct GroupNorm {
   GroupNorm() = default;
   GroupNorm(const Scope& s, int64_t groups, int64_t channels, double eps);
   at::Tensor operator()(const at::Tensor& x) const;
+  /// silu(GroupNorm(x)) (diffusers' norm → nonlinearity pairs). On the CPU, for a contiguous
+  /// float32/bfloat16 x, one fused kernel (nn/group_norm_silu.h; fusedGroupNormEnabled); elsewhere
+  /// at::silu over operator()'s result.
+  at::Tensor withSilu(const at::Tensor& x) const;
 };
 
 /// torch.nn.LayerNorm(dim, eps) over the last dimension.

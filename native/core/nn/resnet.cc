@@ -19,12 +19,12 @@ ResnetBlock2D::ResnetBlock2D(const Scope& s, int64_t in, int64_t out, int64_t te
 
 at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb) const {
   runtime::throwIfAborted("a ResnetBlock2D");  // UNet and VAE resnets
-  at::Tensor h = conv1(at::silu(norm1(x)));                   // [B, out, H, W]
+  at::Tensor h = conv1(norm1.withSilu(x));                    // [B, out, H, W]
   if (hasTemb && temb.defined()) {
     at::Tensor t = timeEmbProj(at::silu(temb));                 // [B, out]
     h = h + t.unsqueeze(-1).unsqueeze(-1);
   }
-  h = conv2(at::silu(norm2(h)));                                // dropout 0 at inference
+  h = conv2(norm2.withSilu(h));                                 // dropout 0 at inference
   at::Tensor residual = hasShortcut ? convShortcut(x) : x;      // [B, out, H, W]
   return residual + h;
 }

@@ -3,6 +3,7 @@
 // models/attention_processor.py Attention with AttnProcessor / SlicedAttnProcessor.
 #include "nn/transformer_2d.h"
 
+#include "nn/group_norm_silu.h"
 #include "runtime/cancellation.h"
 #include "util/error.h"
 
@@ -48,8 +49,14 @@ at::Tensor BasicTransformerBlock::operator()(const at::Tensor& x, const at::Tens
   runtime::throwIfAborted("a BasicTransformerBlock");
   at::Tensor h = attn1(norm1(x)) + x;              // [B, N, dim] self-attention
   h = attn2(norm2(h), context) + h;                // [B, N, dim] cross-attention
-  auto parts = ffProj(norm3(h)).chunk(2, -1);      // 2 × [B, N, 4·dim]
-  at::Tensor ff = parts[0] * at::gelu(parts[1]);   // GEGLU (exact GELU); ff.net.1 is dropout
+  at::Tensor proj = ffProj(norm3(h));              // [B, N, 2 · 4·dim]: hidden, gate
+  at::Tensor ff;                                   // [B, N, 4·dim] GEGLU (exact GELU); ff.net.1 is dropout
+  if (fusedGroupNormEnabled() && gegluCpuSupports(proj)) {
+    ff = gegluCpu(proj);                           // one pass (nn/group_norm_silu.h)
+  } else {
+    auto parts = proj.chunk(2, -1);                // 2 × [B, N, 4·dim]
+    ff = parts[0] * at::gelu(parts[1]);
+  }
   return ffOut(ff) + h;                            // [B, N, dim]
 }
 

@@ -1,0 +1,277 @@
+// The loops of nn/group_norm_silu (torch.nn.GroupNorm followed by SiLU, as ATen's CPU
+// group_norm kernel computes the statistics: biased variance, rstd = 1/√(var + eps), then
+// y = x·(rstd·γ) + (β − mean·rstd·γ); and GEGLU, hidden · gelu(gate)). Included by one .cc file per instruction set
+// (group_norm_silu.cc: baseline; group_norm_silu_avx2.cc: AVX2+FMA), each inside its own
+// namespace (no ODR clash between them). Not a public header: include nn/group_norm_silu.h.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "nn/group_norm_silu_problem.h"
+
+namespace SD_GN_NAMESPACE {
+
+// kLanes float lanes as a GCC/Clang vector type (at::vec's AVX2 build needs sleef.h, absent from
+// Debian's libtorch packages; see nn/flash_attention_kernel.h). 8 under AVX2 (ymm), 4 in the
+// baseline build (xmm; wider vectors would change the ABI of these helpers, -Wpsabi).
+constexpr int kLanes = SD_GN_LANES;
+typedef float Vf __attribute__((vector_size(kLanes * sizeof(float))));
+typedef uint32_t Vu __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+typedef int32_t Vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
+typedef uint16_t Vh __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+constexpr int64_t kChunk = 2048;  // elements per statistics chunk (8 KiB of float32: stays in L1)
+
+inline Vf splat(float x) {
+  Vf v = {};
+  return v + x;
+}
+inline Vf loadF(const float* p) {
+  Vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void storeF(float* p, Vf v) { std::memcpy(p, &v, sizeof v); }
+inline Vf vmax(Vf a, Vf b) { return a > b ? a : b; }
+inline Vf vmin(Vf a, Vf b) { return a < b ? a : b; }
+
+// bfloat16 is the upper half of a float32: widening is a 16-bit shift.
+inline Vf loadB(const uint16_t* p) {
+  Vh h;
+  std::memcpy(&h, p, sizeof h);
+  const Vu u = __builtin_convertvector(h, Vu) << 16;
+  Vf v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+// float32 → bfloat16, round to nearest even, NaN kept a (quiet) NaN: c10::BFloat16's rounding.
+inline void storeB(uint16_t* p, Vf v) {
+  Vu u;
+  std::memcpy(&u, &v, sizeof u);
+  const Vu rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+  const Vi isNan = v != v;
+  const Vu r = isNan ? (Vu{} + 0x7FC0u) : rounded;
+  const Vh h = __builtin_convertvector(r, Vh);
+  std::memcpy(p, &h, sizeof h);
+}
+
+inline float hsum(Vf v) {
+  float s = 0.0f;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+// exp per lane: 2ⁿ·eʳ with n = round(x·log₂e) (by the 1.5·2²³ shifter), r = x − n·ln2 (ln2 split
+// in two), eʳ by the Cephes expf polynomial (relative error ≈ 1e-7); the input is clamped to
+// [−87.3, 88.3] (as nn/flash_attention_kernel.h's expV8).
+inline Vf expV(Vf x) {
+  const Vf shifter = splat(12582912.0f);  // 1.5·2²³: adding it rounds to an integer in the low bits
+  x = vmin(vmax(x, splat(-87.3f)), splat(88.3f));
+  const Vf t = x * splat(1.44269504088896341f) + shifter;
+  const Vf fx = t - shifter;  // round(x·log₂e)
+  Vf r = x - fx * splat(0.693359375f);
+  r = r + fx * splat(2.12194440e-4f);
+  Vf p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * (r * r) + (r + splat(1.0f));
+  Vi n;
+  std::memcpy(&n, &t, sizeof n);
+  n = (n - 0x4B400000 + 127) << 23;  // the integer in t's mantissa, as an exponent field
+  Vf pow2;
+  std::memcpy(&pow2, &n, sizeof pow2);
+  return p * pow2;
+}
+
+// silu(y) = y / (1 + e^−y), ATen's formula. A NaN stays NaN (the numerator), +inf stays +inf.
+inline Vf siluV(Vf y) { return y / (splat(1.0f) + expV(-y)); }
+
+// Mean and M2 (Σ(x − mean)²) of one chunk held in float32 (len ≤ kChunk): the corrected two-pass
+// algorithm (Chan, Golub & LeVeque 1983), the second pass reads the chunk from L1.
+inline void chunkMoments(const float* x, int64_t len, double& mean, double& m2) {
+  // two independent accumulators per sum: the adds of one vector do not wait for the previous one
+  Vf s0 = splat(0.0f), s1v = splat(0.0f);
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= len; i += 2 * kLanes) {
+    s0 += loadF(x + i);
+    s1v += loadF(x + i + kLanes);
+  }
+  for (; i + kLanes <= len; i += kLanes) s0 += loadF(x + i);
+  float sum = hsum(s0 + s1v);
+  for (; i < len; ++i) sum += x[i];
+  const float m = sum / static_cast<float>(len);
+  Vf a1 = splat(0.0f), a2 = splat(0.0f), b1 = splat(0.0f), b2 = splat(0.0f);
+  const Vf mv = splat(m);
+  for (i = 0; i + 2 * kLanes <= len; i += 2 * kLanes) {
+    const Vf d = loadF(x + i) - mv, e = loadF(x + i + kLanes) - mv;
+    a1 += d;
+    a2 += d * d;
+    b1 += e;
+    b2 += e * e;
+  }
+  for (; i + kLanes <= len; i += kLanes) {
+    const Vf d = loadF(x + i) - mv;
+    a1 += d;
+    a2 += d * d;
+  }
+  double s1 = hsum(a1 + b1), s2 = hsum(a2 + b2);
+  for (; i < len; ++i) {
+    const double d = static_cast<double>(x[i]) - m;
+    s1 += d;
+    s2 += d * d;
+  }
+  mean = m + s1 / static_cast<double>(len);
+  m2 = std::max(0.0, s2 - s1 * s1 / static_cast<double>(len));
+}
+
+// y = x·scale + shift (then silu) over len elements of one channel.
+template <bool kBf16, bool kSilu>
+inline void applyChannel(const void* src, void* dst, int64_t len, float scale, float shift) {
+  const Vf sv = splat(scale), bv = splat(shift);
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    Vf y;
+    if constexpr (kBf16) y = loadB(static_cast<const uint16_t*>(src) + i) * sv + bv;
+    else y = loadF(static_cast<const float*>(src) + i) * sv + bv;
+    if constexpr (kSilu) y = siluV(y);
+    if constexpr (kBf16) storeB(static_cast<uint16_t*>(dst) + i, y);
+    else storeF(static_cast<float*>(dst) + i, y);
+  }
+  if (i == len) return;
+  // the tail through one zero-padded vector: the same arithmetic as the body
+  const int64_t rest = len - i;
+  if constexpr (kBf16) {
+    uint16_t in[kLanes] = {}, out[kLanes];
+    std::memcpy(in, static_cast<const uint16_t*>(src) + i, rest * sizeof(uint16_t));
+    Vf y = loadB(in) * sv + bv;
+    if constexpr (kSilu) y = siluV(y);
+    storeB(out, y);
+    std::memcpy(static_cast<uint16_t*>(dst) + i, out, rest * sizeof(uint16_t));
+  } else {
+    float in[kLanes] = {}, out[kLanes];
+    std::memcpy(in, static_cast<const float*>(src) + i, rest * sizeof(float));
+    Vf y = loadF(in) * sv + bv;
+    if constexpr (kSilu) y = siluV(y);
+    storeF(out, y);
+    std::memcpy(static_cast<float*>(dst) + i, out, rest * sizeof(float));
+  }
+}
+
+template <bool kBf16, bool kSilu>
+void groupsTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t begin, int64_t end) {
+  const int64_t perGroup = pr.channels / pr.groups, len = perGroup * pr.spatial;
+  const size_t elem = kBf16 ? sizeof(uint16_t) : sizeof(float);
+  alignas(64) float buf[kChunk];
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t g = t % pr.groups;
+    const char* x = static_cast<const char*>(pr.x) + t * len * elem;  // group t's D·S elements
+    char* out = static_cast<char*>(pr.out) + t * len * elem;
+    // 1. mean and biased variance of the group, chunk by chunk, merged in float64 (Chan et al.)
+    double mean = 0.0, m2 = 0.0;
+    int64_t count = 0;
+    for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, len - c0);
+      const float* chunk;
+      if constexpr (kBf16) {
+        const uint16_t* s = reinterpret_cast<const uint16_t*>(x) + c0;
+        int64_t i = 0;
+        for (; i + kLanes <= n; i += kLanes) storeF(buf + i, loadB(s + i));
+        for (; i < n; ++i) {
+          const uint32_t u = static_cast<uint32_t>(s[i]) << 16;
+          std::memcpy(buf + i, &u, sizeof u);
+        }
+        chunk = buf;
+      } else {
+        chunk = reinterpret_cast<const float*>(x) + c0;
+      }
+      double cm, cm2;
+      chunkMoments(chunk, n, cm, cm2);
+      const double total = static_cast<double>(count + n), delta = cm - mean;
+      mean += delta * static_cast<double>(n) / total;
+      m2 += cm2 + delta * delta * static_cast<double>(count) * static_cast<double>(n) / total;
+      count += n;
+    }
+    const double var = len > 0 ? m2 / static_cast<double>(len) : 0.0;
+    const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(pr.eps)));
+    const float meanF = static_cast<float>(mean);
+    // 2. y = silu(x·(rstd·γ) + (β − mean·rstd·γ)), channel by channel
+    for (int64_t c = 0; c < perGroup; ++c) {
+      const int64_t ch = g * perGroup + c;
+      const float scale = rstd * pr.gamma[ch];
+      const float shift = pr.beta[ch] - meanF * scale;
+      applyChannel<kBf16, kSilu>(x + c * pr.spatial * elem, out + c * pr.spatial * elem, pr.spatial, scale, shift);
+    }
+  }
+}
+
+inline void groupNormGroups(const sd::nn::detail::GroupNormProblem& pr, int64_t begin, int64_t end) {
+  if (pr.bfloat16) {
+    if (pr.silu) groupsTyped<true, true>(pr, begin, end);
+    else groupsTyped<true, false>(pr, begin, end);
+  } else {
+    if (pr.silu) groupsTyped<false, true>(pr, begin, end);
+    else groupsTyped<false, false>(pr, begin, end);
+  }
+}
+
+// ---- GEGLU (diffusers models/activations.py GEGLU: hidden · gelu(gate), exact erf GELU) ----------
+
+// gelu(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7, the
+// polynomial ATen's vectorised erf uses): erf(a) = 1 − t·P(t)·e^(−a²), t = 1/(1 + p·a), a = |x|/√2.
+// For x < 0, 1 + erf(x/√2) = t·P(t)·e^(−a²) is taken directly (no cancellation against 1).
+inline Vf geluV(Vf x) {
+  const Vf a = vmax(x, -x) * splat(0.70710678118654752f);
+  const Vf t = splat(1.0f) / (splat(1.0f) + splat(0.3275911f) * a);
+  Vf p = splat(1.061405429f);
+  p = p * t + splat(-1.453152027f);
+  p = p * t + splat(1.421413741f);
+  p = p * t + splat(-0.284496736f);
+  p = p * t + splat(0.254829592f);
+  const Vf tail = p * t * expV(-(a * a));  // 1 − erf(a) = erfc(a)
+  const Vf onePlusErf = x < splat(0.0f) ? tail : splat(2.0f) - tail;
+  return splat(0.5f) * x * onePlusErf;
+}
+
+// out[r][0..F) = in[r][0..F) · gelu(in[r][F..2F)) for rows [begin, end); in rows of inStride elements.
+template <bool kBf16>
+void gegluTyped(const sd::nn::detail::GegluProblem& pr, int64_t begin, int64_t end) {
+  const int64_t f = pr.features;
+  for (int64_t r = begin; r < end; ++r) {
+    int64_t i = 0;
+    if constexpr (kBf16) {
+      const uint16_t* h = static_cast<const uint16_t*>(pr.in) + r * pr.inStride;
+      uint16_t* o = static_cast<uint16_t*>(pr.out) + r * f;
+      for (; i + kLanes <= f; i += kLanes) storeB(o + i, loadB(h + i) * geluV(loadB(h + f + i)));
+      if (i < f) {
+        uint16_t hv[kLanes] = {}, gv[kLanes] = {}, ov[kLanes];
+        std::memcpy(hv, h + i, (f - i) * sizeof(uint16_t));
+        std::memcpy(gv, h + f + i, (f - i) * sizeof(uint16_t));
+        storeB(ov, loadB(hv) * geluV(loadB(gv)));
+        std::memcpy(o + i, ov, (f - i) * sizeof(uint16_t));
+      }
+    } else {
+      const float* h = static_cast<const float*>(pr.in) + r * pr.inStride;
+      float* o = static_cast<float*>(pr.out) + r * f;
+      for (; i + kLanes <= f; i += kLanes) storeF(o + i, loadF(h + i) * geluV(loadF(h + f + i)));
+      if (i < f) {
+        float hv[kLanes] = {}, gv[kLanes] = {}, ov[kLanes];
+        std::memcpy(hv, h + i, (f - i) * sizeof(float));
+        std::memcpy(gv, h + f + i, (f - i) * sizeof(float));
+        storeF(ov, loadF(hv) * geluV(loadF(gv)));
+        std::memcpy(o + i, ov, (f - i) * sizeof(float));
+      }
+    }
+  }
+}
+
+inline void gegluRows(const sd::nn::detail::GegluProblem& pr, int64_t begin, int64_t end) {
+  if (pr.bfloat16) gegluTyped<true>(pr, begin, end);
+  else gegluTyped<false>(pr, begin, end);
+}
+
+}  // namespace SD_GN_NAMESPACE
