@@ -291,7 +291,8 @@ export abstract class DiffusionPipeline {
    *   the model config asks `upcast_attention` / `upcast_softmax`);
    * - `'flash'`: sd-native's memory-efficient CPU kernel (query and key blocks, online softmax,
    *   float32 accumulation; never holds the N×N scores), SDPA on CUDA. `'auto'` already picks it
-   *   on the CPU where it measured faster than the math path (docs/BENCHMARKS.md).
+   *   on the CPU where it measured faster than the math path: float32 on libtorch 1.13 (in
+   *   bfloat16 the math path is faster; docs/BENCHMARKS.md).
    * Attention slicing, when enabled, takes precedence over all four.
    * @throws InvalidArgumentError (`E_INVALID_ARGUMENT`) for another value;
    *   UnsupportedModelError (`E_UNSUPPORTED_MODEL`) for `'sdpa'` on libtorch < 2.0.

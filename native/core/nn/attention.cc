@@ -33,14 +33,16 @@ AttentionKernel chooseAttentionKernel(const AttentionOptions& options, at::Devic
     case AttentionOptions::Backend::kAuto:
       if (!device.is_cpu()) return sdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kMath;
       if (sdpaAvailable() && dtype == at::kFloat) return AttentionKernel::kSdpa;
-      // Measured on libtorch 1.13, 2 cores (docs/BENCHMARKS.md, native/tools/bench_attention):
+      // Measured on libtorch 1.13, 2 cores (docs/BENCHMARKS.md, native/tools/bench_attention and
+      // profile_step):
       // float32: flash 1.5–2.5× faster than math for head dims ≤ 160 (every UNet attention), slower
-      //   at the VAE's single 512-channel head; equal below ~64×64 scores.
-      // bfloat16: math's oneDNN bfloat16 GEMMs win from head dim 64 up (level with flash at 64);
-      //   flash wins at dim 40 with ≥ 1024 queries and keys (SD 1.5's first level, where the N×N
-      //   scores dominate).
+      //   at the VAE's single 512-channel head; equal below ~64×64 scores. Whole SD 1.5 UNet step on
+      //   a quiet machine: 1.29× (512²) and 1.44× (256²) faster than with math.
+      // bfloat16: math (oneDNN bfloat16 GEMMs, softmax in bfloat16) is faster at every UNet
+      //   attention: the whole step 1.29× (512²) and 1.13× (256²) faster than with flash at SD 1.5's
+      //   first level, quiet machine (an earlier crossover, taken under load, had picked flash there).
+      //   The attention budget still slices the math path when its scores would pass it.
       if (dtype == at::kFloat && headDim <= 160 && n * m >= 64 * 64) return AttentionKernel::kFlash;
-      if (dtype == at::kBFloat16 && headDim <= 48 && n >= 1024 && m >= 1024) return AttentionKernel::kFlash;
       return AttentionKernel::kMath;
   }
   return AttentionKernel::kMath;

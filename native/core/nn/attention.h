@@ -23,7 +23,7 @@ struct AttentionOptions {
   ///   float32 only (measured on Debian's libtorch 2.6, 2 cores: SDPA 4.8× faster than the math
   ///   path in float32 at 512², 1.27× slower in bfloat16; docs/BENCHMARKS.md); else, on the CPU,
   ///   the flash kernel where it measured faster than the math path (chooseAttentionKernel: float32
-  ///   head dims ≤ 160; bfloat16 head dims ≤ 48 over ≥ 1024 queries and keys), the math path elsewhere.
+  ///   head dims ≤ 160 with ≥ 64×64 scores), the math path elsewhere (bfloat16 always: faster there).
   /// - kSdpa: SDPA whenever libtorch has it (enableMemoryEfficientAttention).
   /// - kMath: always the math path (setAttentionBackend('math')).
   /// - kFlash: sd-native's memory-efficient CPU kernel (nn/flash_attention.h: query blocks, online
