@@ -8,6 +8,7 @@
 #include <ATen/record_function.h>
 
 #include "nn/flash_attention_problem.h"
+#include "runtime/cpu_features.h"
 #include "util/error.h"
 
 #define SD_FLASH_LANES 4
@@ -19,10 +20,8 @@ namespace sd::nn {
 namespace {
 
 detail::FlashBlockFn pickBlocks() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (runtime::cpuHasAvx2Fma())
     if (detail::FlashBlockFn f = detail::flashBlocksAvx2()) return f;
-#endif
   return &sd_flash_baseline::flashBlocks;
 }
 

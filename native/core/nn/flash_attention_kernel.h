@@ -17,61 +17,16 @@
 
 namespace SD_FLASH_NAMESPACE {
 
-// 8 float lanes as a GCC/Clang vector type: under flash_attention_avx2.cc's target these are ymm
-// registers and `a * b + c` is one FMA. (at::vec::Vectorized<float> was the first choice: its
-// AVX2/AVX-512 builds need sleef.h, which neither Debian libtorch line installs, and its generic
-// build keeps lanes in memory arrays that GCC 12 splits into spilled 128-bit halves: measured 2×
-// slower than the math path. docs/BENCHMARKS.md.)
-// SD_FLASH_LANES: 8 under AVX2 (ymm), 4 in the baseline build (xmm; 32-byte vectors there would
-// change the ABI of these helpers, -Wpsabi).
+// SD_FLASH_LANES: 8 under AVX2 (ymm), 4 in the baseline build (nn/simd_float.h).
 constexpr int kLanes = SD_FLASH_LANES;
-typedef float V8 __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t V8i __attribute__((vector_size(kLanes * sizeof(int32_t))));
+#include "nn/simd_float.h"  // Vf, Vi, splat, loadF, storeF, vmin, vmax, expV (in this namespace)
 constexpr int64_t kTile = 16;              // keys per score tile, channels per weighted-sum tile
 constexpr int kVecs = kTile / kLanes;      // vectors per tile
 static_assert(kTile % kLanes == 0 && 8 % kLanes == 0, "tiles and the 8-channel padding hold whole vectors");
 
-inline V8 splat(float x) {
-  V8 v = {};
-  return v + x;
-}
-inline V8 load(const float* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
-inline V8 vmax(V8 a, V8 b) { return a > b ? a : b; }
-inline V8 vmin(V8 a, V8 b) { return a < b ? a : b; }
-
-// exp per lane: 2ⁿ·eʳ with n = round(x·log₂e) (by the 1.5·2²³ shifter), r = x − n·ln2 (ln2
-// split in two for exactness), eʳ by the Cephes expf polynomial (relative error ≈ 1e-7); inputs
-// are clamped to [−87.3, 88.3], so −inf gives ≈ 1e-38, never NaN.
-inline V8 expV8(V8 x) {
-  const V8 shifter = splat(12582912.0f);  // 1.5·2²³: adding it rounds to an integer in the low bits
-  x = vmin(vmax(x, splat(-87.3f)), splat(88.3f));
-  const V8 t = x * splat(1.44269504088896341f) + shifter;
-  const V8 fx = t - shifter;  // round(x·log₂e)
-  V8 r = x - fx * splat(0.693359375f);
-  r = r + fx * splat(2.12194440e-4f);
-  V8 p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * (r * r) + (r + splat(1.0f));
-  V8i n;
-  std::memcpy(&n, &t, sizeof n);
-  n = (n - 0x4B400000 + 127) << 23;  // the integer in t's mantissa, as an exponent field
-  V8 pow2;
-  std::memcpy(&pow2, &n, sizeof pow2);
-  return p * pow2;
-}
-
 inline float reduceMax(const float* x, int64_t len) {  // len a multiple of kLanes
-  V8 m = load(x);
-  for (int64_t j = kLanes; j < len; j += kLanes) m = vmax(m, load(x + j));
+  Vf m = loadF(x);
+  for (int64_t j = kLanes; j < len; j += kLanes) m = vmax(m, loadF(x + j));
   float best = m[0];
   for (int i = 1; i < kLanes; ++i) best = std::max(best, m[i]);
   return best;
@@ -80,38 +35,38 @@ inline float reduceMax(const float* x, int64_t len) {  // len a multiple of kLan
 // s[r][0..16) = Σ_i q[r][i] · kt[i][0..16) for R rows: scores of R queries against 16 keys.
 template <int R>
 inline void scoreTile(const float* q, int64_t d, const float* kt, int64_t ldk, float* s, int64_t lds) {
-  V8 acc[R][kVecs];
+  Vf acc[R][kVecs];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < kVecs; ++c) acc[r][c] = splat(0.0f);
   for (int64_t i = 0; i < d; ++i) {
-    V8 kv[kVecs];
-    for (int c = 0; c < kVecs; ++c) kv[c] = load(kt + i * ldk + c * kLanes);
+    Vf kv[kVecs];
+    for (int c = 0; c < kVecs; ++c) kv[c] = loadF(kt + i * ldk + c * kLanes);
     for (int r = 0; r < R; ++r) {
-      const V8 qv = splat(q[r * d + i]);
+      const Vf qv = splat(q[r * d + i]);
       for (int c = 0; c < kVecs; ++c) acc[r][c] += qv * kv[c];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < kVecs; ++c) store(s + r * lds + c * kLanes, acc[r][c]);
+    for (int c = 0; c < kVecs; ++c) storeF(s + r * lds + c * kLanes, acc[r][c]);
 }
 
 // acc[r][0..C·lanes) += Σ_j p[r][j] · v[j][0..C·lanes) for R rows over `keys` keys.
 template <int R, int C>
 inline void valueTile(const float* p, int64_t ldp, const float* v, int64_t ldv, int64_t keys, float* acc,
                       int64_t lda) {
-  V8 a[R][C];
+  Vf a[R][C];
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) a[r][c] = load(acc + r * lda + c * kLanes);
+    for (int c = 0; c < C; ++c) a[r][c] = loadF(acc + r * lda + c * kLanes);
   for (int64_t j = 0; j < keys; ++j) {
-    V8 vv[C];
-    for (int c = 0; c < C; ++c) vv[c] = load(v + j * ldv + c * kLanes);
+    Vf vv[C];
+    for (int c = 0; c < C; ++c) vv[c] = loadF(v + j * ldv + c * kLanes);
     for (int r = 0; r < R; ++r) {
-      const V8 pr = splat(p[r * ldp + j]);
+      const Vf pr = splat(p[r * ldp + j]);
       for (int c = 0; c < C; ++c) a[r][c] += pr * vv[c];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) store(acc + r * lda + c * kLanes, a[r][c]);
+    for (int c = 0; c < C; ++c) storeF(acc + r * lda + c * kLanes, a[r][c]);
 }
 
 template <int R>
@@ -165,11 +120,11 @@ void flashBlocksTyped(const sd::nn::detail::FlashProblem& pr, int64_t begin, int
         for (int64_t j = valid; j < keys; ++j) s[j] = -std::numeric_limits<float>::infinity();
         const float mNew = std::max(mrow[r], reduceMax(s, keys));
         const float corr = std::exp(mrow[r] - mNew);  // 0 on the first block (−inf − finite)
-        V8 sum = splat(0.0f);
-        const V8 mv = splat(mNew);
+        Vf sum = splat(0.0f);
+        const Vf mv = splat(mNew);
         for (int64_t j = 0; j < keys; j += kLanes) {
-          const V8 e = expV8(load(s + j) - mv);
-          store(s + j, e);
+          const Vf e = expV(loadF(s + j) - mv);
+          storeF(s + j, e);
           sum += e;
         }
         float total = 0.0f;
@@ -178,8 +133,8 @@ void flashBlocksTyped(const sd::nn::detail::FlashProblem& pr, int64_t begin, int
         mrow[r] = mNew;
         if (corr != 1.0f) {
           float* a = acc.data() + r * dp;
-          const V8 cv = splat(corr);
-          for (int64_t i = 0; i < dp; i += kLanes) store(a + i, load(a + i) * cv);
+          const Vf cv = splat(corr);
+          for (int64_t i = 0; i < dp; i += kLanes) storeF(a + i, loadF(a + i) * cv);
         }
       }
       // 3. acc += P v

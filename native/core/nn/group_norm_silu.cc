@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nn/group_norm_silu_problem.h"
+#include "runtime/cpu_features.h"
 #include "util/error.h"
 
 #define SD_GN_LANES 4
@@ -24,10 +25,8 @@ namespace sd::nn {
 namespace {
 
 detail::GroupNormFn pickLoop() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (runtime::cpuHasAvx2Fma())
     if (detail::GroupNormFn f = detail::groupNormAvx2()) return f;
-#endif
   return &sd_gn_baseline::groupNormGroups;
 }
 
@@ -38,10 +37,8 @@ detail::GroupNormFn loop() {
 
 detail::GegluFn gegluLoop() {
   static const detail::GegluFn f = [] {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (runtime::cpuHasAvx2Fma())
       if (detail::GegluFn g = detail::gegluAvx2()) return g;
-#endif
     return &sd_gn_baseline::gegluRows;
   }();
   return f;

@@ -14,28 +14,12 @@
 
 namespace SD_GN_NAMESPACE {
 
-// kLanes float lanes as a GCC/Clang vector type (at::vec's AVX2 build needs sleef.h, absent from
-// Debian's libtorch packages; see nn/flash_attention_kernel.h). 8 under AVX2 (ymm), 4 in the
-// baseline build (xmm; wider vectors would change the ABI of these helpers, -Wpsabi).
+// SD_GN_LANES: 8 under AVX2 (ymm), 4 in the baseline build (nn/simd_float.h).
 constexpr int kLanes = SD_GN_LANES;
-typedef float Vf __attribute__((vector_size(kLanes * sizeof(float))));
+#include "nn/simd_float.h"  // Vf, Vi, splat, loadF, storeF, vmin, vmax, expV (in this namespace)
 typedef uint32_t Vu __attribute__((vector_size(kLanes * sizeof(uint32_t))));
-typedef int32_t Vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
 typedef uint16_t Vh __attribute__((vector_size(kLanes * sizeof(uint16_t))));
 constexpr int64_t kChunk = 2048;  // elements per statistics chunk (8 KiB of float32: stays in L1)
-
-inline Vf splat(float x) {
-  Vf v = {};
-  return v + x;
-}
-inline Vf loadF(const float* p) {
-  Vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void storeF(float* p, Vf v) { std::memcpy(p, &v, sizeof v); }
-inline Vf vmax(Vf a, Vf b) { return a > b ? a : b; }
-inline Vf vmin(Vf a, Vf b) { return a < b ? a : b; }
 
 // bfloat16 is the upper half of a float32: widening is a 16-bit shift.
 inline Vf loadB(const uint16_t* p) {
@@ -61,31 +45,6 @@ inline float hsum(Vf v) {
   float s = 0.0f;
   for (int i = 0; i < kLanes; ++i) s += v[i];
   return s;
-}
-
-// exp per lane: 2ⁿ·eʳ with n = round(x·log₂e) (by the 1.5·2²³ shifter), r = x − n·ln2 (ln2 split
-// in two), eʳ by the Cephes expf polynomial (relative error ≈ 1e-7); the input is clamped to
-// [−87.3, 88.3] (as nn/flash_attention_kernel.h's expV8).
-inline Vf expV(Vf x) {
-  const Vf shifter = splat(12582912.0f);  // 1.5·2²³: adding it rounds to an integer in the low bits
-  x = vmin(vmax(x, splat(-87.3f)), splat(88.3f));
-  const Vf t = x * splat(1.44269504088896341f) + shifter;
-  const Vf fx = t - shifter;  // round(x·log₂e)
-  Vf r = x - fx * splat(0.693359375f);
-  r = r + fx * splat(2.12194440e-4f);
-  Vf p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * (r * r) + (r + splat(1.0f));
-  Vi n;
-  std::memcpy(&n, &t, sizeof n);
-  n = (n - 0x4B400000 + 127) << 23;  // the integer in t's mantissa, as an exponent field
-  Vf pow2;
-  std::memcpy(&pow2, &n, sizeof pow2);
-  return p * pow2;
 }
 
 // silu(y) = y / (1 + e^−y), ATen's formula. A NaN stays NaN (the numerator), +inf stays +inf.
