@@ -7,6 +7,7 @@
 #include <cmath>
 #include <mutex>
 #include <regex>
+#include <utility>
 
 #include "addon/bindings.h"
 #include "addon/util.h"
@@ -153,6 +154,16 @@ Napi::Value DisposeUNet(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The {dtype: 'float32' | 'bfloat16', impl: 'fused' | 'aten'} options of the kernel test bindings
+// below (defaults float32, fused): the compute dtype and whether sd-native's kernel runs.
+std::pair<at::ScalarType, bool> kernelTestOptions(Napi::Env env, const Napi::Object& o) {
+  const std::string dtypeName = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
+  const std::string impl = o.Has("impl") ? o.Get("impl").As<Napi::String>().Utf8Value() : "fused";
+  if (dtypeName != "float32" && dtypeName != "bfloat16") throwInvalid(env, "dtype must be 'float32' or 'bfloat16'");
+  if (impl != "fused" && impl != "aten") throwInvalid(env, "impl must be 'fused' or 'aten'");
+  return {dtypeName == "bfloat16" ? at::kBFloat16 : at::kFloat, impl == "fused"};
+}
+
 // groupNormSilu(x, groups, gamma, beta, {eps, dtype, impl, silu, channelsLast}) → float32 result:
 // x [N, C, *] cast to dtype ('float32' | 'bfloat16'; channelsLast: 4-D x in that layout), then
 // GroupNorm (+ SiLU unless silu false) by impl 'fused' (nn::groupNormSiluCpu, errors included) or
@@ -166,22 +177,20 @@ Napi::Value GroupNormSilu(const Napi::CallbackInfo& info) {
   const int64_t groups = info[1].As<Napi::Number>().Int64Value();
   const Napi::Object o = info[4].As<Napi::Object>();
   const double eps = o.Has("eps") ? o.Get("eps").As<Napi::Number>().DoubleValue() : 1e-5;
-  const std::string dtypeName = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
-  const std::string impl = o.Has("impl") ? o.Get("impl").As<Napi::String>().Utf8Value() : "fused";
   const bool silu = !o.Has("silu") || o.Get("silu").ToBoolean().Value();
   const bool channelsLast = o.Has("channelsLast") && o.Get("channelsLast").ToBoolean().Value();
-  if (dtypeName != "float32" && dtypeName != "bfloat16") throwInvalid(env, "dtype must be 'float32' or 'bfloat16'");
-  if (impl != "fused" && impl != "aten") throwInvalid(env, "impl must be 'fused' or 'aten'");
-  const at::ScalarType dtype = dtypeName == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const std::pair<at::ScalarType, bool> options = kernelTestOptions(env, o);
+  const at::ScalarType dtype = options.first;
+  const bool fused = options.second;
   return runAsync<at::Tensor>(
       env,
       [=]() -> at::Tensor {
         at::NoGradGuard noGrad;
         at::Tensor xd = x.to(dtype), g = gamma.to(dtype), b = beta.to(dtype);
         if (channelsLast) xd = xd.contiguous(at::MemoryFormat::ChannelsLast);
-        at::Tensor y = impl == "fused" ? nn::groupNormSiluCpu(xd, groups, g, b, eps, silu)
+        at::Tensor y = fused ? nn::groupNormSiluCpu(xd, groups, g, b, eps, silu)
                                        : at::group_norm(xd, groups, g, b, eps);
-        if (impl == "aten" && silu) y = at::silu(y);
+        if (!fused && silu) y = at::silu(y);
         return y.to(at::kFloat).contiguous();
       },
       [](Napi::Env env, at::Tensor& t) -> Napi::Value { return fromTensor(env, t); });
@@ -194,18 +203,16 @@ Napi::Value Geglu(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsObject()) throwInvalid(env, "geglu(proj, options)");
   const at::Tensor proj = toTensor(env, info[0], "proj");
   const Napi::Object o = info[1].As<Napi::Object>();
-  const std::string dtypeName = o.Has("dtype") ? o.Get("dtype").As<Napi::String>().Utf8Value() : "float32";
-  const std::string impl = o.Has("impl") ? o.Get("impl").As<Napi::String>().Utf8Value() : "fused";
-  if (dtypeName != "float32" && dtypeName != "bfloat16") throwInvalid(env, "dtype must be 'float32' or 'bfloat16'");
-  if (impl != "fused" && impl != "aten") throwInvalid(env, "impl must be 'fused' or 'aten'");
-  const at::ScalarType dtype = dtypeName == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const std::pair<at::ScalarType, bool> options = kernelTestOptions(env, o);
+  const at::ScalarType dtype = options.first;
+  const bool fused = options.second;
   return runAsync<at::Tensor>(
       env,
       [=]() -> at::Tensor {
         at::NoGradGuard noGrad;
         const at::Tensor p = proj.to(dtype);
         at::Tensor y;
-        if (impl == "fused") {
+        if (fused) {
           y = nn::gegluCpu(p);
         } else {
           auto parts = p.chunk(2, -1);
