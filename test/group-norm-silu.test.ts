@@ -11,30 +11,7 @@ import path from 'node:path';
 import { testingAddon as addon } from '../lib/native.js';
 import { native, nativeSync, SdError } from '../lib/errors.js';
 import type { TensorData, UNetHandle } from '../types/native.js';
-import { loadCases, loadGolden, allClose, maxAbsDiff, maxAbs, rejection } from './helpers/fixtures.js';
-
-/** Deterministic N(0,1)·std + mean values (mulberry32 + Box-Muller). */
-function randn(n: number, seed: number, std = 1, mean = 0): Float32Array {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = mean + std * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return data;
-}
-
-/** float32 → bfloat16 → float32, round to nearest even (c10::BFloat16's rounding). */
-function roundBf16(x: Float32Array): Float32Array {
-  const out = new Float32Array(x);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < u.length; i++) u[i] = (((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16) << 16) >>> 0;
-  return out;
-}
+import { loadCases, loadGolden, allClose, maxAbsDiff, maxAbs, rejection, roundBf16, seededRandn as randn } from './helpers/fixtures.js';
 
 /** GroupNorm (+ SiLU) of x [N, C, S] in float64: biased variance, as torch.nn.GroupNorm. */
 function reference(x: Float32Array, shape: number[], groups: number, gamma: Float32Array, beta: Float32Array,

@@ -14,21 +14,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { AutoencoderKL, StableDiffusionPipeline, readSafetensors, writeSafetensors } from '../lib/index.js';
 import { testingAddon } from '../lib/native.js';
-import { fixture } from './helpers/fixtures.js';
+import { fixture, roundBf16 } from './helpers/fixtures.js';
 
 const modelDir = fixture('models', 'tiny-sd15');
 const CALL = { prompt: 'a red cube on a table', numInferenceSteps: 2, guidanceScale: 1, seed: 7, height: 64, width: 64 };
 const handle = (p: StableDiffusionPipeline) => (p as any).model.handle;
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-/** x rounded to the nearest bfloat16 (ties to even), as a float32 value (finite x). */
-function roundBf16(x: number): number {
-  f32[0] = x;
-  const u = u32[0];
-  u32[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
-  return f32[0];
-}
-
 function upcastWarnings(spy: { mock: { calls: unknown[][] } }): unknown[][] {
   return spy.mock.calls.filter((c) => (c[1] as { code?: string } | undefined)?.code === 'SD_VAE_UPCAST');
 }
@@ -80,12 +70,12 @@ describe('reduced-precision VAE decode with NaN/inf → float32 re-decode (force
         fs.copyFileSync(path.join(src, 'config.json'), path.join(vaeDir, 'config.json'));
         const weights = await readSafetensors(path.join(src, 'diffusion_pytorch_model.safetensors'));
         const rounded: Record<string, { data: Float32Array; shape: number[] }> = {};
-        for (const [name, t] of Object.entries(weights)) rounded[name] = { data: Float32Array.from(t.data as ArrayLike<number>, roundBf16), shape: t.shape };
+        for (const [name, t] of Object.entries(weights)) rounded[name] = { data: roundBf16(t.data as ArrayLike<number>), shape: t.shape };
         await writeSafetensors(path.join(vaeDir, 'diffusion_pytorch_model.safetensors'), rounded);
         const vae = await AutoencoderKL.fromPretrained(vaeDir, { dtype: 'float32' });
         try {
           const sf = Math.fround(vae.scalingFactor);
-          const scaled = Float32Array.from(latents!.data, (v) => roundBf16(Math.fround(v / sf)));
+          const scaled = roundBf16(Float32Array.from(latents!.data, (v) => v / sf)); // float32 division, then bfloat16
           const img = await vae.decode({ data: scaled, shape: latents!.shape }); // [1, 3, 64, 64]
           let far = 0;
           for (let y = 0; y < 64; y++) {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AutoencoderKL, SdError, readSafetensors, writeSafetensors } from '../lib/index.js';
 import type { TensorData } from '../types/native.js';
-import { loadCases, loadGolden, allClose, maxAbsDiff } from './helpers/fixtures.js';
+import { loadCases, loadGolden, allClose, maxAbsDiff, seededRandn } from './helpers/fixtures.js';
 
 const ATOL = 1e-4, RTOL = 1e-4;
 const { modelDir, cases } = loadCases('tiny-sd15');
@@ -30,20 +30,9 @@ function meanAbsDiff(a: TensorData<any>, b: TensorData<any>): number {
   return s / a.data.length;
 }
 
-/** Deterministic N(0,1) values (mulberry32 + Box-Muller), for inputs larger than the goldens. */
+/** Deterministic N(0,1) values of `shape` (helpers/fixtures seededRandn). */
 function randn(shape: number[], seed: number): TensorData {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const n = shape.reduce((x, y) => x * y, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return { data, shape };
+  return { data: seededRandn(shape.reduce((x, y) => x * y, 1), seed), shape };
 }
 
 function cat0(a: TensorData<any>, b: TensorData<any>): TensorData {

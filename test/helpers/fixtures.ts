@@ -140,3 +140,26 @@ export async function rejection<E = import('../../lib/errors.js').SdError>(p: Pr
   try { await p; } catch (e) { return e as E; }
   throw new Error('expected a rejection');
 }
+
+/** n deterministic N(0,1)·std + mean values (mulberry32 + Box-Muller): inputs larger than the goldens. */
+export function seededRandn(n: number, seed: number, std = 1, mean = 0): Float32Array {
+  let a = seed >>> 0;
+  const u = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = mean + std * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+  return data;
+}
+
+/** float32 → bfloat16 → float32 of every element, round to nearest even (c10::BFloat16's rounding; finite values). */
+export function roundBf16(x: ArrayLike<number>): Float32Array {
+  const out = Float32Array.from(x);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; i++) u[i] = (((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  return out;
+}
