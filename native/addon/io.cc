@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 #include "nn/attention.h"
 #include "nn/weight_storage.h"
+#include "runtime/cpu_caching_allocator.h"
 #include "runtime/device_graph.h"
 #include "runtime/kernel_quirks.h"
 #include "util/error.h"
@@ -126,6 +127,66 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   // enableCudaGraphs needs a build against a CUDA libtorch (runtime/device_graph.h)
   o.Set("cudaGraphs", runtime::DeviceGraph::cudaGraphsBuilt());
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
+  // large CPU buffers reused within a call (runtime/cpu_caching_allocator.h)
+  o.Set("cpuCachingAllocator", runtime::cpuCacheStats().installed);
+  return o;
+}
+
+// cpuCacheExercise(sizes: number[]) → {maxLiveCached, maxLive, baseLive, hits, misses, recycled, cachedAfter}:
+// inside one CpuCacheScope, allocates (at::empty, uint8, untouched) and frees one tensor per size,
+// in order, keeping the last `keep` alive; reports the largest live + cached and live bytes seen
+// after each step and the counters' changes (tests of the cache's limit and recycling).
+Napi::Value CpuCacheExercise(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throwInvalid(env, "cpuCacheExercise(sizes: number[], keep?: number)");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  const int64_t keep = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+  const runtime::CpuCacheStats s0 = runtime::cpuCacheStats();
+  int64_t maxLiveCached = 0, maxLive = 0, cachedAfter = 0;
+  {
+    runtime::CpuCacheScope scope;
+    std::vector<at::Tensor> held;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      const int64_t n = arr.Get(i).As<Napi::Number>().Int64Value();
+      held.push_back(at::empty({n}, at::TensorOptions().dtype(at::kByte)));
+      if (static_cast<int64_t>(held.size()) > keep) held.erase(held.begin());
+      const runtime::CpuCacheStats s = runtime::cpuCacheStats();
+      maxLiveCached = std::max(maxLiveCached, s.liveBytes + s.cachedBytes);
+      maxLive = std::max(maxLive, s.liveBytes);
+    }
+    held.clear();
+    cachedAfter = runtime::cpuCacheStats().cachedBytes;
+  }
+  const runtime::CpuCacheStats s1 = runtime::cpuCacheStats();
+  Napi::Object o = Napi::Object::New(env);
+  const auto num = [&](const char* key, int64_t v) { o.Set(key, Napi::Number::New(env, static_cast<double>(v))); };
+  num("maxLiveCached", maxLiveCached);
+  num("maxLive", maxLive);
+  num("baseLive", s0.liveBytes);
+  num("hits", s1.hits - s0.hits);
+  num("misses", s1.misses - s0.misses);
+  num("recycled", s1.recycled - s0.recycled);
+  num("cachedAfter", cachedAfter);
+  num("cachedAtEnd", s1.cachedBytes);
+  return o;
+}
+
+// cpuCacheStats() → the caching CPU allocator's counters (tests, diagnostics).
+Napi::Value CpuCacheStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const runtime::CpuCacheStats s = runtime::cpuCacheStats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("installed", s.installed);
+  const auto num = [&](const char* key, int64_t v) { o.Set(key, Napi::Number::New(env, static_cast<double>(v))); };
+  num("liveBytes", s.liveBytes);
+  num("cachedBytes", s.cachedBytes);
+  num("peakBytes", s.peakBytes);
+  num("peakLiveBytes", s.peakLiveBytes);
+  num("hits", s.hits);
+  num("misses", s.misses);
+  num("recycled", s.recycled);
+  num("unmappedBytes", s.unmappedBytes);
+  num("openScopes", s.openScopes);
   return o;
 }
 
@@ -185,6 +246,8 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+  exports.Set("cpuCacheStats", Napi::Function::New(env, CpuCacheStats));
+  exports.Set("cpuCacheExercise", Napi::Function::New(env, CpuCacheExercise));
   exports.Set("fp8Quantize", Napi::Function::New(env, Fp8Quantize));
   exports.Set("fp8Decode", Napi::Function::New(env, Fp8Decode));
 }

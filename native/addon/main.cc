@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "addon/bindings.h"
+#include "runtime/cpu_caching_allocator.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -12,6 +13,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // DESIGN.md: default to all cores (a pipeline's `threads` option overrides it at load).
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   if (cores > 0 && at::get_num_threads() < cores) at::set_num_threads(cores);
+  // Large CPU tensor buffers are reused within a call instead of being faulted in afresh by each
+  // mmap (runtime/cpu_caching_allocator.h; SD_CPU_CACHING_ALLOCATOR=0 turns it off).
+  sd::runtime::installCpuCachingAllocator();
   sd::addon::InitIo(env, exports);
   sd::addon::InitTextEncoder(env, exports);
   sd::addon::InitVae(env, exports);

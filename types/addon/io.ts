@@ -35,6 +35,35 @@ export interface BuildInfo {
   /** enableCudaGraphs is available: this build was compiled against a CUDA libtorch (runtime/device_graph.h). */
   cudaGraphs: boolean;
   threads: number;
+  /**
+   * The caching CPU allocator is libtorch's CPU allocator (native/core/runtime/cpu_caching_allocator.h):
+   * tensor buffers of 256 KiB and more are reused within a pipeline call. False off Linux/macOS or with
+   * SD_CPU_CACHING_ALLOCATOR=0 in the environment when the addon was loaded.
+   */
+  cpuCachingAllocator: boolean;
+}
+
+/** The caching CPU allocator's counters since the addon was loaded (bytes are whole pages). */
+export interface CpuCacheStats {
+  installed: boolean;
+  /** Blocks handed out and not yet freed. */
+  liveBytes: number;
+  /** Freed blocks kept for reuse (0 whenever no pipeline call is in flight). */
+  cachedBytes: number;
+  /** The largest liveBytes + cachedBytes seen. */
+  peakBytes: number;
+  /** The largest liveBytes seen. */
+  peakLiveBytes: number;
+  /** Requests served from the cache. */
+  hits: number;
+  /** Requests of a size not in the cache. */
+  misses: number;
+  /** Misses served by resizing a cached block of another size (Linux mremap). */
+  recycled: number;
+  /** Bytes given back to the kernel. */
+  unmappedBytes: number;
+  /** Pipeline calls (CpuCacheScope) open now. */
+  openScopes: number;
 }
 
 
@@ -47,6 +76,18 @@ export interface IoAddon {
 
 /** io.cc bindings used only by the tests (fp8 codecs checked exhaustively against the reference). */
 export interface IoTestingAddon {
+  /** The caching CPU allocator's counters (runtime/cpu_caching_allocator.h). */
+  cpuCacheStats(): CpuCacheStats;
+  /**
+   * Inside one cache scope, allocates and frees one uint8 tensor per size (bytes), in order, keeping
+   * the last `keep` (default 0) alive: the largest live + cached and live bytes seen after each
+   * step, the live bytes before, the counters' changes, and the cached bytes after the last free
+   * (`cachedAfter`, scope still open) and once the scope closed (`cachedAtEnd`).
+   */
+  cpuCacheExercise(sizes: number[], keep?: number): {
+    maxLiveCached: number; maxLive: number; baseLive: number; hits: number; misses: number; recycled: number;
+    cachedAfter: number; cachedAtEnd: number;
+  };
   /**
    * Values rounded to the nearest OCP 8-bit float and decoded back. impl 'reference' (default): sd-native's
    * own encoder/decoder; 'storage': what fp8 weight storage keeps (libtorch's float8 dtypes on >= 2.1);

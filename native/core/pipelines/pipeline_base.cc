@@ -266,6 +266,7 @@ at::Tensor PipelineBase::denoiseLatents(GenerateResult& result, schedulers::Sche
 void PipelineBase::finishGeneration(GenerateResult& result, const at::Tensor& latents, bool outputLatent,
                                     const AbortCheck& aborted, std::chrono::steady_clock::time_point t0) {
   result.latents = latents.to(at::kFloat).cpu();
+  runtime::retireCpuCache();  // the decode asks for other sizes: it recycles the denoising loop's cached buffers
   if (aborted && aborted()) fail(codes::kAborted, "generation aborted before decoding");
   if (!outputLatent) {
     runtime::DeviceTimer tDecode(device_);

@@ -24,6 +24,7 @@
 #include "nn/attention.h"
 #include "nn/weights.h"
 #include "pipelines/unet_graphs.h"
+#include "runtime/cpu_caching_allocator.h"
 #include "runtime/cancellation.h"
 #include "runtime/generators.h"
 #include "util/json.h"
@@ -273,6 +274,7 @@ class PipelineBase {
   /// forwards); t0 is when the call started. `aborted` must outlive the scope.
   class GenerationScope {
     std::lock_guard<std::mutex> lock_;  // declared first: taken before t0 is read
+    runtime::CpuCacheScope cpuCache_;   // freed activations are reused within the call; unmapped at its end
 
    public:
     GenerationScope(PipelineBase& pipe, const AbortCheck& aborted);
