@@ -41,11 +41,30 @@ export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = {
   UCX_ERROR_SIGNALS: '',
 };
 
+/**
+ * Thread-pool settings applied before the addon (and so libtorch, libgomp and OpenBLAS) is loaded,
+ * unless the user set them (issue 17, item 3: the pools must not oversubscribe the cores). libtorch
+ * runs its CPU kernels on OpenMP threads and its float32 matmuls on OpenBLAS's own pthread pool; by
+ * default each pool's idle threads spin after their work — libgomp for 300,000 iterations, OpenBLAS
+ * calling sched_yield for ~2²⁸ cycles — so the two pools fight for the cores and a float32 UNet step
+ * spends a third of its CPU time in the kernel. A short spin for both measured a full-size SD 1.5
+ * UNet step at 256² on 2 cores (native/tools/profile_step, libtorch 1.13) at 1.49–1.57 s instead of
+ * 2.51–3.25 s (docs/BENCHMARKS.md). Read by each library once, when it is loaded: setting them later
+ * has no effect.
+ */
+export const THREAD_POOL_ENV_DEFAULTS: Readonly<Record<string, string>> = {
+  GOMP_SPINCOUNT: '1000',
+  OPENBLAS_THREAD_TIMEOUT: '4',
+};
+
 /** The addon's exports (loaded once). Throws {@link NativeLoadError} with install advice. */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const explicit = process.env.SD_NATIVE_ADDON;
   for (const [k, v] of Object.entries(UCX_ENV_DEFAULTS)) if (process.env[k] === undefined) process.env[k] = v;
+  // OMP_WAIT_POLICY set by the user decides libgomp's spinning: leave GOMP_SPINCOUNT to it then
+  for (const [k, v] of Object.entries(THREAD_POOL_ENV_DEFAULTS))
+    if (process.env[k] === undefined && !(k === 'GOMP_SPINCOUNT' && process.env.OMP_WAIT_POLICY !== undefined)) process.env[k] = v;
   try {
     if (explicit) {
       cached = require(path.resolve(explicit)) as NativeAddon;

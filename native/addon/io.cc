@@ -11,6 +11,7 @@
 #include "runtime/cpu_caching_allocator.h"
 #include "runtime/device_graph.h"
 #include "runtime/kernel_quirks.h"
+#include "runtime/threads.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
 
@@ -129,6 +130,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("threads", Napi::Number::New(env, at::get_num_threads()));
   // large CPU buffers reused within a call (runtime/cpu_caching_allocator.h)
   o.Set("cpuCachingAllocator", runtime::cpuCacheStats().installed);
+  o.Set("blasThreads", Napi::Number::New(env, runtime::openBlasThreads()));
   return o;
 }
 

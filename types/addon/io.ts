@@ -41,6 +41,11 @@ export interface BuildInfo {
    * SD_CPU_CACHING_ALLOCATOR=0 in the environment when the addon was loaded.
    */
   cpuCachingAllocator: boolean;
+  /**
+   * OpenBLAS's thread count now (process-wide; a pipeline call sets it to its `threads`), or -1 when
+   * libtorch does not use OpenBLAS (native/core/runtime/threads.h).
+   */
+  blasThreads: number;
 }
 
 /** The caching CPU allocator's counters since the addon was loaded (bytes are whole pages). */

@@ -25,6 +25,7 @@
 #include "pipelines/pipeline_common.h"
 #include "runtime/device_timer.h"
 #include "runtime/dtype_support.h"
+#include "runtime/threads.h"
 #include "schedulers/scheduler.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
@@ -54,7 +55,7 @@ at::Device prepareLoad(const LoadOptions& options) {
     invalid("dtype must be float32, float16 or bfloat16");
   const at::Device device = parseDevice(options.device);
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (device.is_cpu() && threads > 0) at::set_num_threads(threads);
+  if (device.is_cpu()) runtime::useIntraOpThreads(threads);
   return device;
 }
 
@@ -102,6 +103,7 @@ std::vector<ComponentInfo> PipelineBase::recordComponents() {
 
 void PipelineBase::beginLoad(const LoadOptions& options) {
   device_ = prepareLoad(options);
+  threads_ = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   dtype_ = options.dtype;
 }
 
@@ -152,6 +154,8 @@ nn::StateDict PipelineBase::readUnetWeights() const {
 
 PipelineBase::GenerationScope::GenerationScope(PipelineBase& pipe, const AbortCheck& aborted)
     : lock_(pipe.mutex_), t0(std::chrono::steady_clock::now()), cancellation_(aborted) {
+  // this pipeline's thread count on this worker thread (OpenMP's count is per thread)
+  if (pipe.device_.is_cpu()) runtime::useIntraOpThreads(pipe.threads_);
   pipe.applyOptimizations();  // toggles set since the last call
   noGrad_ = std::make_unique<at::NoGradGuard>();
   inference_ = std::make_unique<at::InferenceMode>();

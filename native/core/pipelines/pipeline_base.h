@@ -361,6 +361,7 @@ class PipelineBase {
                           const models::UNetAddedCond* added) const;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;
+  int threads_ = 0;  // CPU intra-op threads of this pipeline's calls (LoadOptions::threads; 0 = all cores), set at load
   at::ScalarType vaeDtype_ = at::kFloat;
   std::string family_;  // "sd1" | "sd2" | "sdxl" (for messages)
   std::string loadPath_;

@@ -1,0 +1,52 @@
+/**
+ * Issue 17, item 3: the CPU thread pools. A pipeline's `threads` option applies to the thread that
+ * runs each call (OpenMP's count is per thread) and to OpenBLAS's process-wide pool, and the loader
+ * sets libgomp's and OpenBLAS's spin-wait variables before libtorch loads, unless the user set them
+ * (lib/native.ts THREAD_POOL_ENV_DEFAULTS). Each case runs in a child process: the variables are
+ * read once, when the libraries load, and OpenBLAS's pool is process-wide.
+ */
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function child(threads: number, env: Record<string, string | undefined> = {}) {
+  const base = { ...process.env };
+  for (const k of ['GOMP_SPINCOUNT', 'OPENBLAS_THREAD_TIMEOUT', 'OMP_WAIT_POLICY']) delete base[k];
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/cpu-threads-child.ts', String(threads)], {
+    cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...base, ...env },
+  });
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+    env: { GOMP_SPINCOUNT: string | null; OPENBLAS_THREAD_TIMEOUT: string | null };
+    blasThreadsBefore: number; blasThreadsAfter: number; cpuCachingAllocator: boolean; imageSha256: string;
+  };
+}
+
+describe('CPU thread pools (issue 17 item 3)', () => {
+  it('sets short spin waits for libgomp and OpenBLAS before loading, and the threads option reaches OpenBLAS', () => {
+    const one = child(1);
+    expect(one.env).toEqual({ GOMP_SPINCOUNT: '1000', OPENBLAS_THREAD_TIMEOUT: '4' });
+    const all = child(0);
+    if (one.blasThreadsAfter === -1) {
+      // this libtorch does not use OpenBLAS: nothing to size (buildInfo says -1 on both runs)
+      expect(all.blasThreadsAfter).toBe(-1);
+    } else {
+      expect(one.blasThreadsAfter).toBe(1);
+      expect(all.blasThreadsAfter).toBe(os.availableParallelism?.() ?? os.cpus().length);
+    }
+    // both made an image (its bytes may differ by rounding: the threads split the reductions differently)
+    expect(one.imageSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(all.imageSha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("leaves the user's settings alone: their values stay, and OMP_WAIT_POLICY keeps GOMP_SPINCOUNT unset", () => {
+    const mine = child(1, { GOMP_SPINCOUNT: '5', OPENBLAS_THREAD_TIMEOUT: '10' });
+    expect(mine.env).toEqual({ GOMP_SPINCOUNT: '5', OPENBLAS_THREAD_TIMEOUT: '10' });
+    const policy = child(1, { OMP_WAIT_POLICY: 'ACTIVE' });
+    expect(policy.env).toEqual({ GOMP_SPINCOUNT: null, OPENBLAS_THREAD_TIMEOUT: '4' });
+  });
+});
