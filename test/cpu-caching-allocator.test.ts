@@ -56,6 +56,19 @@ describe.skipIf(!linux)('caching CPU allocator (issue 17 item 3)', () => {
     expect(r.cachedAtEnd).toBe(0);
   });
 
+  it('caches no more than the budget the memory guard leaves (setCpuCacheBudget)', () => {
+    const MiB = 2 ** 20;
+    const none = testingAddon().cpuCacheExercise(Array(10).fill(4 * MiB), 0, 0);
+    expect(none.hits).toBe(0);          // each freed block went back to the kernel
+    expect(none.misses).toBe(10);
+    expect(none.cachedAfter).toBe(0);
+    // keep 2 alive: three blocks exist at a time; an 8 MiB budget caches two freed ones at most
+    const some = testingAddon().cpuCacheExercise(Array(10).fill(4 * MiB), 2, 8 * MiB);
+    expect(some.maxLiveCached - some.baseLive).toBeLessThanOrEqual(3 * 4 * MiB + 8 * MiB);
+    expect(some.hits).toBeGreaterThan(0);
+    expect(some.cachedAfter).toBeLessThanOrEqual(8 * MiB);
+  });
+
   it('keeps live + cached within the live peak plus 256 MiB when every size is new, recycling blocks past it', () => {
     // 400 distinct sizes of ~1 MiB, each freed before the next: 400 misses; without the limit the
     // cache would hold all of them (~560 MiB); the activation peak is ~1.6 MiB, so the slack is the

@@ -134,19 +134,21 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// cpuCacheExercise(sizes: number[]) → {maxLiveCached, maxLive, baseLive, hits, misses, recycled, cachedAfter}:
+// cpuCacheExercise(sizes: number[], keep = 0, budget = -1) → {maxLiveCached, maxLive, baseLive, hits, misses, recycled, cachedAfter}:
 // inside one CpuCacheScope, allocates (at::empty, uint8, untouched) and frees one tensor per size,
-// in order, keeping the last `keep` alive; reports the largest live + cached and live bytes seen
+// in order, keeping the last `keep` alive, with setCpuCacheBudget(budget); reports the largest live + cached and live bytes seen
 // after each step and the counters' changes (tests of the cache's limit and recycling).
 Napi::Value CpuCacheExercise(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArray()) throwInvalid(env, "cpuCacheExercise(sizes: number[], keep?: number)");
+  if (info.Length() < 1 || !info[0].IsArray()) throwInvalid(env, "cpuCacheExercise(sizes: number[], keep?: number, budget?: number)");
   Napi::Array arr = info[0].As<Napi::Array>();
   const int64_t keep = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+  const int64_t budget = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : -1;
   const runtime::CpuCacheStats s0 = runtime::cpuCacheStats();
   int64_t maxLiveCached = 0, maxLive = 0, cachedAfter = 0;
   {
     runtime::CpuCacheScope scope;
+    runtime::setCpuCacheBudget(budget);
     std::vector<at::Tensor> held;
     for (uint32_t i = 0; i < arr.Length(); ++i) {
       const int64_t n = arr.Get(i).As<Napi::Number>().Int64Value();

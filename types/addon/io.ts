@@ -85,11 +85,12 @@ export interface IoTestingAddon {
   cpuCacheStats(): CpuCacheStats;
   /**
    * Inside one cache scope, allocates and frees one uint8 tensor per size (bytes), in order, keeping
-   * the last `keep` (default 0) alive: the largest live + cached and live bytes seen after each
+   * the last `keep` (default 0) alive, the cached bytes capped at `budget` (setCpuCacheBudget; default
+   * -1, none): the largest live + cached and live bytes seen after each
    * step, the live bytes before, the counters' changes, and the cached bytes after the last free
    * (`cachedAfter`, scope still open) and once the scope closed (`cachedAtEnd`).
    */
-  cpuCacheExercise(sizes: number[], keep?: number): {
+  cpuCacheExercise(sizes: number[], keep?: number, budget?: number): {
     maxLiveCached: number; maxLive: number; baseLive: number; hits: number; misses: number; recycled: number;
     cachedAfter: number; cachedAtEnd: number;
   };

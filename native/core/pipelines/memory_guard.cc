@@ -15,6 +15,7 @@
 #include "models/unet_2d_condition.h"
 #include "pipelines/pipeline_base.h"
 #include "pipelines/stable_diffusion.h"
+#include "runtime/cpu_caching_allocator.h"
 #include "runtime/memory.h"
 #include "util/error.h"
 
@@ -159,6 +160,11 @@ void PipelineBase::guardMemory(const MemoryCallShape& shape, GenerateResult& res
     vae.slicing = true;
   }
   MemoryEstimate e = estimateCallMemory(unet_->config(), shape, dtype_, device_, attention, vae);
+  // the caching CPU allocator may keep freed buffers only within the headroom the call leaves
+  const auto cacheBudget = [&](double peak) {
+    runtime::setCpuCacheBudget(available.bytes < 0 ? -1 : std::max<int64_t>(0, available.bytes - static_cast<int64_t>(peak)));
+  };
+  cacheBudget(e.peak);
   if (available.bytes < 0 || e.peak <= static_cast<double>(available.bytes)) return;
   // Automatic VAE tiling changes the image (tiles see their own GroupNorm statistics), so only when
   // the untiled decode is what does not fit and tiling makes the call fit (the caller warns once).
@@ -169,6 +175,7 @@ void PipelineBase::guardMemory(const MemoryCallShape& shape, GenerateResult& res
     if (t.peak <= static_cast<double>(available.bytes) && t.peak < e.peak) {
       vae_->setTiling(true);
       result.vaeAutoTiling = true;
+      cacheBudget(t.peak);
       return;
     }
   }

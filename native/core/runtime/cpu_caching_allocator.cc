@@ -70,7 +70,16 @@ class CpuCachingAllocator final : public c10::Allocator {
 
   void closeScope() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stats_.openScopes > 0 && --stats_.openScopes == 0) unmapAll();
+    if (stats_.openScopes > 0 && --stats_.openScopes == 0) {
+      unmapAll();
+      budget_ = -1;
+    }
+  }
+
+  void setBudget(int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    budget_ = bytes < 0 ? -1 : bytes;
+    while (!byAge_.empty() && budget_ >= 0 && stats_.cachedBytes > budget_) unmapOldest();
   }
 
   int64_t release() {
@@ -143,7 +152,8 @@ class CpuCachingAllocator final : public c10::Allocator {
     if (!retiredBySize_.empty()) recycle = takeCached(bestFit(retiredBySize_, size), retiredBySize_);
     else if (live + stats_.cachedBytes > limit && !bySize_.empty()) recycle = takeCached(bestFit(bySize_, size), bySize_);
 #endif
-    while (!byAge_.empty() && live + stats_.cachedBytes > limit) unmapOldest();
+    while (!byAge_.empty() && (live + stats_.cachedBytes > limit || (budget_ >= 0 && stats_.cachedBytes > budget_)))
+      unmapOldest();
     lock.unlock();
     void* p = MAP_FAILED;
 #ifdef SD_CPU_CACHE_MREMAP
@@ -230,7 +240,8 @@ class CpuCachingAllocator final : public c10::Allocator {
         size_t size = it->second;
         a->live_.erase(it);
         a->stats_.liveBytes -= int64_t(size);
-        if (a->stats_.openScopes == 0) {  // no call in flight: back to the kernel at once
+        // no call in flight, or the memory guard's headroom is used up: back to the kernel at once
+        if (a->stats_.openScopes == 0 || (a->budget_ >= 0 && a->stats_.cachedBytes + int64_t(size) > a->budget_)) {
           munmap(p, size);
           a->stats_.unmappedBytes += int64_t(size);
           return;
@@ -255,6 +266,7 @@ class CpuCachingAllocator final : public c10::Allocator {
   uint64_t nextAge_ = 0;
   int64_t epochPeakLive_ = 0;  // the live peak since the last release()
   int64_t epochBaseLive_ = 0;  // live bytes when the first scope opened (the weights)
+  int64_t budget_ = -1;        // the most cached bytes allowed (setCpuCacheBudget); -1: no budget
   CpuCacheStats stats_;
 };
 
@@ -285,6 +297,10 @@ void retireCpuCache() {
   if (CpuCachingAllocator* a = CpuCachingAllocator::instance()) a->retire();
 }
 
+void setCpuCacheBudget(int64_t bytes) {
+  if (CpuCachingAllocator* a = CpuCachingAllocator::instance()) a->setBudget(bytes);
+}
+
 int64_t releaseCpuCache() {
   CpuCachingAllocator* a = CpuCachingAllocator::instance();
   return a ? a->release() : 0;
@@ -305,6 +321,7 @@ CpuCacheScope::CpuCacheScope() = default;
 CpuCacheScope::~CpuCacheScope() = default;
 int64_t releaseCpuCache() { return 0; }
 void retireCpuCache() {}
+void setCpuCacheBudget(int64_t) {}
 CpuCacheStats cpuCacheStats() { return {}; }
 
 #endif

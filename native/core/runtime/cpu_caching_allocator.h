@@ -23,7 +23,9 @@
 // request of a size not in the cache maps a new block while under that limit; past it, it recycles
 // a cached block of another size where the kernel can resize a mapping (Linux's mremap: the best
 // fit above, else the largest below, keeping its resident pages) and unmaps cached blocks, oldest
-// first, until the limit holds. Between the denoising loop and the VAE decode, whose sizes differ,
+// first, until the limit holds. The CPU pipelines' memory guard also caps the cached bytes at the
+// headroom its estimate leaves (setCpuCacheBudget). Between the denoising loop and the VAE decode,
+// whose sizes differ,
 // pipelines retire the cache (retireCpuCache): the decode's misses recycle the loop's blocks first.
 #pragma once
 
@@ -82,6 +84,12 @@ int64_t releaseCpuCache();
 /// pages) — so that phase reuses the memory the last one already faulted in instead of mapping
 /// fresh memory beside it. Without mremap (macOS) it unmaps them (releaseCpuCache). Thread-safe.
 void retireCpuCache();
+
+/// Caps the cached bytes (on top of the slack rule) until the last open scope closes: cached blocks
+/// past it are unmapped now, and a block freed past it is unmapped instead of cached. The CPU
+/// pipelines' memory guard sets it to the memory available minus the call's estimated peak, so
+/// the cache never spends headroom the call may need. bytes < 0: no cap. Thread-safe.
+void setCpuCacheBudget(int64_t bytes);
 
 /// The counters now.
 CpuCacheStats cpuCacheStats();
