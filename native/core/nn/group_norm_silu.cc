@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -33,6 +34,68 @@ detail::GroupNormFn pickLoop() {
 detail::GroupNormFn loop() {
   static const detail::GroupNormFn f = pickLoop();
   return f;
+}
+
+detail::GroupNormNhwcFns nhwcLoops() {
+  static const detail::GroupNormNhwcFns f = [] {
+    if (runtime::cpuHasAvx2Fma()) {
+      const detail::GroupNormNhwcFns a = detail::groupNormNhwcAvx2();
+      if (a.stats && a.apply) return a;
+    }
+    return detail::GroupNormNhwcFns{&sd_gn_baseline::groupNormNhwcStats, &sd_gn_baseline::groupNormNhwcApply};
+  }();
+  return f;
+}
+
+// A 4-d tensor laid out channels-last ([N, H, W, C] in memory) and not also contiguous.
+bool channelsLastLayout(const at::Tensor& x) {
+  return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+constexpr int64_t kNhwcRows = 64;  // spatial rows per statistics task: 64·C floats stay in L2
+
+// The channels-last path: per (sample, 64 rows) the moments of every group (parallel), merged per
+// group in float64 in row order (Chan et al., as the NCHW loop merges its chunks), then
+// y = x·scale[c] + shift[c] row by row (parallel), vectorised across channels.
+void groupNormNhwc(const detail::GroupNormProblem& pr, int64_t n) {
+  const detail::GroupNormNhwcFns f = nhwcLoops();
+  const int64_t S = pr.spatial, C = pr.channels, G = pr.groups, D = C / G;
+  const int64_t chunks = (S + kNhwcRows - 1) / kNhwcRows;
+  std::vector<detail::GroupMoments> moments(static_cast<size_t>(n * chunks * G));
+  at::parallel_for(0, n * chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> work(static_cast<size_t>(3 * C));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t k = t % chunks, r0 = k * kNhwcRows;
+      f.stats(pr, t / chunks, r0, std::min(S, r0 + kNhwcRows), work.data(), moments.data() + t * G);
+    }
+  });
+  std::vector<float> scale(static_cast<size_t>(n * C)), shift(static_cast<size_t>(n * C));
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t g = 0; g < G; ++g) {
+      double mean = 0.0, m2 = 0.0, count = 0.0;
+      for (int64_t k = 0; k < chunks; ++k) {
+        const detail::GroupMoments& m = moments[static_cast<size_t>((s * chunks + k) * G + g)];
+        const double total = count + m.count, delta = m.mean - mean;
+        mean += delta * m.count / total;
+        m2 += m.m2 + delta * delta * count * m.count / total;
+        count = total;
+      }
+      const double var = count > 0 ? m2 / count : 0.0;
+      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(pr.eps)));
+      const float meanF = static_cast<float>(mean);
+      for (int64_t c = g * D; c < (g + 1) * D; ++c) {
+        const float sc = rstd * pr.gamma[c];
+        scale[static_cast<size_t>(s * C + c)] = sc;
+        shift[static_cast<size_t>(s * C + c)] = pr.beta[c] - meanF * sc;
+      }
+    }
+  at::parallel_for(0, n * S, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {  // split at sample boundaries
+      const int64_t s = i / S, stop = std::min(end, (s + 1) * S);
+      f.apply(pr, s, i - s * S, stop - s * S, scale.data() + s * C, shift.data() + s * C);
+      i = stop;
+    }
+  });
 }
 
 detail::GegluFn gegluLoop() {
@@ -64,14 +127,15 @@ const char* groupNormSiluIsa() { return loop() == &sd_gn_baseline::groupNormGrou
 
 bool groupNormSiluSupports(const at::Tensor& x) {
   return x.defined() && x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
-         x.dim() >= 2 && x.is_contiguous();
+         x.dim() >= 2 && (x.is_contiguous() || channelsLastLayout(x));
 }
 
 at::Tensor groupNormSiluCpu(const at::Tensor& x, int64_t groups, const at::Tensor& gamma, const at::Tensor& beta,
                             double eps, bool silu) {
   RECORD_FUNCTION(silu ? "sd::group_norm_silu" : "sd::group_norm", std::vector<c10::IValue>({x}));
   if (!groupNormSiluSupports(x))
-    fail(codes::kInvalidArgument, "group_norm_silu: x must be a contiguous float32 or bfloat16 CPU tensor [N, C, *]");
+    fail(codes::kInvalidArgument,
+         "group_norm_silu: x must be a contiguous (or 4-d channels-last) float32 or bfloat16 CPU tensor [N, C, *]");
   const int64_t n = x.size(0), c = x.size(1);
   if (groups <= 0 || c % groups != 0)
     fail(codes::kInvalidArgument, "group_norm_silu: " + std::to_string(c) + " channels are not divisible into " +
@@ -79,7 +143,8 @@ at::Tensor groupNormSiluCpu(const at::Tensor& x, int64_t groups, const at::Tenso
   if (!gamma.defined() || !beta.defined() || gamma.numel() != c || beta.numel() != c)
     fail(codes::kInvalidArgument, "group_norm_silu: gamma and beta must hold " + std::to_string(c) + " elements");
   const at::Tensor g = gamma.to(at::kCPU, at::kFloat).contiguous(), b = beta.to(at::kCPU, at::kFloat).contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);  // [N, C, *]
+  const bool nhwc = channelsLastLayout(x);
+  at::Tensor out = at::empty_like(x, nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);  // [N, C, *]
   if (x.numel() == 0) return out;
   detail::GroupNormProblem pr;
   pr.x = x.data_ptr();
@@ -92,6 +157,10 @@ at::Tensor groupNormSiluCpu(const at::Tensor& x, int64_t groups, const at::Tenso
   pr.eps = static_cast<float>(eps);
   pr.bfloat16 = x.scalar_type() == at::kBFloat16;
   pr.silu = silu;
+  if (nhwc) {
+    groupNormNhwc(pr, n);
+    return out;
+  }
   const detail::GroupNormFn run = loop();
   at::parallel_for(0, n * groups, 1, [&](int64_t begin, int64_t end) { run(pr, begin, end); });
   return out;

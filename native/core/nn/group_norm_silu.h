@@ -13,8 +13,9 @@
 namespace sd::nn {
 
 /// GroupNorm(groups, eps, affine) of x, then SiLU when `silu`, on the CPU.
-/// x [N, C, *] contiguous (row-major), float32 or bfloat16; gamma, beta [C] (any dtype, cast to
-/// float32) → a new tensor of x's shape and dtype. Statistics and the affine map are computed in
+/// x [N, C, *] contiguous (row-major), or 4-d in channels-last ([N, H, W, C] in memory), float32
+/// or bfloat16; gamma, beta [C] (any dtype, cast to float32) → a new tensor of x's shape, dtype and
+/// layout. Statistics and the affine map are computed in
 /// float32 (chunk moments merged in float64); bfloat16 results are rounded once, at the output.
 /// Errors: E_INVALID_ARGUMENT for another device, dtype or layout, C not divisible by groups, or
 /// gamma/beta not of C elements.
@@ -22,7 +23,7 @@ at::Tensor groupNormSiluCpu(const at::Tensor& x, int64_t groups, const at::Tenso
                             double eps, bool silu = true);
 
 /// True when groupNormSiluCpu computes x as it is: on the CPU, float32 or bfloat16, rank ≥ 2,
-/// contiguous (channels-last and strided inputs are left to ATen).
+/// contiguous or 4-d channels-last (other strided inputs are left to ATen).
 bool groupNormSiluSupports(const at::Tensor& x);
 
 /// Whether nn::GroupNorm (and withSilu) and the GEGLU feed-forward use these kernels where it supports the input (default on;

@@ -27,6 +27,7 @@
 
 namespace sd::nn::detail {
 GroupNormFn groupNormAvx2() { return &sd_gn_avx2::groupNormGroups; }
+GroupNormNhwcFns groupNormNhwcAvx2() { return {&sd_gn_avx2::groupNormNhwcStats, &sd_gn_avx2::groupNormNhwcApply}; }
 GegluFn gegluAvx2() { return &sd_gn_avx2::gegluRows; }
 }  // namespace sd::nn::detail
 
@@ -34,6 +35,7 @@ GegluFn gegluAvx2() { return &sd_gn_avx2::gegluRows; }
 
 namespace sd::nn::detail {
 GroupNormFn groupNormAvx2() { return nullptr; }
+GroupNormNhwcFns groupNormNhwcAvx2() { return {}; }
 GegluFn gegluAvx2() { return nullptr; }
 }  // namespace sd::nn::detail
 

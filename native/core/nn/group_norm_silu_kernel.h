@@ -178,6 +178,129 @@ inline void groupNormGroups(const sd::nn::detail::GroupNormProblem& pr, int64_t 
   }
 }
 
+// ---- channels-last ([N, S, C]): the same statistics and output, vectorised across channels -------
+
+template <bool kBf16>
+inline Vf loadAt(const void* base, int64_t i) {
+  if constexpr (kBf16) return loadB(static_cast<const uint16_t*>(base) + i);
+  else return loadF(static_cast<const float*>(base) + i);
+}
+template <bool kBf16>
+inline float scalarAt(const void* base, int64_t i) {
+  if constexpr (kBf16) {
+    const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  } else {
+    return static_cast<const float*>(base)[i];
+  }
+}
+
+// Per channel, over rows [r0, r1) of sample n: sum[c] = Σ x, then with the group means m[c],
+// d1[c] = Σ (x − m[c]) and d2[c] = Σ (x − m[c])² — the corrected two-pass algorithm of
+// chunkMoments, channel by channel (the rows are few: the second pass reads them from cache).
+template <bool kBf16>
+void nhwcStatsTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64_t r0, int64_t r1, float* work,
+                    sd::nn::detail::GroupMoments* out) {
+  const int64_t C = pr.channels, D = C / pr.groups, rows = r1 - r0;
+  const char* base = static_cast<const char*>(pr.x) + (n * pr.spatial + r0) * C * (kBf16 ? 2 : 4);
+  float* sum = work;
+  float* d1 = work + C;
+  float* d2 = work + 2 * C;
+  std::fill(work, work + 3 * C, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const void* row = base + r * C * (kBf16 ? 2 : 4);
+    int64_t c = 0;
+    for (; c + kLanes <= C; c += kLanes) storeF(sum + c, loadF(sum + c) + loadAt<kBf16>(row, c));
+    for (; c < C; ++c) sum[c] += scalarAt<kBf16>(row, c);
+  }
+  const double count = static_cast<double>(rows * D);
+  for (int64_t g = 0; g < pr.groups; ++g) {  // the group means, spread over its channels (in d1 for now)
+    double s = 0.0;
+    for (int64_t c = g * D; c < (g + 1) * D; ++c) s += sum[c];
+    const float m = static_cast<float>(s / count);
+    for (int64_t c = g * D; c < (g + 1) * D; ++c) sum[c] = m;  // sum[] now holds each channel's group mean
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const void* row = base + r * C * (kBf16 ? 2 : 4);
+    int64_t c = 0;
+    for (; c + kLanes <= C; c += kLanes) {
+      const Vf d = loadAt<kBf16>(row, c) - loadF(sum + c);
+      storeF(d1 + c, loadF(d1 + c) + d);
+      storeF(d2 + c, loadF(d2 + c) + d * d);
+    }
+    for (; c < C; ++c) {
+      const float d = scalarAt<kBf16>(row, c) - sum[c];
+      d1[c] += d;
+      d2[c] += d * d;
+    }
+  }
+  for (int64_t g = 0; g < pr.groups; ++g) {
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t c = g * D; c < (g + 1) * D; ++c) {
+      s1 += d1[c];
+      s2 += d2[c];
+    }
+    out[g].count = count;
+    out[g].mean = static_cast<double>(sum[g * D]) + s1 / count;
+    out[g].m2 = std::max(0.0, s2 - s1 * s1 / count);
+  }
+}
+
+template <bool kBf16, bool kSilu>
+void nhwcApplyTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64_t r0, int64_t r1, const float* scale,
+                    const float* shift) {
+  const int64_t C = pr.channels;
+  const size_t elem = kBf16 ? 2 : 4;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t offset = (n * pr.spatial + r) * C;
+    const void* x = static_cast<const char*>(pr.x) + offset * elem;
+    void* y = static_cast<char*>(pr.out) + offset * elem;
+    int64_t c = 0;
+    for (; c + kLanes <= C; c += kLanes) {
+      Vf v = loadAt<kBf16>(x, c) * loadF(scale + c) + loadF(shift + c);
+      if constexpr (kSilu) v = siluV(v);
+      if constexpr (kBf16) storeB(static_cast<uint16_t*>(y) + c, v);
+      else storeF(static_cast<float*>(y) + c, v);
+    }
+    if (c == C) continue;
+    // the tail through one zero-padded vector: the same arithmetic as the body
+    float in[kLanes] = {}, sc[kLanes] = {}, sh[kLanes] = {}, o[kLanes];
+    const int64_t rest = C - c;
+    for (int64_t i = 0; i < rest; ++i) in[i] = scalarAt<kBf16>(x, c + i);
+    std::memcpy(sc, scale + c, rest * sizeof(float));
+    std::memcpy(sh, shift + c, rest * sizeof(float));
+    Vf v = loadF(in) * loadF(sc) + loadF(sh);
+    if constexpr (kSilu) v = siluV(v);
+    storeF(o, v);
+    if constexpr (kBf16) {
+      uint16_t ob[kLanes];
+      storeB(ob, loadF(o));
+      std::memcpy(static_cast<uint16_t*>(y) + c, ob, rest * sizeof(uint16_t));
+    } else {
+      std::memcpy(static_cast<float*>(y) + c, o, rest * sizeof(float));
+    }
+  }
+}
+
+inline void groupNormNhwcStats(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64_t r0, int64_t r1,
+                               float* work, sd::nn::detail::GroupMoments* out) {
+  if (pr.bfloat16) nhwcStatsTyped<true>(pr, n, r0, r1, work, out);
+  else nhwcStatsTyped<false>(pr, n, r0, r1, work, out);
+}
+
+inline void groupNormNhwcApply(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64_t r0, int64_t r1,
+                               const float* scale, const float* shift) {
+  if (pr.bfloat16) {
+    if (pr.silu) nhwcApplyTyped<true, true>(pr, n, r0, r1, scale, shift);
+    else nhwcApplyTyped<true, false>(pr, n, r0, r1, scale, shift);
+  } else {
+    if (pr.silu) nhwcApplyTyped<false, true>(pr, n, r0, r1, scale, shift);
+    else nhwcApplyTyped<false, false>(pr, n, r0, r1, scale, shift);
+  }
+}
+
 // ---- GEGLU (diffusers models/activations.py GEGLU: hidden · gelu(gate), exact erf GELU) ----------
 
 // gelu(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7, the

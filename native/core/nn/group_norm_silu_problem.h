@@ -8,8 +8,8 @@
 namespace sd::nn::detail {
 
 struct GroupNormProblem {
-  const void* x = nullptr;      // [N, C, S] contiguous, float32 or bfloat16 (S: the spatial size H·W)
-  void* out = nullptr;          // [N, C, S] contiguous, x's dtype
+  const void* x = nullptr;      // [N, C, S] contiguous ([N, S, C] for the channels-last loops), float32 or bfloat16 (S: H·W)
+  void* out = nullptr;          // x's layout and dtype
   const float* gamma = nullptr;  // [C] float32
   const float* beta = nullptr;   // [C] float32
   int64_t channels = 0, groups = 1, spatial = 0;
@@ -23,6 +23,29 @@ using GroupNormFn = void (*)(const GroupNormProblem&, int64_t groupBegin, int64_
 
 /// The AVX2+FMA loop, or nullptr where this build has none (not GCC/Clang on x86-64).
 GroupNormFn groupNormAvx2();
+
+// ---- channels-last: x and out laid out [N, S, C] (a 4-d tensor in at::MemoryFormat::ChannelsLast) ----
+
+/// Count, mean and M2 (Σ(x − mean)²) of one group over some rows, merged in float64 (Chan et al.).
+struct GroupMoments {
+  double count = 0, mean = 0, m2 = 0;
+};
+
+/// The moments of every group of sample n over the rows (spatial positions) [rowBegin, rowEnd):
+/// out[g] for g < groups. `work`: 3·C floats of scratch.
+using GroupNormNhwcStatsFn = void (*)(const GroupNormProblem&, int64_t n, int64_t rowBegin, int64_t rowEnd,
+                                      float* work, GroupMoments* out);
+/// y = x·scale[c] + shift[c] (then silu) over the rows [rowBegin, rowEnd) of sample n.
+using GroupNormNhwcApplyFn = void (*)(const GroupNormProblem&, int64_t n, int64_t rowBegin, int64_t rowEnd,
+                                      const float* scale, const float* shift);
+
+struct GroupNormNhwcFns {
+  GroupNormNhwcStatsFn stats = nullptr;
+  GroupNormNhwcApplyFn apply = nullptr;
+};
+
+/// The AVX2+FMA channels-last loops, or nullptrs where this build has none.
+GroupNormNhwcFns groupNormNhwcAvx2();
 
 struct GegluProblem {
   const void* in = nullptr;  // [rows, ≥ 2F] float32 or bfloat16: row r at r·inStride, hidden then gate
