@@ -11,8 +11,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 
 #include "config/config_reader.h"
@@ -259,26 +257,9 @@ VaeDecoder::VaeDecoder(const nn::Scope& s, const AutoencoderKLConfig& c) : actFn
   convOut = nn::Conv2d(s.sub("conv_out"), boc[0], c.outChannels, 3, 1, 1);
 }
 
-namespace {
-bool cpuDecoderChannelsLast() {  // SD_VAE_CHANNELS_LAST=0: NCHW activations (for measuring)
-  static const bool on = [] {
-    const char* v = std::getenv("SD_VAE_CHANNELS_LAST");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  return on;
-}
-}  // namespace
-
 at::Tensor VaeDecoder::operator()(const at::Tensor& z, const nn::AttentionOptions& options) const {
   runtime::throwIfAborted("the VAE decoder");
-  // On the CPU in float32 the activations run channels-last: oneDNN's convolutions (90 % of a
-  // decode) skip the NCHW ⇄ blocked reorders around each call, 14 % faster for a full-size decode
-  // at 256² (docs/BENCHMARKS.md); the weights keep their layout. Not in bfloat16, though 12 %
-  // faster there too: its GroupNorm and SiLU then run as two ATen kernels with a bfloat16 rounding
-  // between them instead of the fused float32 kernel, and the image moved up to 53 uint8 levels
-  // from the float32 decode (test/vae-upcast.test.ts bounds it at 40).
-  const bool channelsLast = z.device().is_cpu() && z.scalar_type() == at::kFloat && cpuDecoderChannelsLast();
-  at::Tensor h = convIn(channelsLast ? z.contiguous(at::MemoryFormat::ChannelsLast) : z);  // [B, boc[-1], h, w]
+  at::Tensor h = convIn(z);   // [B, boc[-1], h, w]
   h = midBlock(h, options);   // [B, boc[-1], h, w]; upscale_dtype = parameter dtype (no cast needed)
   for (const auto& block : upBlocks) {
     for (const auto& r : block.resnets) h = r(h, at::Tensor());  // each resnet checks for an abort first
@@ -286,8 +267,7 @@ at::Tensor VaeDecoder::operator()(const at::Tensor& z, const nn::AttentionOption
   }
   runtime::throwIfAborted("the VAE decoder");
   h = convNormOut.withSilu(h);                       // conv_act (act_fn silu/swish, checked), no weights
-  h = convOut(h);                                    // [B, out_channels, h·f, w·f]
-  return channelsLast ? h.contiguous() : h;          // NCHW to the caller
+  return convOut(h);                                 // [B, out_channels, h·f, w·f]
 }
 
 // ---- AutoencoderKL -----------------------------------------------------------------------------
