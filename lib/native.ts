@@ -42,19 +42,19 @@ export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Thread-pool settings applied before the addon (and so libtorch, libgomp and OpenBLAS) is loaded,
- * unless the user set them (issue 17, item 3: the pools must not oversubscribe the cores). libtorch
- * runs its CPU kernels on OpenMP threads and its float32 matmuls on OpenBLAS's own pthread pool; by
- * default each pool's idle threads spin after their work — libgomp for 300,000 iterations, OpenBLAS
- * calling sched_yield for ~2²⁸ cycles — so the two pools fight for the cores and a float32 UNet step
- * spends a third of its CPU time in the kernel. A short spin for both measured a full-size SD 1.5
- * UNet step at 256² on 2 cores (native/tools/profile_step, libtorch 1.13) at 1.49–1.57 s instead of
- * 2.51–3.25 s (docs/BENCHMARKS.md). Read by each library once, when it is loaded: setting them later
- * has no effect.
+ * Thread-pool settings applied before the addon (and so libtorch and libgomp) is loaded, unless the
+ * user set them (issue 17, item 3: the pools must not oversubscribe the cores). libtorch runs its
+ * CPU kernels on OpenMP threads and its float32 matmuls on OpenBLAS's own pthread pool; by default
+ * libgomp's idle threads spin for 300,000 iterations after each parallel region, against OpenBLAS's
+ * workers on the same cores, and a float32 UNet step spent a third of its CPU time in the kernel.
+ * A short spin measured a full-size SD 1.5 UNet step at 256² on 2 cores (native/tools/profile_step,
+ * libtorch 1.13) at 1.45–1.63 s instead of 2.51–2.52 s (docs/BENCHMARKS.md). OpenBLAS's own spin
+ * (OPENBLAS_THREAD_TIMEOUT) is left alone: its shortest setting gained a little more but made
+ * Debian 13's OpenBLAS 0.3.29 deadlock in its fork handler (a child_process spawn after a generation
+ * hung). Read by libgomp once, when it is loaded: setting it later has no effect.
  */
 export const THREAD_POOL_ENV_DEFAULTS: Readonly<Record<string, string>> = {
   GOMP_SPINCOUNT: '1000',
-  OPENBLAS_THREAD_TIMEOUT: '4',
 };
 
 /** The addon's exports (loaded once). Throws {@link NativeLoadError} with install advice. */

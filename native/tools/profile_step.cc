@@ -12,9 +12,8 @@
 // and the caching CPU allocator's counters, runtime/cpu_caching_allocator.h) and a table of ops
 // sorted by self time (ms per call, share). --channels-last 1: the weights and input in
 // channels-last (the pipelines' enableChannelsLast). As the addon runs: install the allocator here
-// (SD_CPU_CACHING_ALLOCATOR=0 to compare without) and run with GOMP_SPINCOUNT=1000
-// OPENBLAS_THREAD_TIMEOUT=4 in the environment (lib/native.ts sets them before libtorch loads; a
-// linked program reads them at start-up).
+// (SD_CPU_CACHING_ALLOCATOR=0 to compare without) and run with GOMP_SPINCOUNT=1000 in the
+// environment (lib/native.ts sets it before libtorch loads; a linked program reads it at start-up).
 // Op shares stay meaningful on a loaded machine where absolute times do not.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
