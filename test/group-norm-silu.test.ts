@@ -59,34 +59,42 @@ const CASES: Case[] = [
 const measured: Record<string, string> = {};
 afterAll(() => console.log('group_norm_silu relative errors (fused | aten):', measured));
 
+/**
+ * One case: x, γ, β drawn from `seeds` (rounded to bfloat16 for bfloat16), the fused kernel and ATen
+ * against the float64 reference, the relative errors recorded under `label`, and the bounds: float32
+ * arithmetic throughout — a few ulp of the largest value, never worse than ATen's by much; bfloat16
+ * rounded once at the output — half an ulp (≤ 2⁻⁸ relative) plus float32 arithmetic (ATen rounds
+ * twice, after the norm and after the SiLU).
+ */
+async function checkCase(c: Case, seeds: [number, number, number], dtype: 'float32' | 'bfloat16', silu: boolean, channelsLast: boolean,
+  label: string): Promise<void> {
+  const numel = c.shape.reduce((a, b) => a * b, 1), channels = c.shape[1];
+  let x = randn(numel, seeds[0], c.std ?? 2.5, c.mean ?? 0.3);
+  let gamma = randn(channels, seeds[1], 0.3, 1), beta = randn(channels, seeds[2], 0.2);
+  if (dtype === 'bfloat16') [x, gamma, beta] = [roundBf16(x), roundBf16(gamma), roundBf16(beta)];
+  const eps = 1e-6;
+  const ref = reference(x, c.shape, c.groups, gamma, beta, eps, silu);
+  const args: GnArgs = [{ data: x, shape: c.shape }, c.groups, { data: gamma, shape: [channels] },
+    { data: beta, shape: [channels] }];
+  const fused = await native(() => addon().groupNormSilu(...args, { eps, dtype, silu, channelsLast, impl: 'fused' }));
+  const aten = await native(() => addon().groupNormSilu(...args, { eps, dtype, silu, channelsLast, impl: 'aten' }));
+  expect(fused.shape).toEqual(c.shape);
+  const ef = relErr(fused, ref), ea = relErr(aten, ref);
+  measured[label] = `${ef.toExponential(2)} | ${ea.toExponential(2)}`;
+  if (dtype === 'float32') {
+    expect(ef).toBeLessThan(Math.max(2e-6, 4 * ea));
+  } else {
+    expect(ef).toBeLessThan(2 ** -8 + 1e-5);
+    expect(ef).toBeLessThanOrEqual(ea + 1e-5);
+  }
+}
+
 describe('fused GroupNorm + SiLU CPU kernel vs float64 and ATen', () => {
   for (const dtype of ['float32', 'bfloat16'] as const) {
     for (const silu of [true, false]) {
       for (const [k, c] of CASES.entries()) {
-        it(`${dtype}${silu ? '' : ' (no SiLU)'}: ${JSON.stringify(c.shape)} in ${c.groups} groups, ${c.what}`, async () => {
-          const numel = c.shape.reduce((a, b) => a * b, 1), channels = c.shape[1];
-          let x = randn(numel, 11 + k, c.std ?? 2.5, c.mean ?? 0.3);
-          let gamma = randn(channels, 101 + k, 0.3, 1), beta = randn(channels, 201 + k, 0.2);
-          if (dtype === 'bfloat16') [x, gamma, beta] = [roundBf16(x), roundBf16(gamma), roundBf16(beta)];
-          const eps = 1e-6;
-          const ref = reference(x, c.shape, c.groups, gamma, beta, eps, silu);
-          const args: GnArgs = [{ data: x, shape: c.shape }, c.groups, { data: gamma, shape: [channels] },
-            { data: beta, shape: [channels] }];
-          const fused = await native(() => addon().groupNormSilu(...args, { eps, dtype, silu, impl: 'fused' }));
-          const aten = await native(() => addon().groupNormSilu(...args, { eps, dtype, silu, impl: 'aten' }));
-          expect(fused.shape).toEqual(c.shape);
-          const ef = relErr(fused, ref), ea = relErr(aten, ref);
-          measured[`${dtype}${silu ? '' : ' no-silu'} ${c.shape.join('x')}`] = `${ef.toExponential(2)} | ${ea.toExponential(2)}`;
-          if (dtype === 'float32') {
-            // float32 arithmetic throughout: a few ulp of the largest value, never worse than ATen's by much
-            expect(ef).toBeLessThan(Math.max(2e-6, 4 * ea));
-          } else {
-            // rounded once to bfloat16 at the output: half an ulp (≤ 2⁻⁸ relative) plus float32 arithmetic;
-            // ATen rounds twice (after the norm, after the SiLU)
-            expect(ef).toBeLessThan(2 ** -8 + 1e-5);
-            expect(ef).toBeLessThanOrEqual(ea + 1e-5);
-          }
-        });
+        it(`${dtype}${silu ? '' : ' (no SiLU)'}: ${JSON.stringify(c.shape)} in ${c.groups} groups, ${c.what}`, () =>
+          checkCase(c, [11 + k, 101 + k, 201 + k], dtype, silu, false, `${dtype}${silu ? '' : ' no-silu'} ${c.shape.join('x')}`));
       }
     }
   }
@@ -100,26 +108,8 @@ describe('fused GroupNorm + SiLU CPU kernel vs float64 and ATen', () => {
   ];
   for (const dtype of ['float32', 'bfloat16'] as const) {
     for (const [k, c] of NHWC.entries()) {
-      it(`channels-last, ${dtype}: ${JSON.stringify(c.shape)} in ${c.groups} groups, ${c.what}`, async () => {
-        const numel = c.shape.reduce((a, b) => a * b, 1), channels = c.shape[1];
-        let x = randn(numel, 31 + k, c.std ?? 2.5, c.mean ?? 0.3);
-        let gamma = randn(channels, 131 + k, 0.3, 1), beta = randn(channels, 231 + k, 0.2);
-        if (dtype === 'bfloat16') [x, gamma, beta] = [roundBf16(x), roundBf16(gamma), roundBf16(beta)];
-        const eps = 1e-6;
-        const ref = reference(x, c.shape, c.groups, gamma, beta, eps, true);
-        const args: GnArgs = [{ data: x, shape: c.shape }, c.groups, { data: gamma, shape: [channels] },
-          { data: beta, shape: [channels] }];
-        const fused = await native(() => addon().groupNormSilu(...args, { eps, dtype, channelsLast: true, impl: 'fused' }));
-        const aten = await native(() => addon().groupNormSilu(...args, { eps, dtype, channelsLast: true, impl: 'aten' }));
-        expect(fused.shape).toEqual(c.shape);
-        const ef = relErr(fused, ref), ea = relErr(aten, ref);
-        measured[`channels-last ${dtype} ${c.shape.join('x')}`] = `${ef.toExponential(2)} | ${ea.toExponential(2)}`;
-        if (dtype === 'float32') expect(ef).toBeLessThan(Math.max(2e-6, 4 * ea));
-        else {
-          expect(ef).toBeLessThan(2 ** -8 + 1e-5);
-          expect(ef).toBeLessThanOrEqual(ea + 1e-5);
-        }
-      });
+      it(`channels-last, ${dtype}: ${JSON.stringify(c.shape)} in ${c.groups} groups, ${c.what}`, () =>
+        checkCase(c, [31 + k, 131 + k, 231 + k], dtype, true, true, `channels-last ${dtype} ${c.shape.join('x')}`));
     }
   }
 

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -72,17 +71,13 @@ void groupNormNhwc(const detail::GroupNormProblem& pr, int64_t n) {
   std::vector<float> scale(static_cast<size_t>(n * C)), shift(static_cast<size_t>(n * C));
   for (int64_t s = 0; s < n; ++s)
     for (int64_t g = 0; g < G; ++g) {
-      double mean = 0.0, m2 = 0.0, count = 0.0;
+      detail::GroupMoments group;
       for (int64_t k = 0; k < chunks; ++k) {
         const detail::GroupMoments& m = moments[static_cast<size_t>((s * chunks + k) * G + g)];
-        const double total = count + m.count, delta = m.mean - mean;
-        mean += delta * m.count / total;
-        m2 += m.m2 + delta * delta * count * m.count / total;
-        count = total;
+        group.merge(m.count, m.mean, m.m2);
       }
-      const double var = count > 0 ? m2 / count : 0.0;
-      const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(pr.eps)));
-      const float meanF = static_cast<float>(mean);
+      const float rstd = group.rstd(pr.eps);
+      const float meanF = static_cast<float>(group.mean);
       for (int64_t c = g * D; c < (g + 1) * D; ++c) {
         const float sc = rstd * pr.gamma[c];
         scale[static_cast<size_t>(s * C + c)] = sc;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "nn/group_norm_silu_problem.h"
 
@@ -88,37 +89,59 @@ inline void chunkMoments(const float* x, int64_t len, double& mean, double& m2) 
   m2 = std::max(0.0, s2 - s1 * s1 / static_cast<double>(len));
 }
 
+// Element access for float32 or bfloat16 data (kBf16), the arithmetic always in float32.
+template <bool kBf16>
+inline Vf loadAt(const void* base, int64_t i) {
+  if constexpr (kBf16) return loadB(static_cast<const uint16_t*>(base) + i);
+  else return loadF(static_cast<const float*>(base) + i);
+}
+template <bool kBf16>
+inline void storeAt(void* base, int64_t i, Vf v) {
+  if constexpr (kBf16) storeB(static_cast<uint16_t*>(base) + i, v);
+  else storeF(static_cast<float*>(base) + i, v);
+}
+template <bool kBf16>
+inline float scalarAt(const void* base, int64_t i) {
+  if constexpr (kBf16) {
+    const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  } else {
+    return static_cast<const float*>(base)[i];
+  }
+}
+// The last `rest` < kLanes elements from i, through one zero-padded vector, so that a tail gets
+// the same arithmetic as the body.
+template <bool kBf16>
+inline Vf loadPartial(const void* base, int64_t i, int64_t rest) {
+  using T = std::conditional_t<kBf16, uint16_t, float>;
+  T in[kLanes] = {};
+  std::memcpy(in, static_cast<const T*>(base) + i, rest * sizeof(T));
+  return loadAt<kBf16>(in, 0);
+}
+template <bool kBf16>
+inline void storePartial(void* base, int64_t i, int64_t rest, Vf v) {
+  using T = std::conditional_t<kBf16, uint16_t, float>;
+  T out[kLanes];
+  storeAt<kBf16>(out, 0, v);
+  std::memcpy(static_cast<T*>(base) + i, out, rest * sizeof(T));
+}
+
 // y = x·scale + shift (then silu) over len elements of one channel.
 template <bool kBf16, bool kSilu>
 inline void applyChannel(const void* src, void* dst, int64_t len, float scale, float shift) {
   const Vf sv = splat(scale), bv = splat(shift);
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) {
-    Vf y;
-    if constexpr (kBf16) y = loadB(static_cast<const uint16_t*>(src) + i) * sv + bv;
-    else y = loadF(static_cast<const float*>(src) + i) * sv + bv;
+    Vf y = loadAt<kBf16>(src, i) * sv + bv;
     if constexpr (kSilu) y = siluV(y);
-    if constexpr (kBf16) storeB(static_cast<uint16_t*>(dst) + i, y);
-    else storeF(static_cast<float*>(dst) + i, y);
+    storeAt<kBf16>(dst, i, y);
   }
   if (i == len) return;
-  // the tail through one zero-padded vector: the same arithmetic as the body
-  const int64_t rest = len - i;
-  if constexpr (kBf16) {
-    uint16_t in[kLanes] = {}, out[kLanes];
-    std::memcpy(in, static_cast<const uint16_t*>(src) + i, rest * sizeof(uint16_t));
-    Vf y = loadB(in) * sv + bv;
-    if constexpr (kSilu) y = siluV(y);
-    storeB(out, y);
-    std::memcpy(static_cast<uint16_t*>(dst) + i, out, rest * sizeof(uint16_t));
-  } else {
-    float in[kLanes] = {}, out[kLanes];
-    std::memcpy(in, static_cast<const float*>(src) + i, rest * sizeof(float));
-    Vf y = loadF(in) * sv + bv;
-    if constexpr (kSilu) y = siluV(y);
-    storeF(out, y);
-    std::memcpy(static_cast<float*>(dst) + i, out, rest * sizeof(float));
-  }
+  Vf y = loadPartial<kBf16>(src, i, len - i) * sv + bv;
+  if constexpr (kSilu) y = siluV(y);
+  storePartial<kBf16>(dst, i, len - i, y);
 }
 
 template <bool kBf16, bool kSilu>
@@ -131,8 +154,7 @@ void groupsTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t begin, int6
     const char* x = static_cast<const char*>(pr.x) + t * len * elem;  // group t's D·S elements
     char* out = static_cast<char*>(pr.out) + t * len * elem;
     // 1. mean and biased variance of the group, chunk by chunk, merged in float64 (Chan et al.)
-    double mean = 0.0, m2 = 0.0;
-    int64_t count = 0;
+    sd::nn::detail::GroupMoments moments;
     for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
       const int64_t n = std::min(kChunk, len - c0);
       const float* chunk;
@@ -140,24 +162,17 @@ void groupsTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t begin, int6
         const uint16_t* s = reinterpret_cast<const uint16_t*>(x) + c0;
         int64_t i = 0;
         for (; i + kLanes <= n; i += kLanes) storeF(buf + i, loadB(s + i));
-        for (; i < n; ++i) {
-          const uint32_t u = static_cast<uint32_t>(s[i]) << 16;
-          std::memcpy(buf + i, &u, sizeof u);
-        }
+        for (; i < n; ++i) buf[i] = scalarAt<true>(s, i);
         chunk = buf;
       } else {
         chunk = reinterpret_cast<const float*>(x) + c0;
       }
       double cm, cm2;
       chunkMoments(chunk, n, cm, cm2);
-      const double total = static_cast<double>(count + n), delta = cm - mean;
-      mean += delta * static_cast<double>(n) / total;
-      m2 += cm2 + delta * delta * static_cast<double>(count) * static_cast<double>(n) / total;
-      count += n;
+      moments.merge(static_cast<double>(n), cm, cm2);
     }
-    const double var = len > 0 ? m2 / static_cast<double>(len) : 0.0;
-    const float rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(pr.eps)));
-    const float meanF = static_cast<float>(mean);
+    const float rstd = moments.rstd(pr.eps);
+    const float meanF = static_cast<float>(moments.mean);
     // 2. y = silu(x·(rstd·γ) + (β − mean·rstd·γ)), channel by channel
     for (int64_t c = 0; c < perGroup; ++c) {
       const int64_t ch = g * perGroup + c;
@@ -180,23 +195,6 @@ inline void groupNormGroups(const sd::nn::detail::GroupNormProblem& pr, int64_t 
 
 // ---- channels-last ([N, S, C]): the same statistics and output, vectorised across channels -------
 
-template <bool kBf16>
-inline Vf loadAt(const void* base, int64_t i) {
-  if constexpr (kBf16) return loadB(static_cast<const uint16_t*>(base) + i);
-  else return loadF(static_cast<const float*>(base) + i);
-}
-template <bool kBf16>
-inline float scalarAt(const void* base, int64_t i) {
-  if constexpr (kBf16) {
-    const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
-  } else {
-    return static_cast<const float*>(base)[i];
-  }
-}
-
 // Per channel, over rows [r0, r1) of sample n: sum[c] = Σ x, then with the group means m[c],
 // d1[c] = Σ (x − m[c]) and d2[c] = Σ (x − m[c])² — the corrected two-pass algorithm of
 // chunkMoments, channel by channel (the rows are few: the second pass reads them from cache).
@@ -204,26 +202,27 @@ template <bool kBf16>
 void nhwcStatsTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64_t r0, int64_t r1, float* work,
                     sd::nn::detail::GroupMoments* out) {
   const int64_t C = pr.channels, D = C / pr.groups, rows = r1 - r0;
-  const char* base = static_cast<const char*>(pr.x) + (n * pr.spatial + r0) * C * (kBf16 ? 2 : 4);
+  const size_t rowBytes = C * (kBf16 ? sizeof(uint16_t) : sizeof(float));
+  const char* base = static_cast<const char*>(pr.x) + (n * pr.spatial + r0) * rowBytes;
   float* sum = work;
   float* d1 = work + C;
   float* d2 = work + 2 * C;
   std::fill(work, work + 3 * C, 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
-    const void* row = base + r * C * (kBf16 ? 2 : 4);
+    const void* row = base + r * rowBytes;
     int64_t c = 0;
     for (; c + kLanes <= C; c += kLanes) storeF(sum + c, loadF(sum + c) + loadAt<kBf16>(row, c));
     for (; c < C; ++c) sum[c] += scalarAt<kBf16>(row, c);
   }
   const double count = static_cast<double>(rows * D);
-  for (int64_t g = 0; g < pr.groups; ++g) {  // the group means, spread over its channels (in d1 for now)
+  for (int64_t g = 0; g < pr.groups; ++g) {  // the group means, spread over their channels
     double s = 0.0;
     for (int64_t c = g * D; c < (g + 1) * D; ++c) s += sum[c];
     const float m = static_cast<float>(s / count);
     for (int64_t c = g * D; c < (g + 1) * D; ++c) sum[c] = m;  // sum[] now holds each channel's group mean
   }
   for (int64_t r = 0; r < rows; ++r) {
-    const void* row = base + r * C * (kBf16 ? 2 : 4);
+    const void* row = base + r * rowBytes;
     int64_t c = 0;
     for (; c + kLanes <= C; c += kLanes) {
       const Vf d = loadAt<kBf16>(row, c) - loadF(sum + c);
@@ -252,7 +251,7 @@ template <bool kBf16, bool kSilu>
 void nhwcApplyTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64_t r0, int64_t r1, const float* scale,
                     const float* shift) {
   const int64_t C = pr.channels;
-  const size_t elem = kBf16 ? 2 : 4;
+  const size_t elem = kBf16 ? sizeof(uint16_t) : sizeof(float);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t offset = (n * pr.spatial + r) * C;
     const void* x = static_cast<const char*>(pr.x) + offset * elem;
@@ -261,26 +260,13 @@ void nhwcApplyTyped(const sd::nn::detail::GroupNormProblem& pr, int64_t n, int64
     for (; c + kLanes <= C; c += kLanes) {
       Vf v = loadAt<kBf16>(x, c) * loadF(scale + c) + loadF(shift + c);
       if constexpr (kSilu) v = siluV(v);
-      if constexpr (kBf16) storeB(static_cast<uint16_t*>(y) + c, v);
-      else storeF(static_cast<float*>(y) + c, v);
+      storeAt<kBf16>(y, c, v);
     }
     if (c == C) continue;
-    // the tail through one zero-padded vector: the same arithmetic as the body
-    float in[kLanes] = {}, sc[kLanes] = {}, sh[kLanes] = {}, o[kLanes];
     const int64_t rest = C - c;
-    for (int64_t i = 0; i < rest; ++i) in[i] = scalarAt<kBf16>(x, c + i);
-    std::memcpy(sc, scale + c, rest * sizeof(float));
-    std::memcpy(sh, shift + c, rest * sizeof(float));
-    Vf v = loadF(in) * loadF(sc) + loadF(sh);
+    Vf v = loadPartial<kBf16>(x, c, rest) * loadPartial<false>(scale, c, rest) + loadPartial<false>(shift, c, rest);
     if constexpr (kSilu) v = siluV(v);
-    storeF(o, v);
-    if constexpr (kBf16) {
-      uint16_t ob[kLanes];
-      storeB(ob, loadF(o));
-      std::memcpy(static_cast<uint16_t*>(y) + c, ob, rest * sizeof(uint16_t));
-    } else {
-      std::memcpy(static_cast<float*>(y) + c, o, rest * sizeof(float));
-    }
+    storePartial<kBf16>(y, c, rest, v);
   }
 }
 

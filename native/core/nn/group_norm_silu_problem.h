@@ -3,6 +3,7 @@
 // Not a public header: include nn/group_norm_silu.h.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace sd::nn::detail {
@@ -26,9 +27,20 @@ GroupNormFn groupNormAvx2();
 
 // ---- channels-last: x and out laid out [N, S, C] (a 4-d tensor in at::MemoryFormat::ChannelsLast) ----
 
-/// Count, mean and M2 (Σ(x − mean)²) of one group over some rows, merged in float64 (Chan et al.).
+/// Count, mean and M2 (Σ(x − mean)²) of one group over some of its elements, in float64.
 struct GroupMoments {
   double count = 0, mean = 0, m2 = 0;
+
+  /// Adds the moments of `n` more elements (Chan, Golub & LeVeque 1983: the pairwise update).
+  void merge(double n, double otherMean, double otherM2) {
+    const double total = count + n, delta = otherMean - mean;
+    mean += delta * n / total;
+    m2 += otherM2 + delta * delta * count * n / total;
+    count = total;
+  }
+
+  /// 1/√(var + eps) of the biased variance, as torch.nn.GroupNorm (0 elements: 1/√eps).
+  float rstd(double eps) const { return static_cast<float>(1.0 / std::sqrt((count > 0 ? m2 / count : 0.0) + eps)); }
 };
 
 /// The moments of every group of sample n over the rows (spatial positions) [rowBegin, rowEnd):
