@@ -134,10 +134,15 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// cpuCacheExercise(sizes: number[], keep = 0, budget = -1) → {maxLiveCached, maxLive, baseLive, hits, misses, recycled, cachedAfter}:
-// inside one CpuCacheScope, allocates (at::empty, uint8, untouched) and frees one tensor per size,
-// in order, keeping the last `keep` alive, with setCpuCacheBudget(budget); reports the largest live + cached and live bytes seen
-// after each step and the counters' changes (tests of the cache's limit and recycling).
+void setNumber(Napi::Env env, Napi::Object& o, const char* key, int64_t v) {
+  o.Set(key, Napi::Number::New(env, static_cast<double>(v)));
+}
+
+// cpuCacheExercise(sizes: number[], keep = 0, budget = -1) → {maxLiveCached, maxLive, baseLive, hits,
+// misses, recycled, cachedAfter, cachedAtEnd}: inside one CpuCacheScope, allocates (at::empty, uint8,
+// untouched) and frees one tensor per size, in order, keeping the last `keep` alive, with
+// setCpuCacheBudget(budget); reports the largest live + cached and live bytes seen after each step
+// and the counters' changes (tests of the cache's limit and recycling).
 Napi::Value CpuCacheExercise(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) throwInvalid(env, "cpuCacheExercise(sizes: number[], keep?: number, budget?: number)");
@@ -163,7 +168,7 @@ Napi::Value CpuCacheExercise(const Napi::CallbackInfo& info) {
   }
   const runtime::CpuCacheStats s1 = runtime::cpuCacheStats();
   Napi::Object o = Napi::Object::New(env);
-  const auto num = [&](const char* key, int64_t v) { o.Set(key, Napi::Number::New(env, static_cast<double>(v))); };
+  const auto num = [&](const char* key, int64_t v) { setNumber(env, o, key, v); };
   num("maxLiveCached", maxLiveCached);
   num("maxLive", maxLive);
   num("baseLive", s0.liveBytes);
@@ -181,7 +186,7 @@ Napi::Value CpuCacheStats(const Napi::CallbackInfo& info) {
   const runtime::CpuCacheStats s = runtime::cpuCacheStats();
   Napi::Object o = Napi::Object::New(env);
   o.Set("installed", s.installed);
-  const auto num = [&](const char* key, int64_t v) { o.Set(key, Napi::Number::New(env, static_cast<double>(v))); };
+  const auto num = [&](const char* key, int64_t v) { setNumber(env, o, key, v); };
   num("liveBytes", s.liveBytes);
   num("cachedBytes", s.cachedBytes);
   num("peakBytes", s.peakBytes);

@@ -50,12 +50,17 @@ at::Device parseDevice(const std::string& device) {
   invalid("device \"" + device + "\" is not supported (expected \"cpu\", \"cuda\" or \"cuda:N\")");
 }
 
+namespace {
+int loadThreads(const LoadOptions& options) {  // 0 = all cores
+  return options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+}
+}  // namespace
+
 at::Device prepareLoad(const LoadOptions& options) {
   if (options.dtype != at::kFloat && options.dtype != at::kHalf && options.dtype != at::kBFloat16)
     invalid("dtype must be float32, float16 or bfloat16");
   const at::Device device = parseDevice(options.device);
-  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (device.is_cpu()) runtime::useIntraOpThreads(threads);
+  if (device.is_cpu()) runtime::useIntraOpThreads(loadThreads(options));
   return device;
 }
 
@@ -103,7 +108,7 @@ std::vector<ComponentInfo> PipelineBase::recordComponents() {
 
 void PipelineBase::beginLoad(const LoadOptions& options) {
   device_ = prepareLoad(options);
-  threads_ = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  threads_ = loadThreads(options);
   dtype_ = options.dtype;
 }
 

@@ -82,9 +82,9 @@ class CpuCachingAllocator final : public c10::Allocator {
     while (!byAge_.empty() && budget_ >= 0 && stats_.cachedBytes > budget_) unmapOldest();
   }
 
-  int64_t release() {
+  void release() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return unmapAll();
+    unmapAll();
   }
 
   void retire() {
@@ -117,11 +117,8 @@ class CpuCachingAllocator final : public c10::Allocator {
     bool retired = false;  // in retiredBySize_ (retire()): only recycled, never handed out as is
   };
 
-  int64_t unmapAll() {  // mutex_ held
-    int64_t before = stats_.unmappedBytes;
+  void unmapAll() {  // mutex_ held
     while (!byAge_.empty()) unmapOldest();
-    epochPeakLive_ = stats_.liveBytes;  // the next call's peak is its own
-    return stats_.unmappedBytes - before;
   }
 
   CpuCachingAllocator& self() const { return const_cast<CpuCachingAllocator&>(*this); }
@@ -152,8 +149,7 @@ class CpuCachingAllocator final : public c10::Allocator {
     if (!retiredBySize_.empty()) recycle = takeCached(bestFit(retiredBySize_, size), retiredBySize_);
     else if (live + stats_.cachedBytes > limit && !bySize_.empty()) recycle = takeCached(bestFit(bySize_, size), bySize_);
 #endif
-    while (!byAge_.empty() && (live + stats_.cachedBytes > limit || (budget_ >= 0 && stats_.cachedBytes > budget_)))
-      unmapOldest();
+    while (!byAge_.empty() && live + stats_.cachedBytes > limit) unmapOldest();
     lock.unlock();
     void* p = MAP_FAILED;
 #ifdef SD_CPU_CACHE_MREMAP
@@ -212,7 +208,7 @@ class CpuCachingAllocator final : public c10::Allocator {
     stats_.peakBytes = std::max(stats_.peakBytes, stats_.liveBytes + stats_.cachedBytes);
   }
 
-  size_t unmapOldest() {  // mutex_ held; byAge_ not empty
+  void unmapOldest() {  // mutex_ held; byAge_ not empty
     auto oldest = byAge_.begin();
     Cached block = oldest->second;
     SizeIndex& index = block.retired ? retiredBySize_ : bySize_;
@@ -226,7 +222,6 @@ class CpuCachingAllocator final : public c10::Allocator {
     munmap(block.ptr, block.size);
     stats_.cachedBytes -= int64_t(block.size);
     stats_.unmappedBytes += int64_t(block.size);
-    return block.size;
   }
 
   /// The deleter of every block (and the raw deleter): a block of ours goes back to the cache;
@@ -264,7 +259,7 @@ class CpuCachingAllocator final : public c10::Allocator {
   SizeIndex bySize_;                        // cached, handed out again at the same size
   SizeIndex retiredBySize_;                 // cached before the last retire(): recycled only
   uint64_t nextAge_ = 0;
-  int64_t epochPeakLive_ = 0;  // the live peak since the last release()
+  int64_t epochPeakLive_ = 0;  // the live peak since the first scope opened
   int64_t epochBaseLive_ = 0;  // live bytes when the first scope opened (the weights)
   int64_t budget_ = -1;        // the most cached bytes allowed (setCpuCacheBudget); -1: no budget
   CpuCacheStats stats_;
@@ -301,11 +296,6 @@ void setCpuCacheBudget(int64_t bytes) {
   if (CpuCachingAllocator* a = CpuCachingAllocator::instance()) a->setBudget(bytes);
 }
 
-int64_t releaseCpuCache() {
-  CpuCachingAllocator* a = CpuCachingAllocator::instance();
-  return a ? a->release() : 0;
-}
-
 CpuCacheStats cpuCacheStats() {
   CpuCachingAllocator* a = CpuCachingAllocator::instance();
   if (!a) return {};
@@ -319,7 +309,6 @@ CpuCacheStats cpuCacheStats() {
 bool installCpuCachingAllocator() { return false; }
 CpuCacheScope::CpuCacheScope() = default;
 CpuCacheScope::~CpuCacheScope() = default;
-int64_t releaseCpuCache() { return 0; }
 void retireCpuCache() {}
 void setCpuCacheBudget(int64_t) {}
 CpuCacheStats cpuCacheStats() { return {}; }

@@ -25,8 +25,8 @@
 // fit above, else the largest below, keeping its resident pages) and unmaps cached blocks, oldest
 // first, until the limit holds. The CPU pipelines' memory guard also caps the cached bytes at the
 // headroom its estimate leaves (setCpuCacheBudget). Between the denoising loop and the VAE decode,
-// whose sizes differ,
-// pipelines retire the cache (retireCpuCache): the decode's misses recycle the loop's blocks first.
+// whose sizes differ, pipelines retire the cache (retireCpuCache): the decode's misses recycle the
+// loop's blocks first.
 #pragma once
 
 #include <cstddef>
@@ -44,7 +44,7 @@ struct CpuCacheStats {
   int64_t hits = 0;             // requests served from the cache
   int64_t misses = 0;           // requests of a size not in the cache
   int64_t recycled = 0;         // misses served by resizing a cached block of another size (Linux)
-  int64_t unmappedBytes = 0;    // cached bytes given back to the kernel (on a miss or a release)
+  int64_t unmappedBytes = 0;    // bytes given back to the kernel (evicted, freed past the budget or outside a call, trimmed by a resize)
   int64_t openScopes = 0;       // CpuCacheScope objects alive now
 };
 
@@ -74,15 +74,11 @@ class CpuCacheScope {
   CpuCacheScope& operator=(const CpuCacheScope&) = delete;
 };
 
-/// Unmaps every cached block now (the live ones are untouched); returns the bytes given back.
-/// Thread-safe; no-op when not installed.
-int64_t releaseCpuCache();
-
 /// Ends a phase of a call whose next phase asks for other sizes (the denoising loop before the VAE
 /// decode): the cached blocks stop being handed out as they are and serve, until the call ends,
 /// only the next phase's misses by recycling (mremap to the new size, keeping their resident
 /// pages) — so that phase reuses the memory the last one already faulted in instead of mapping
-/// fresh memory beside it. Without mremap (macOS) it unmaps them (releaseCpuCache). Thread-safe.
+/// fresh memory beside it. Without mremap (macOS) it unmaps them. Thread-safe.
 void retireCpuCache();
 
 /// Caps the cached bytes (on top of the slack rule) until the last open scope closes: cached blocks
