@@ -22,7 +22,7 @@ function child(threads: number, env: Record<string, string | undefined> = {}) {
   expect(r.status, r.stderr).toBe(0);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
     env: { GOMP_SPINCOUNT: string | null; OPENBLAS_THREAD_TIMEOUT: string | null };
-    blasThreadsBefore: number; blasThreadsAfter: number; cpuCachingAllocator: boolean; imageSha256: string;
+    blasThreadsBefore: number; blasThreadsAfter: number; cpuCachingAllocator: boolean; imageSha256: string; image: string;
   };
 }
 
@@ -38,9 +38,14 @@ describe('CPU thread pools (issue 17 item 3)', () => {
       expect(one.blasThreadsAfter).toBe(1);
       expect(all.blasThreadsAfter).toBe(os.availableParallelism?.() ?? os.cpus().length);
     }
-    // both made an image (its bytes may differ by rounding: the threads split the reductions differently)
-    expect(one.imageSha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(all.imageSha256).toMatch(/^[0-9a-f]{64}$/);
+    // the same image up to the last rounding: the thread count only splits the reductions differently
+    // (1 pixel of 12,288 moved 1 level on libtorch 1.13)
+    const a = Buffer.from(one.image, 'base64'), b = Buffer.from(all.image, 'base64');
+    expect(a.length).toBe(64 * 64 * 3);
+    expect(b.length).toBe(a.length);
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    expect(maxDiff).toBeLessThanOrEqual(1);
   });
 
   it("leaves the user's settings alone: their values stay, and OMP_WAIT_POLICY keeps GOMP_SPINCOUNT unset", () => {

@@ -1,7 +1,7 @@
 /**
  * Child process of test/cpu-threads.test.ts: loads the tiny SD 1.5 pipeline with `threads` = argv[2],
  * generates once, and prints one JSON line: the thread-pool variables libgomp/OpenBLAS read when
- * the addon loaded, buildInfo's thread counts before and after the call, and the image bytes' SHA-256.
+ * the addon loaded, buildInfo's thread counts before and after the call, and the image's bytes (base64) and their SHA-256.
  */
 import { createHash } from 'node:crypto';
 import { StableDiffusionPipeline, buildInfo } from '../../lib/index.js';
@@ -18,4 +18,5 @@ console.log(JSON.stringify({
   blasThreadsBefore: before.blasThreads, blasThreadsAfter: after.blasThreads,
   cpuCachingAllocator: after.cpuCachingAllocator,
   imageSha256: createHash('sha256').update(out.images[0].data).digest('hex'),
+  image: Buffer.from(out.images[0].data).toString('base64'),
 }));
